@@ -1,0 +1,225 @@
+"""The one settings object (DESIGN.md §4).
+
+Sources, strongest first: environment (`VOICEBOT_` prefix, `__` between
+section and field), then the TOML file named by `VOICEBOT_CONFIG` (default
+`./voicebot.toml` when it exists), then the defaults below, which are the
+embedded quick-start configuration: peer mode on loopback, SQLite under
+`./data`, HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "VOICEBOT_CONFIG"
+DEFAULT_CONFIG_FILE = Path("voicebot.toml")
+
+
+class SipSettings(BaseModel):
+    mode: Literal["register", "peer"] = "peer"
+    server: str | None = None
+    port: int = Field(5060, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    bind_host: str = "127.0.0.1"
+    bind_port: int = Field(5062, ge=0, le=65535)
+    public_host: str | None = None
+    rtp_port_min: int = Field(20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20999, ge=1024, le=65535)
+    register_expires: int = Field(300, ge=30, le=86400)
+    allowed_peers: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    user_agent: str = "voicebot"
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR (expected e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SipSettings:
+        if self.rtp_port_min > self.rtp_port_max:
+            raise ValueError(
+                f"rtp_port_min ({self.rtp_port_min}) is above rtp_port_max ({self.rtp_port_max});"
+                " expected rtp_port_min <= rtp_port_max"
+            )
+        if self.rtp_port_max - self.rtp_port_min < 1:
+            raise ValueError("rtp port range must hold at least 2 ports (RTP uses even ports)")
+        if self.mode == "register":
+            missing = [n for n in ("server", "username") if not getattr(self, n)]
+            if missing:
+                raise ValueError(
+                    f"mode 'register' needs {' and '.join(missing)}"
+                    " (VOICEBOT_SIP__SERVER=pbx.example.com, VOICEBOT_SIP__USERNAME=201)"
+                )
+        return self
+
+    def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.allowed_peers]
+
+
+class IvrSettings(BaseModel):
+    language: Literal["ru", "uk", "en"] = "en"
+    ask_category: bool = True
+    ask_value: bool = True
+    confirm: bool = True
+    terminator: Literal["#", "*"] = "#"
+    first_digit_timeout_s: float = Field(8.0, gt=0, le=120)
+    digit_timeout_s: float = Field(4.0, gt=0, le=60)
+    max_attempts: int = Field(3, ge=1, le=10)
+    prompts_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _asks_something(self) -> IvrSettings:
+        if not (self.ask_category or self.ask_value):
+            raise ValueError("at least one of ask_category and ask_value must be true")
+        return self
+
+
+class Category(BaseModel):
+    code: str = Field(pattern=r"^[0-9]{1,6}$", description="digits keyed on the phone")
+    name: str = Field(min_length=1)
+    value: float | None = Field(None, ge=0, description="default value when # alone is keyed")
+
+
+class StorageSettings(BaseModel):
+    database: Path = Path("data/voicebot.db")
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_token: SecretStr | None = None
+
+
+class WebhookEndpointSettings(BaseModel):
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr | list[SecretStr]
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
+        secrets = value if isinstance(value, list) else [value]
+        if not secrets:
+            raise ValueError("at least one secret is needed")
+        for secret in secrets:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("secrets take the form whsec_<base64>")
+        return value
+
+    def secrets(self) -> list[str]:
+        items = self.secret if isinstance(self.secret, list) else [self.secret]
+        return [s.get_secret_value() for s in items]
+
+
+class WebhookSettings(BaseModel):
+    endpoints: list[WebhookEndpointSettings] = Field(default_factory=list)
+    timeout_s: float = Field(15.0, gt=0, le=120)
+    max_attempts: int = Field(10, ge=1, le=10)
+    concurrency_per_endpoint: int = Field(4, ge=1, le=64)
+    retention_days: float = Field(7.0, gt=0)
+
+
+class CallbackSettings(BaseModel):
+    enabled: bool = False
+    order: Literal["manager_first", "client_first"] = "manager_first"
+    targets: list[str] = Field(default_factory=list)
+    working_hours: str = "Mon-Fri 09:00-18:00"
+    timezone: str = "UTC"
+    first_delay_s: float = Field(60.0, ge=0)
+    max_attempts: int = Field(3, ge=1)
+    retry_interval_s: float = Field(600.0, gt=0)
+    transfer: Literal["refer", "bridge"] = "bridge"
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+def _default_categories() -> list[Category]:
+    return [
+        Category(code="1", name="sale", value=None),
+        Category(code="2", name="asked for the address", value=100),
+        Category(code="3", name="existing order", value=None),
+        Category(code="9", name="spam", value=0),
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    sip: SipSettings = Field(default_factory=SipSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
+    categories: list[Category] = Field(default_factory=_default_categories)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_codes(cls, value: list[Category]) -> list[Category]:
+        seen: set[str] = set()
+        for category in value:
+            if category.code in seen:
+                raise ValueError(f"duplicate category code {category.code!r}; codes must be unique")
+            seen.add(category.code)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+class ConfigFileError(Exception):
+    """The file named by VOICEBOT_CONFIG is missing or unreadable."""
+
+
+def config_file() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigFileError(f"{CONFIG_ENV}={named}: no such file (expected a TOML file)")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env + file; raises pydantic.ValidationError or ConfigFileError."""
+    return Settings(**overrides)  # type: ignore[arg-type]
