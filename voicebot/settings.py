@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +26,13 @@ CONFIG_ENV = "VOICEBOT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("voicebot.toml")
 
 
-class SipSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo is never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SipSettings(Section):
     mode: Literal["register", "peer"] = "peer"
     server: str | None = None
     port: int = Field(5060, ge=1, le=65535)
@@ -75,12 +81,14 @@ class SipSettings(BaseModel):
         return [ipaddress.ip_network(item, strict=False) for item in self.allowed_peers]
 
 
-class IvrSettings(BaseModel):
+class IvrSettings(Section):
     language: Literal["ru", "uk", "en"] = "en"
     ask_category: bool = True
     ask_value: bool = True
     confirm: bool = True
-    terminator: Literal["#", "*"] = "#"
+    # `*` is the decimal point and the restart key, and the prompts say "press
+    # hash", so `#` is the only terminator that keeps the menu coherent.
+    terminator: Literal["#"] = "#"
     first_digit_timeout_s: float = Field(8.0, gt=0, le=120)
     digit_timeout_s: float = Field(4.0, gt=0, le=60)
     max_attempts: int = Field(3, ge=1, le=10)
@@ -93,23 +101,23 @@ class IvrSettings(BaseModel):
         return self
 
 
-class Category(BaseModel):
+class Category(Section):
     code: str = Field(pattern=r"^[0-9]{1,6}$", description="digits keyed on the phone")
     name: str = Field(min_length=1)
     value: float | None = Field(None, ge=0, description="default value when # alone is keyed")
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Section):
     database: Path = Path("data/voicebot.db")
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_token: SecretStr | None = None
 
 
-class WebhookEndpointSettings(BaseModel):
+class WebhookEndpointSettings(Section):
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr | list[SecretStr]
     events: list[str] = Field(default_factory=lambda: ["*"])
@@ -130,7 +138,7 @@ class WebhookEndpointSettings(BaseModel):
         return [s.get_secret_value() for s in items]
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(Section):
     endpoints: list[WebhookEndpointSettings] = Field(default_factory=list)
     timeout_s: float = Field(15.0, gt=0, le=120)
     max_attempts: int = Field(10, ge=1, le=10)
@@ -138,7 +146,7 @@ class WebhookSettings(BaseModel):
     retention_days: float = Field(7.0, gt=0)
 
 
-class CallbackSettings(BaseModel):
+class CallbackSettings(Section):
     enabled: bool = False
     order: Literal["manager_first", "client_first"] = "manager_first"
     targets: list[str] = Field(default_factory=list)
@@ -150,7 +158,7 @@ class CallbackSettings(BaseModel):
     transfer: Literal["refer", "bridge"] = "bridge"
 
 
-class LogSettings(BaseModel):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
 

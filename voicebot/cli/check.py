@@ -1,10 +1,76 @@
-"""`voicebot check` (placeholder until its issue lands)."""
+"""`voicebot check`: validate configuration and print it with secrets masked."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from pydantic import ValidationError
+
+from voicebot.config_errors import describe_problems
+from voicebot.settings import ConfigFileError, Settings, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("check", help="not implemented yet")
-    parser.set_defaults(handler=lambda args: 2)
+    parser = subparsers.add_parser(
+        "check", help="validate the configuration and print it with secrets masked"
+    )
+    parser.add_argument("--json", action="store_true", help="print the settings as JSON")
+    parser.set_defaults(handler=run_check)
+
+
+def masked(settings: Settings) -> dict[str, object]:
+    """Settings as plain data; SecretStr fields print as '**********'."""
+    return json.loads(settings.model_dump_json())
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except (ValidationError, ConfigFileError) as error:
+        for line in describe_problems(error):
+            print(f"voicebot check: {line}", file=sys.stderr)
+        return 1
+    problems = startup_problems(settings)
+    data = masked(settings)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        _print_toml_like(data)
+    for line in problems:
+        print(f"voicebot check: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """Problems only visible with the files at hand (prompts, database directory)."""
+    from voicebot.media.prompt_library import PROMPT_NAMES, PromptError, PromptLibrary
+
+    problems: list[str] = []
+    try:
+        PromptLibrary.load(
+            settings.ivr.language, PROMPT_NAMES, override_dir=settings.ivr.prompts_dir
+        )
+    except PromptError as error:
+        problems.append(f"ivr.prompts_dir: {error}")
+    if settings.ivr.prompts_dir is not None and not settings.ivr.prompts_dir.is_dir():
+        problems.append(f"ivr.prompts_dir: {settings.ivr.prompts_dir} is not a directory")
+    parent = settings.storage.database.parent
+    if parent.exists() and not parent.is_dir():
+        problems.append(f"storage.database: {parent} is not a directory")
+    return problems
+
+
+def _print_toml_like(data: dict[str, object], prefix: str = "") -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if prefix:
+        print(f"[{prefix}]")
+    for key, value in scalars.items():
+        print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    if scalars:
+        print()
+    for key, value in tables.items():
+        assert isinstance(value, dict)
+        _print_toml_like(value, f"{prefix}.{key}" if prefix else key)
