@@ -1,0 +1,123 @@
+"""A pretend call around `ivr.Menu`: it remembers the armed timer token so tests
+can fire it, and checks the menu's invariants after every event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from ivr import (
+    PROMPTS,
+    Action,
+    CancelTimer,
+    Category,
+    Digit,
+    Event,
+    HangUp,
+    Hangup,
+    Menu,
+    MenuConfig,
+    Play,
+    PromptFinished,
+    Save,
+    Start,
+    StartTimer,
+    StopPlayback,
+    TimerFired,
+)
+
+CATEGORIES = {
+    "1": Category("1", "sale", None),
+    "2": Category("2", "asked for the address", Decimal("100")),
+    "3": Category("3", "existing order", None),
+    "42": Category("42", "spam", Decimal("0.50")),
+}
+
+
+class Call:
+    """Plays the app's side: one player, one timer slot, actions performed in order."""
+
+    def __init__(self, **config: object) -> None:
+        self.categories = CATEGORIES
+        self.menu = Menu(MenuConfig(CATEGORIES, **config))  # type: ignore[arg-type]
+        self.playing = False
+        self.token: int | None = None
+        self.last_token = 0
+        self.saves: list[Save] = []
+        self.hung_up = False
+
+    def send(self, event: Event) -> list[Action]:
+        was_done = self.menu.finished
+        if isinstance(event, PromptFinished):
+            self.playing = False
+        actions = self.menu.handle(event)
+        if was_done:
+            assert actions == []
+        if isinstance(event, TimerFired) and event.token == self.token:
+            self.token = None
+        for action in actions:
+            self._perform(action)
+        if isinstance(event, Hangup) or self.menu.finished:
+            assert self.menu.finished
+            assert len(self.saves) == 1
+        elif self.menu.state.value != "idle":
+            # Never waiting for nothing: exactly one of prompt / timer.
+            assert self.playing != (self.token is not None), (self.playing, self.token)
+        return actions
+
+    def _perform(self, action: Action) -> None:
+        assert not self.hung_up
+        match action:
+            case Play(prompts=prompts):
+                assert prompts and set(prompts) <= PROMPTS, prompts
+                self.playing = True
+            case StopPlayback():
+                assert self.playing
+                self.playing = False
+            case StartTimer(token=token):
+                assert token > self.last_token
+                self.last_token = token
+                self.token = token
+            case CancelTimer():
+                assert self.token is not None
+                self.token = None
+            case Save():
+                self.saves.append(action)
+                self.playing = False
+            case HangUp():
+                assert self.saves
+                self.hung_up = True
+
+    # -- shorthands ---------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        return self.send(Start())
+
+    def played(self) -> list[Action]:
+        assert self.playing, "nothing is playing"
+        return self.send(PromptFinished())
+
+    def press(self, key: str) -> list[Action]:
+        return self.send(Digit(key))
+
+    def keys(self, keys: str) -> list[list[Action]]:
+        return [self.press(key) for key in keys]
+
+    def timeout(self) -> list[Action]:
+        assert self.token is not None, "no timer armed"
+        return self.send(TimerFired(self.token))
+
+    def hangup(self) -> list[Action]:
+        return self.send(Hangup())
+
+    @property
+    def saved(self) -> Save:
+        (save,) = self.saves
+        return save
+
+
+@pytest.fixture
+def call() -> Callable[..., Call]:
+    return Call
