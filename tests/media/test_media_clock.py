@@ -1,0 +1,79 @@
+import asyncio
+import itertools
+import time
+
+from voicebot.media.clock import MediaClock
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ticks: list[int] = []
+
+    def on_tick(self, tick_no: int) -> None:
+        self.ticks.append(tick_no)
+
+
+async def test_one_task_drives_all_subscribers() -> None:
+    clock = MediaClock(interval=0.005)
+    a, b = Recorder(), Recorder()
+    clock.subscribe(a)
+    clock.subscribe(b)
+    while len(a.ticks) < 5:
+        await asyncio.sleep(0.005)
+    clock.unsubscribe(b)
+    seen_by_b = len(b.ticks)
+    while len(a.ticks) < 10:
+        await asyncio.sleep(0.005)
+    await clock.stop()
+    assert a.ticks == sorted(set(a.ticks))
+    assert b.ticks == a.ticks[: len(b.ticks)]
+    assert len(b.ticks) == seen_by_b
+    assert not clock.running
+
+
+async def test_stops_when_idle_and_restarts_lazily() -> None:
+    clock = MediaClock(interval=0.005)
+    r = Recorder()
+    clock.subscribe(r)
+    while not r.ticks:
+        await asyncio.sleep(0.005)
+    clock.unsubscribe(r)
+    await asyncio.sleep(0.03)
+    assert not clock.running
+    clock.subscribe(r)
+    assert clock.running
+    await clock.stop()
+
+
+async def test_stalled_loop_skips_ahead_instead_of_bursting() -> None:
+    clock = MediaClock(interval=0.005, max_lag_ticks=3)
+    r = Recorder()
+    clock.subscribe(r)
+    while not r.ticks:
+        await asyncio.sleep(0.001)
+    time.sleep(0.2)  # block the loop for ~40 ticks
+    before = len(r.ticks)
+    await asyncio.sleep(0.001)
+    while len(r.ticks) < before + 3:
+        await asyncio.sleep(0.001)
+    await clock.stop()
+    assert clock.skipped_ticks > 0
+    assert any(b - a > 1 for a, b in itertools.pairwise(r.ticks))
+
+
+async def test_failing_tickable_is_dropped_others_continue() -> None:
+    clock = MediaClock(interval=0.005)
+
+    class Broken:
+        def on_tick(self, tick_no: int) -> None:
+            raise RuntimeError("bug")
+
+    good, broken = Recorder(), Broken()
+    clock.subscribe(broken)
+    clock.subscribe(good)
+    while len(good.ticks) < 3:
+        await asyncio.sleep(0.005)
+    clock.unsubscribe(good)
+    await asyncio.sleep(0.03)
+    assert not clock.running  # broken was dropped, so no subscriber keeps it alive
+    await clock.stop()

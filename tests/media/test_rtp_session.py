@@ -1,0 +1,224 @@
+import asyncio
+import itertools
+import socket
+
+import pytest
+
+from voicebot.media.clock import MediaClock
+from voicebot.media.g711 import PCMA, PCMU
+from voicebot.media.rtp import RtpPacket
+from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
+from voicebot.media.telephone_event import DtmfSender, TelephoneEvent
+
+HOST = "127.0.0.1"
+DTMF_PT = 101
+
+
+class Receiver(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, tuple[str, int]]] = []
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.datagrams.append((data, addr))
+
+
+async def udp_peer() -> tuple[asyncio.DatagramTransport, Receiver, int]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Receiver, local_addr=(HOST, 0))
+    return transport, protocol, transport.get_extra_info("sockname")[1]
+
+
+def free_even_range(count: int = 10) -> tuple[int, int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    start = port - port % 2
+    if start + 2 * count > 65535:
+        start -= 4 * count
+    return start, start + 2 * count - 1
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def clock():
+    clock = MediaClock()
+    yield clock
+    await clock.stop()
+
+
+@pytest.fixture
+def pool() -> RtpPortPool:
+    return RtpPortPool(HOST, *free_even_range())
+
+
+async def test_pool_allocates_even_ports_skips_busy_and_exhausts() -> None:
+    low, _ = free_even_range()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        busy.bind((HOST, low))
+    except OSError:
+        pytest.skip("port raced away")
+    try:
+        pool = RtpPortPool(HOST, low, low + 5)  # even ports low, low+2, low+4
+        first = await pool.allocate()
+        second = await pool.allocate()
+        assert {first.port, second.port} == {low + 2, low + 4}
+        with pytest.raises(RtpPortsExhausted, match="no free even RTP port"):
+            await pool.allocate()
+        first.close()
+        assert first.port not in pool.in_use
+        await asyncio.sleep(0.01)  # asyncio closes the socket on a later loop iteration
+        again = await pool.allocate()
+        assert again.port == first.port
+        again.close()
+        second.close()
+    finally:
+        busy.close()
+
+
+def test_pool_rejects_range_without_even_port() -> None:
+    with pytest.raises(ValueError):
+        RtpPortPool(HOST, 10001, 10001)
+
+
+async def test_sends_one_full_packet_per_tick(pool: RtpPortPool, clock: MediaClock) -> None:
+    peer, receiver, peer_port = await udp_peer()
+    session = RtpSession(await pool.allocate(), (HOST, peer_port), PCMU, clock)
+    session.player.play([b"\x01" * 160] * 3)
+    await session.start()
+    await asyncio.sleep(1.0)
+    await session.close()
+    peer.close()
+    packets = [RtpPacket.parse(data) for data, _ in receiver.datagrams]
+    assert 25 <= len(packets) <= 75
+    assert session.stats.packets_sent == len(packets)
+    for prev, cur in itertools.pairwise(packets):
+        assert cur.sequence == (prev.sequence + 1) % 65536
+        assert cur.timestamp == (prev.timestamp + 160) % 2**32
+    assert {len(p.payload) for p in packets} == {160}
+    assert {p.payload_type for p in packets} == {0}
+    assert {p.ssrc for p in packets} == {packets[0].ssrc}
+    assert [p.payload for p in packets[:4]] == [b"\x01" * 160] * 3 + [b"\xff" * 160]
+    assert [p.marker for p in packets[:4]] == [True, False, False, False]
+    assert not any(p.marker for p in packets[1:])
+
+
+async def test_sequence_wrap_on_the_wire(pool: RtpPortPool, clock: MediaClock) -> None:
+    peer, receiver, peer_port = await udp_peer()
+    session = RtpSession(await pool.allocate(), (HOST, peer_port), PCMA, clock)
+    session._seq = 65533  # start right before the wrap
+    await session.start()
+    await wait_for(lambda: len(receiver.datagrams) >= 6)
+    await session.close()
+    peer.close()
+    packets = [RtpPacket.parse(d) for d, _ in receiver.datagrams]
+    assert [p.sequence for p in packets[:6]] == [65533, 65534, 65535, 0, 1, 2]
+    assert {len(d) for d, _ in receiver.datagrams} == {172}
+    assert packets[0].payload == b"\xd5" * 160
+
+
+async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) -> None:
+    peer, _receiver, peer_port = await udp_peer()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # asyncio will not send 0 bytes
+    raw.bind((HOST, 0))
+    keys: list[str] = []
+    session = RtpSession(
+        await pool.allocate(),
+        (HOST, peer_port),
+        PCMU,
+        clock,
+        dtmf_payload_type=DTMF_PT,
+        on_key=keys.append,
+    )
+    await session.start()
+    target = (HOST, session.local_port)
+    sender = DtmfSender(DTMF_PT, ssrc=77)
+    too_short_event = bytes(RtpPacket(DTMF_PT, 1, 2, 3, payload=b"\x01"))
+    garbage = [b"", b"\x80", b"\x00" * 12, b"\xff" * 40, too_short_event]
+    seq, timestamp = 0, 1000
+    for key in "1500#":
+        for data in garbage:
+            raw.sendto(data, target)
+        for packet, _ in sender.packets(key, seq, timestamp):
+            peer.sendto(bytes(packet), target)
+            seq += 1
+        timestamp += 1600
+    await wait_for(lambda: len(keys) == 5)
+    assert keys == list("1500#")
+    assert session.stats.keys == 5
+    assert session.stats.malformed == 5 * len(garbage)
+    assert session.stats.packets_received == 5 * 8
+    assert session.remote == (HOST, peer_port)  # garbage from elsewhere did not latch
+    sent_before = session.stats.packets_sent
+    await wait_for(lambda: session.stats.packets_sent > sent_before + 2)  # still sending
+    await session.close()
+    peer.close()
+    raw.close()
+
+
+async def test_symmetric_rtp_latches_to_observed_source(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    sdp_peer, sdp_receiver, sdp_port = await udp_peer()
+    nat_peer, nat_receiver, nat_port = await udp_peer()
+    stranger, _stranger_receiver, _ = await udp_peer()
+    audio: list[bytes] = []
+    session = RtpSession(
+        await pool.allocate(), (HOST, sdp_port), PCMU, clock, on_audio=audio.append
+    )
+    await session.start()
+    await wait_for(lambda: len(sdp_receiver.datagrams) >= 2)
+    target = (HOST, session.local_port)
+    nat_peer.sendto(bytes(RtpPacket(0, 1, 160, 5, payload=b"\xff" * 160)), target)
+    await wait_for(lambda: len(nat_receiver.datagrams) >= 3)
+    assert session.remote == (HOST, nat_port)
+    assert audio == [b"\x00\x00" * 160]
+    stranger.sendto(bytes(RtpPacket(0, 2, 320, 6, payload=b"\xff" * 160)), target)
+    await wait_for(lambda: session.stats.foreign == 1)
+    assert session.remote == (HOST, nat_port)
+    await session.close()
+    for transport in (sdp_peer, nat_peer, stranger):
+        transport.close()
+
+
+async def test_send_keys_round_trip_between_sessions(pool: RtpPortPool, clock: MediaClock) -> None:
+    a_endpoint, b_endpoint = await pool.allocate(), await pool.allocate()
+    keys: list[str] = []
+    a = RtpSession(a_endpoint, (HOST, b_endpoint.port), PCMU, clock, dtmf_payload_type=DTMF_PT)
+    b = RtpSession(
+        b_endpoint,
+        (HOST, a_endpoint.port),
+        PCMU,
+        clock,
+        dtmf_payload_type=DTMF_PT,
+        on_key=keys.append,
+    )
+    await a.start()
+    await b.start()
+    with pytest.raises(ValueError):
+        a.send_keys("12x")
+    await asyncio.wait_for(a.send_keys("1500", duration=0.04, gap=0.04), 5)
+    await wait_for(lambda: len(keys) == 4)
+    assert keys == list("1500")
+    await a.close()
+    await b.close()
+    assert pool.in_use == frozenset()
+
+
+async def test_close_is_idempotent_and_releases_port(pool: RtpPortPool, clock: MediaClock) -> None:
+    session = RtpSession(await pool.allocate(), (HOST, 9), PCMU, clock)
+    await session.start()
+    await session.close()
+    await session.close()
+    assert pool.in_use == frozenset()
+
+
+def test_event_payload_helper_sanity() -> None:
+    assert len(bytes(TelephoneEvent(1))) == 4

@@ -1,0 +1,91 @@
+"""One media clock for every call: a single asyncio task, absolute deadlines.
+
+Stock pyVoIP ran sleep-polling threads per call and paced with relative
+sleeps, so every tick's processing time was added to the period (49.5
+packets/s instead of 50) and calls drifted apart. Here tick *n* is due at
+``t0 + n * interval`` on the loop's monotonic clock, so lateness never
+accumulates. A small lag is caught up tick by tick; a lag beyond
+`max_lag_ticks` (a stalled loop) is skipped, not burst, because a burst of
+stale packets only overflows the far end's jitter buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+import structlog
+
+from voicebot.logs import get_logger
+
+
+class Tickable(Protocol):
+    def on_tick(self, tick_no: int) -> None:
+        """Called once per tick on the event loop; must be fast and never block."""
+
+
+class MediaClock:
+    """Drives every subscribed `Tickable` from one task; starts with its first subscriber."""
+
+    def __init__(
+        self,
+        interval: float = 0.020,
+        max_lag_ticks: int = 5,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.interval = interval
+        self.max_lag_ticks = max_lag_ticks
+        self.skipped_ticks = 0
+        self._log = logger or get_logger(component="media_clock")
+        self._subscribers: dict[Tickable, None] = {}  # insertion-ordered set
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def subscribe(self, tickable: Tickable) -> None:
+        self._subscribers[tickable] = None
+        self.start()
+
+    def unsubscribe(self, tickable: Tickable) -> None:
+        self._subscribers.pop(tickable, None)
+
+    def start(self) -> None:
+        """Start the tick task if it is not running (needs a running loop)."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-clock")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        tick = 0
+        # Idle with no subscribers costs nothing: the task ends, subscribe() restarts it.
+        while self._subscribers:
+            tick += 1
+            delay = t0 + tick * self.interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > self.max_lag_ticks * self.interval:
+                behind = int(-delay / self.interval)
+                self.skipped_ticks += behind
+                self._log.warning("media_clock_skipped", ticks=behind, lag_s=round(-delay, 3))
+                tick += behind
+            self._tick(tick)
+
+    def _tick(self, tick: int) -> None:
+        for tickable in list(self._subscribers):
+            try:
+                tickable.on_tick(tick)
+            except Exception:
+                # One broken call must not silence every other call on the clock.
+                self._log.exception("media_tick_failed", tickable=repr(tickable))
+                self.unsubscribe(tickable)
