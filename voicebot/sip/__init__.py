@@ -1,0 +1,1 @@
+"""SIP user agent for voicebot: transport, transactions, dialogs, registration."""

@@ -1,0 +1,189 @@
+"""SIP over UDP on asyncio (RFC 3261 §18, RFC 3581).
+
+Responses go where the request came from, not to a configured server:
+§18.2.2 sends to the top Via's `received` address (which we stamp on every
+request from its source IP) and, with RFC 3581 `rport`, to the source port.
+Stock pyVoIP sent every response to its configured server.
+
+A malformed datagram never reaches the layers above: when its request line
+and Via can still be read we answer 400 (so the sender stops retransmitting),
+otherwise it is dropped. Keepalive CRLFs (RFC 5626 §4.4.1) are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+from voicebot.logs import get_logger
+from voicebot.sip.message import (
+    Headers,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    Via,
+    parse_message,
+    split_list,
+)
+from voicebot.sip.pyvoip_adapter import reason_phrase
+
+Address = tuple[str, int]
+RequestHandler = Callable[[SipRequest, Address], None]
+ResponseHandler = Callable[[SipResponse, Address], None]
+
+MAX_DATAGRAM = 65535
+
+
+def stamp_via(request: SipRequest, source: Address) -> None:
+    """Add received= / rport= to the top Via of a request from `source` (§18.2.1, RFC 3581)."""
+    vias = request.headers.get_all("Via")
+    top = Via.parse(vias[0])
+    host, port = source
+    if "rport" in top.params:
+        top.params["rport"] = str(port)
+        top.params["received"] = host
+    elif top.host != host:
+        top.params["received"] = host
+    else:
+        return
+    fields: list[tuple[str, str]] = []
+    done = False
+    for name, value in request.headers:
+        if name == "Via" and not done:
+            value = ", ".join([str(top), *split_list(value)[1:]])
+            done = True
+        fields.append((name, value))
+    request.headers = Headers(fields)
+
+
+def response_destination(response: SipResponse) -> Address:
+    """Where a response goes (RFC 3261 §18.2.2 for unreliable transports, RFC 3581 §4)."""
+    via = response.top_via
+    host = via.params.get("maddr") or via.received or via.host
+    port = via.rport or via.port or 5060
+    return host, port
+
+
+class SipTransport(asyncio.DatagramProtocol):
+    """One UDP socket carrying every SIP message of the user agent."""
+
+    def __init__(
+        self,
+        on_request: RequestHandler,
+        on_response: ResponseHandler,
+        *,
+        logger: Any = None,
+    ) -> None:
+        self._on_request = on_request
+        self._on_response = on_response
+        self._log = logger or get_logger(component="sip.transport")
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local_address: Address = ("0.0.0.0", 0)
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        on_request: RequestHandler,
+        on_response: ResponseHandler,
+        *,
+        logger: Any = None,
+    ) -> SipTransport:
+        """Bind host:port (port 0 picks a free one; see `local_address`)."""
+        loop = asyncio.get_running_loop()
+        protocol = cls(on_request, on_response, logger=logger)
+        await loop.create_datagram_endpoint(lambda: protocol, local_addr=(host, port))
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        sockname = transport.get_extra_info("sockname")
+        self.local_address = (sockname[0], sockname[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        source: Address = (addr[0], addr[1])
+        if not data.strip(b"\r\n \t"):
+            return  # keepalive
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._reject_malformed(data, source, str(exc))
+            return
+        try:
+            if isinstance(message, SipRequest):
+                stamp_via(message, source)
+                self._on_request(message, source)
+            else:
+                self._on_response(message, source)
+        except Exception:  # one bad message must never take the UA down
+            self._log.exception("sip_message_handler_failed", source=f"{source[0]}:{source[1]}")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the transaction timers deal with it.
+        self._log.debug("sip_udp_error", error=str(exc))
+
+    def _reject_malformed(self, data: bytes, source: Address, error: str) -> None:
+        log = self._log.bind(source=f"{source[0]}:{source[1]}", error=error)
+        response = malformed_response(data, source)
+        if response is None:
+            log.info("sip_malformed_dropped")
+            return
+        log.info("sip_malformed_400")
+        self.send(bytes(response), response_destination(response))
+
+    def send(self, data: bytes, destination: Address) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._transport.sendto(data, destination)
+
+    def send_request(self, request: SipRequest, destination: Address) -> None:
+        self.send(bytes(request), destination)
+
+    def send_response(self, response: SipResponse) -> None:
+        self.send(bytes(response), response_destination(response))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def malformed_response(data: bytes, source: Address) -> SipResponse | None:
+    """A 400 for a request we cannot parse fully, or None when even that is impossible.
+
+    Needs a request line and a parseable top Via; From/To/Call-ID/CSeq are
+    copied raw when present (RFC 3261 §8.2.6 asks for them).
+    """
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+    lines = [line for line in text.split("\n\n", 1)[0].split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return None
+    parts = lines[0].split()
+    if len(parts) != 3 or parts[2].upper() != "SIP/2.0" or parts[0].startswith("SIP/"):
+        return None
+    copied = Headers()
+    via: Via | None = None
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue
+        key = name.strip().lower()
+        if key in ("via", "v") and via is None:
+            try:
+                via = Via.parse(value.split(",")[0])
+            except SipParseError:
+                return None
+        elif key in ("from", "f", "to", "t", "call-id", "i", "cseq"):
+            copied.add(name.strip(), value.strip())
+    if via is None:
+        return None
+    if "rport" in via.params:
+        via.params["rport"] = str(source[1])
+    via.params["received"] = source[0]
+    headers = Headers([("Via", str(via))])
+    for name, value in copied:
+        headers.add(name, value)
+    return SipResponse(headers, b"", status=400, reason=reason_phrase(400) or "Bad Request")

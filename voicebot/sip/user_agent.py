@@ -1,0 +1,388 @@
+"""The bot's SIP user agent: wiring of transport, transactions, dialogs, registration.
+
+Out-of-dialog requests are decided here (who may call us, what we answer to
+OPTIONS/CANCEL/REFER…); in-dialog requests go to their `Dialog`, whose state
+decides. In mode "register" a `Registration` task keeps us registered; in
+mode "peer" the PBX sends INVITEs straight to bind_host:bind_port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voicebot.logs import get_logger
+from voicebot.settings import SipSettings
+from voicebot.sip.call import CallCancelled, CallEnded, CallFailed, IncomingCall, OutgoingCall
+from voicebot.sip.dialog import (
+    ALLOW,
+    SHUTDOWN,
+    Dialog,
+    UasEarly,
+    await_quietly,
+    options_response,
+    unsupported_response,
+)
+from voicebot.sip.digest import DigestCredentials
+from voicebot.sip.message import (
+    NameAddr,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    Via,
+    build_response,
+    new_branch,
+    new_call_id,
+    new_tag,
+    split_list,
+)
+from voicebot.sip.registration import Registration
+from voicebot.sip.sdp import SUPPORTED_CODECS, SdpParseError, build_offer, negotiate, parse_sdp
+from voicebot.sip.transaction import ServerTransaction, TransactionLayer
+from voicebot.sip.transport import Address, SipTransport
+
+__all__ = ["CallCancelled", "CallEnded", "CallFailed", "IncomingCall", "OutgoingCall", "UserAgent"]
+
+IncomingCallHandler = Callable[[IncomingCall], Awaitable[None]]
+DialogKey = tuple[str, str, str | None]
+
+
+class UserAgent:
+    """One SIP endpoint: answers INVITEs for the bot, places calls for the simulator."""
+
+    def __init__(
+        self,
+        settings: SipSettings,
+        on_incoming_call: IncomingCallHandler,
+        *,
+        logger: Any = None,
+        t1: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.user_agent = settings.user_agent
+        self._on_incoming_call = on_incoming_call
+        self._log = (logger or get_logger()).bind(component="sip")
+        self._t1 = t1
+        self._transport: SipTransport | None = None
+        self._transactions: TransactionLayer | None = None
+        self._dialogs: dict[DialogKey, Dialog] = {}
+        self._early: dict[str, Dialog] = {}  # INVITE branch -> dialog, for CANCEL
+        self._outgoing: list[OutgoingCall] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._allowed = settings.allowed_networks()
+        self._advertised_host = settings.public_host or settings.bind_host
+        self.registration: Registration | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Bind the UDP socket and start registering (mode register); never waits on the PBX."""
+        s = self.settings
+        self._transport = await SipTransport.open(
+            s.bind_host, s.bind_port, self._on_request, self._on_response, logger=self._log
+        )
+        kwargs = {"t1": self._t1} if self._t1 else {}
+        self._transactions = TransactionLayer(self._transport, logger=self._log, **kwargs)
+        if not s.public_host and s.bind_host in ("0.0.0.0", "::", ""):
+            self._advertised_host = _outbound_ip(s.server)
+        self._log.info(
+            "sip_listening", address=f"{self.local_address[0]}:{self.local_address[1]}", mode=s.mode
+        )
+        if s.mode == "register":
+            self.registration = Registration(
+                s,
+                send=self._transactions.request,
+                contact=self.contact_address,
+                logger=self._log,
+            )
+            self.registration.start()
+
+    async def stop(self) -> None:
+        """BYE every call, un-register, close the socket."""
+        waits = []
+        for dialog in list(self._dialogs.values()) + list(self._early.values()):
+            waitable = dialog.state.hangup(dialog, SHUTDOWN)
+            if waitable is not None:
+                waits.append(await_quietly(waitable, 1.0))
+            dialog.end(SHUTDOWN)
+        for call in self._outgoing:
+            if not call.ended.done():
+                waits.append(call.hangup())
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        if self.registration is not None:
+            await self.registration.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transactions is not None:
+            self._transactions.close()
+        if self._transport is not None:
+            self._transport.close()
+        self._log.info("sip_stopped")
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """(host, port) the UDP socket is bound to (the real port when bind_port is 0)."""
+        if self._transport is None:
+            raise RuntimeError("UserAgent not started")
+        return self._transport.local_address
+
+    @property
+    def contact_address(self) -> Address:
+        return self._advertised_host, self.local_address[1]
+
+    @property
+    def transactions(self) -> TransactionLayer:
+        if self._transactions is None:
+            raise RuntimeError("UserAgent not started")
+        return self._transactions
+
+    # ---------------------------------------------------------------- DialogHost
+
+    def contact(self) -> str:
+        host, port = self.contact_address
+        return str(
+            NameAddr(SipUri(host=host, port=port, user=self.settings.username or "voicebot"))
+        )
+
+    def via(self) -> str:
+        host, port = self.contact_address
+        return str(Via(host=host, port=port, params={"branch": new_branch(), "rport": None}))
+
+    def send(self, data: bytes, destination: Address) -> None:
+        if self._transport is not None:
+            self._transport.send(data, destination)
+
+    def remember(self, dialog: Dialog) -> None:
+        self._dialogs[dialog.key] = dialog
+
+    def forget(self, dialog: Dialog) -> None:
+        if self._dialogs.get(dialog.key) is dialog:
+            del self._dialogs[dialog.key]
+        for branch, early in list(self._early.items()):
+            if early is dialog:
+                del self._early[branch]
+
+    # ---------------------------------------------------------------- incoming
+
+    def _on_request(self, request: SipRequest, source: Address) -> None:
+        layer = self.transactions
+        if layer.absorb(request):
+            return
+        if request.method == "ACK":
+            dialog = self._find_dialog(request)
+            if dialog is not None:
+                dialog.receive_request(request, None)
+            return  # an ACK nobody waits for is dropped (§17.2.3)
+        tx = layer.server_transaction(request, source)
+        try:
+            self._dispatch(request, source, tx)
+        except SipParseError as exc:
+            self._log.info("sip_bad_request", call_id=request.call_id, error=str(exc))
+            if not tx.final_sent:
+                tx.respond(build_response(request, 400, f"Bad Request ({exc})"[:100]))
+
+    def _find_dialog(self, request: SipRequest) -> Dialog | None:
+        to_tag = request.to.tag
+        if to_tag is None:
+            return None
+        return self._dialogs.get((request.call_id, to_tag, request.from_.tag))
+
+    def _dispatch(self, request: SipRequest, source: Address, tx: ServerTransaction) -> None:
+        method = request.method
+        if method == "CANCEL":
+            self._cancel(request, tx)
+            return
+        if request.to.tag is not None:
+            dialog = self._find_dialog(request)
+            if dialog is not None:
+                dialog.receive_request(request, tx)
+            elif method == "OPTIONS":
+                tx.respond(options_response(request, None))
+            else:
+                tx.respond(build_response(request, 481))
+            return
+        tag = new_tag()
+        if method == "INVITE":
+            self._incoming_invite(request, source, tx)
+        elif method == "OPTIONS":
+            tx.respond(options_response(request, tag))
+        elif method in ("BYE", "INFO"):
+            tx.respond(build_response(request, 481, to_tag=tag))
+        else:
+            tx.respond(unsupported_response(request, tag))
+
+    def _cancel(self, cancel: SipRequest, tx: ServerTransaction) -> None:
+        invite_tx = self.transactions.find_invite(cancel)
+        if invite_tx is None:
+            tx.respond(build_response(cancel, 481))
+            return
+        dialog = self._early.get(cancel.branch)
+        tx.respond(build_response(cancel, 200, to_tag=dialog.local_tag if dialog else None))
+        if dialog is not None and isinstance(dialog.state, UasEarly):
+            dialog.log.info("sip_cancelled")
+            dialog.state.cancel(dialog)
+
+    def _is_allowed(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if any(address in network for network in self._allowed):
+            return True
+        registrar = self.registration.registrar_address if self.registration else None
+        return registrar is not None and registrar[0] == ip
+
+    def _incoming_invite(self, invite: SipRequest, source: Address, tx: ServerTransaction) -> None:
+        log = self._log.bind(call_id=invite.call_id)
+        from_ = invite.from_
+        to = invite.to
+        tag = new_tag()
+        if not self._is_allowed(source[0]):
+            log.warning("sip_invite_forbidden", source=source[0])
+            tx.respond(build_response(invite, 403, to_tag=tag))
+            return
+        media = None
+        if invite.body and invite.content_type in ("application/sdp", ""):
+            try:
+                media = negotiate(parse_sdp(invite.body))
+            except SdpParseError as exc:
+                log.info("sip_bad_sdp", error=str(exc))
+        if media is None:
+            log.info("sip_no_common_codec")
+            tx.respond(
+                build_response(
+                    invite,
+                    488,
+                    to_tag=tag,
+                    headers=[
+                        ("Warning", f'305 {self._advertised_host} "Incompatible media format"'),
+                        ("Accept", "application/sdp"),
+                    ],
+                )
+            )
+            return
+        contact = invite.headers.get("Contact")
+        target = from_.uri
+        if contact:
+            target = NameAddr.parse(split_list(contact)[0]).uri
+        dialog = Dialog(
+            self,
+            call_id=invite.call_id,
+            local_tag=tag,
+            remote_tag=from_.tag,
+            local_party=NameAddr(to.uri, to.display),
+            remote_party=NameAddr(from_.uri, from_.display),
+            remote_target=target,
+            remote_cseq=invite.cseq[0],
+            local_cseq=0,
+            route_set=invite.headers.get_all("Record-Route"),
+            peer=source,
+            logger=log,
+        )
+        assert tx.__class__.__name__ == "ServerInviteTransaction"
+        dialog.transition(UasEarly(tx))  # type: ignore[arg-type]
+        self._dialogs[dialog.key] = dialog
+        self._early[invite.branch] = dialog
+        call = IncomingCall(dialog, invite, source, media)
+        log.info(
+            "sip_incoming_call",
+            source=f"{source[0]}:{source[1]}",
+            from_user=call.from_user,
+            to_user=call.to_user,
+            codec=media.codec_name,
+        )
+        self._spawn(self._run_app(call, log), name=f"call-{invite.call_id}")
+
+    async def _run_app(self, call: IncomingCall, log: Any) -> None:
+        try:
+            await self._on_incoming_call(call)
+        except CallCancelled:
+            log.info("sip_call_cancelled_before_answer")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sip_call_handler_failed")
+            if not call.ended.done():
+                await call.hangup()
+
+    def _spawn(self, coro: Awaitable[None], *, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_response(self, response: SipResponse, source: Address) -> None:
+        if not self.transactions.receive_response(response):
+            self._log.debug("sip_stray_response", status=response.status, call_id=response.call_id)
+
+    # ---------------------------------------------------------------- outgoing
+
+    def invite(
+        self,
+        target: str,
+        *,
+        from_user: str,
+        headers: dict[str, str] | None = None,
+        local_rtp: tuple[str, int],
+        codecs: list[str] | None = None,
+    ) -> OutgoingCall:
+        """Place a call to `target` ("sip:bot@host:port" or "host:port"); see OutgoingCall."""
+        uri = _target_uri(target)
+        destination = (uri.host, uri.port or 5060)
+        codecs = codecs or list(SUPPORTED_CODECS)
+        host, port = self.contact_address
+        call_id = new_call_id(host)
+        local = NameAddr(SipUri(host=host, port=port, user=from_user))
+        log = self._log.bind(call_id=call_id)
+        dialog = Dialog(
+            self,
+            call_id=call_id,
+            local_tag=new_tag(),
+            local_party=local,
+            remote_party=NameAddr(uri),
+            remote_target=uri,
+            local_cseq=1,
+            logger=log,
+        )
+        offer = build_offer(local_rtp[0], local_rtp[1], codecs)
+        invite = dialog.new_request("INVITE", body=offer, content_type="application/sdp", cseq=1)
+        invite.headers.set("Contact", str(NameAddr(SipUri(host=host, port=port, user=from_user))))
+        invite.headers.add("Allow", ALLOW)
+        for name, value in (headers or {}).items():
+            invite.headers.add(name, value)
+        s = self.settings
+        credentials = None
+        if s.username and s.password:
+            credentials = DigestCredentials(s.username, s.password.get_secret_value())
+        call = OutgoingCall(self, dialog, invite, destination, codecs, credentials)
+        self._outgoing = [c for c in self._outgoing if not c.ended.done()] + [call]
+        log.info("sip_outgoing_call", target=str(uri))
+        call._send_invite(invite)
+        return call
+
+
+def _target_uri(target: str) -> SipUri:
+    text = target.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    if text.lower().startswith(("sip:", "sips:")):
+        return SipUri.parse(text)
+    return SipUri.parse("sip:" + text)
+
+
+def _outbound_ip(server: str | None) -> str:
+    """The local IP the kernel would use towards `server` (for Contact when bound to 0.0.0.0)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect((server or "192.0.2.1", 9))  # no packet is sent for UDP connect
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
