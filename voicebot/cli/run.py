@@ -1,10 +1,42 @@
-"""`voicebot run` (placeholder until its issue lands)."""
+"""`voicebot run`: everything in one asyncio process until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from voicebot.config_errors import describe_problems
+from voicebot.logs import configure_logging, get_logger
+from voicebot.settings import ConfigFileError, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="not implemented yet")
-    parser.set_defaults(handler=lambda args: 2)
+    parser = subparsers.add_parser(
+        "run", help="run the bot: SIP user agent, HTTP API, webhook dispatcher"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except (ValidationError, ConfigFileError) as error:
+        for line in describe_problems(error):
+            print(f"voicebot: {line}", file=sys.stderr)
+        return 1
+    configure_logging(settings.log.level, settings.log.format)
+    from voicebot.app import serve
+    from voicebot.media.prompt_library import PromptError
+
+    try:
+        asyncio.run(serve(settings))
+    except PromptError as error:
+        get_logger().error("voicebot.prompt_error", error=str(error))
+        return 1
+    except OSError as error:
+        get_logger().error("voicebot.start_failed", error=str(error))
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""HTTP API (aiohttp): health, journal, and later reports and the dashboard."""

@@ -1,0 +1,68 @@
+"""The HTTP API: `GET /healthz` (unauthenticated, for probes) and the JSON
+`/api/v1/...` routes behind a bearer token when `http.api_token` is set."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from voicebot.journal.store import Journal
+
+HealthProvider = Callable[[], dict[str, Any]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JOURNAL_KEY = web.AppKey("journal", Journal)
+HEALTH_KEY = web.AppKey("health", object)
+
+
+def build_app(journal: Journal, health: HealthProvider, api_token: str | None) -> web.Application:
+    @web.middleware
+    async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if api_token and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
+                return web.json_response(
+                    {"error": "missing or wrong bearer token"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    app = web.Application(middlewares=[bearer])
+    app[JOURNAL_KEY] = journal
+    app[HEALTH_KEY] = health
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/v1/calls", _calls)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    health = request.app[HEALTH_KEY]
+    report = health()  # type: ignore[operator]
+    status = 200 if report.get("ok") else 503
+    return web.json_response(report, status=status)
+
+
+async def _calls(request: web.Request) -> web.Response:
+    journal = request.app[JOURNAL_KEY]
+    try:
+        limit = min(int(request.query.get("limit", "50")), 500)
+    except ValueError:
+        return web.json_response({"error": "limit must be an integer"}, status=400)
+    status = request.query.get("status")
+    if status not in (None, "in_progress", "confirmed", "incomplete"):
+        return web.json_response(
+            {"error": "status must be in_progress, confirmed or incomplete"}, status=400
+        )
+    rows = await journal.recent(limit=limit, status=status)  # type: ignore[arg-type]
+    return web.json_response(
+        {
+            "calls": [
+                row.categorized_event() | {"codec": row.codec, "end_reason": row.end_reason}
+                for row in rows
+            ]
+        }
+    )

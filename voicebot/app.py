@@ -1,0 +1,167 @@
+"""Wiring and lifecycle of `voicebot run`: one asyncio process holding the SIP
+user agent, the media clock, the journal, the HTTP API and the webhook
+dispatcher. Start order is storage first (so no call is answered that could
+not be stored), SIP last; stop order is the reverse: new calls refused, calls
+in progress ended with BYE, un-register, then the dispatcher and database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+import ivr
+from voicebot.api.server import build_app
+from voicebot.call import CategorizationCall, MenuEnvironment
+from voicebot.clock import Clock, SystemClock
+from voicebot.journal.store import Journal
+from voicebot.logs import get_logger
+from voicebot.media.clock import MediaClock
+from voicebot.media.prompt_library import PROMPT_NAMES, PromptLibrary
+from voicebot.media.session import RtpPortPool
+from voicebot.settings import Settings
+from voicebot.sip.call import IncomingCall
+from voicebot.sip.user_agent import UserAgent
+from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
+
+
+def menu_config(settings: Settings) -> ivr.MenuConfig:
+    categories = {
+        c.code: ivr.Category(
+            code=c.code,
+            name=c.name,
+            value=Decimal(str(c.value)) if c.value is not None else None,
+        )
+        for c in settings.categories
+    }
+    s = settings.ivr
+    return ivr.MenuConfig(
+        categories=categories,
+        ask_category=s.ask_category,
+        ask_value=s.ask_value,
+        confirm=s.confirm,
+        terminator=s.terminator,
+        first_digit_timeout_s=s.first_digit_timeout_s,
+        digit_timeout_s=s.digit_timeout_s,
+        max_attempts=s.max_attempts,
+    )
+
+
+class VoicebotApp:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.log = get_logger()
+        self.journal: Journal | None = None
+        self.user_agent: UserAgent | None = None
+        self._runner: web.AppRunner | None = None
+        self._dispatcher: Any = None
+        self._media_clock = MediaClock()
+        self._calls: set[asyncio.Task[None]] = set()
+        self._env: MenuEnvironment | None = None
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        prompts = PromptLibrary.load(s.ivr.language, PROMPT_NAMES, override_dir=s.ivr.prompts_dir)
+        self.journal = await Journal.open(s.storage.database, endpoints_from_settings(s.webhooks))
+        recovered = await self.journal.recover_interrupted(self.clock.now())
+        if recovered:
+            self.log.warning("journal.recovered_interrupted_calls", count=recovered)
+        self._dispatcher = build_dispatcher(s, self.clock)
+        await self._dispatcher.start()
+        ports = RtpPortPool(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
+        self._env = MenuEnvironment(
+            menu_config=menu_config(s),
+            prompts=prompts,
+            ports=ports,
+            media_clock=self._media_clock,
+            journal=self.journal,
+            clock=self.clock,
+            on_saved=lambda ids: self._dispatcher.notify(),
+        )
+        api = build_app(
+            self.journal,
+            self.health,
+            s.http.api_token.get_secret_value() if s.http.api_token else None,
+        )
+        self._runner = web.AppRunner(api, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http.host, s.http.port)
+        await site.start()
+        self.http_port = self._runner.addresses[0][1]
+        self.user_agent = UserAgent(s.sip, self._on_incoming_call)
+        await self.user_agent.start()
+        self.log.info(
+            "voicebot.started",
+            sip=f"{self.user_agent.local_address[0]}:{self.user_agent.local_address[1]}",
+            mode=s.sip.mode,
+            http=f"{s.http.host}:{self.http_port}",
+            database=str(s.storage.database),
+            language=s.ivr.language,
+        )
+
+    def health(self) -> dict[str, Any]:
+        registration = self.user_agent.registration if self.user_agent else None
+        sip: dict[str, Any] = {"mode": self.settings.sip.mode}
+        ok = self.user_agent is not None
+        if registration is not None:
+            expires_at = registration.expires_at
+            sip["registration"] = {
+                "state": str(registration.state),
+                "last_error": registration.last_error,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "registrar": "{}:{}".format(*registration.registrar_address)
+                if registration.registrar_address
+                else None,
+            }
+            ok = ok and str(registration.state) == "registered"
+        return {"ok": ok, "sip": sip, "active_calls": len(self._calls)}
+
+    async def _on_incoming_call(self, call: IncomingCall) -> None:
+        assert self._env is not None
+        session = CategorizationCall(call, self._env)
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.add(task)
+        try:
+            await session.run()
+        except Exception:
+            session._log.exception("call.failed")
+            with contextlib.suppress(Exception):
+                await call.hangup()
+        finally:
+            if task is not None:
+                self._calls.discard(task)
+
+    async def stop(self) -> None:
+        self.log.info("voicebot.stopping", active_calls=len(self._calls))
+        if self.user_agent is not None:
+            await self.user_agent.stop()
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._media_clock.stop()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self.journal is not None:
+            await self.journal.close()
+        self.log.info("voicebot.stopped")
+
+
+async def serve(settings: Settings) -> None:
+    app = VoicebotApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
