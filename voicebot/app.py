@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 import ivr
+from voicebot.api.metrics import CallCounters, MetricsSources, build_registry
 from voicebot.api.server import build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.clock import Clock, SystemClock
@@ -63,9 +64,17 @@ class VoicebotApp:
         self._media_clock = MediaClock()
         self._calls: set[asyncio.Task[None]] = set()
         self._env: MenuEnvironment | None = None
+        self.counters = CallCounters()
         self.http_port: int | None = None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         prompts = PromptLibrary.load(s.ivr.language, PROMPT_NAMES, override_dir=s.ivr.prompts_dir)
         self.journal = await Journal.open(s.storage.database, endpoints_from_settings(s.webhooks))
@@ -82,12 +91,22 @@ class VoicebotApp:
             media_clock=self._media_clock,
             journal=self.journal,
             clock=self.clock,
+            counters=self.counters,
             on_saved=lambda ids: self._dispatcher.notify(),
+        )
+        registry = build_registry(
+            MetricsSources(
+                calls=self.counters,
+                active_calls=lambda: len(self._calls),
+                registered=self._registered,
+                webhooks=lambda: self._dispatcher.metrics.as_dict() if self._dispatcher else {},
+            )
         )
         api = build_app(
             self.journal,
             self.health,
             s.http.api_token.get_secret_value() if s.http.api_token else None,
+            registry,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
@@ -104,6 +123,12 @@ class VoicebotApp:
             database=str(s.storage.database),
             language=s.ivr.language,
         )
+
+    def _registered(self) -> bool | None:
+        registration = self.user_agent.registration if self.user_agent else None
+        if registration is None:
+            return None
+        return str(registration.state) == "registered"
 
     def health(self) -> dict[str, Any]:
         registration = self.user_agent.registration if self.user_agent else None
@@ -131,7 +156,8 @@ class VoicebotApp:
         try:
             await session.run()
         except Exception:
-            session._log.exception("call.failed")
+            self.counters.failed += 1
+            session.log.exception("call.failed")
             with contextlib.suppress(Exception):
                 await call.hangup()
         finally:
@@ -139,18 +165,25 @@ class VoicebotApp:
                 self._calls.discard(task)
 
     async def stop(self) -> None:
+        """Idempotent; also undoes a start that failed half-way."""
         self.log.info("voicebot.stopping", active_calls=len(self._calls))
         if self.user_agent is not None:
+            # Refuses new calls, ends calls in progress with BYE, un-registers.
             await self.user_agent.stop()
+            self.user_agent = None
         if self._calls:
+            # Each call saves its journal row (incomplete) before its task ends.
             await asyncio.wait(set(self._calls), timeout=5)
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
         await self._media_clock.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
+            self._dispatcher = None
         if self.journal is not None:
             await self.journal.close()
+            self.journal = None
         self.log.info("voicebot.stopped")
 
 

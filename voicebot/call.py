@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import ivr
+from voicebot.api.metrics import CallCounters
 from voicebot.clock import Clock
 from voicebot.journal.store import CallOutcome, CallStart, Journal
 from voicebot.logs import get_logger
@@ -57,7 +59,9 @@ class MenuEnvironment:
     media_clock: MediaClock
     journal: Journal
     clock: Clock
-    on_saved: object = None  # Callable[[list[str]], None] | None: webhook ids enqueued
+    counters: CallCounters = field(default_factory=CallCounters)
+    # Called with the webhook ids a save enqueued, so the dispatcher wakes at once.
+    on_saved: Callable[[list[str]], None] | None = None
 
 
 class CategorizationCall:
@@ -66,7 +70,7 @@ class CategorizationCall:
         self._env = env
         self.call_id = f"call_{uuid.uuid4().hex}"
         self.identity = CallIdentity.of(call)
-        self._log = get_logger(
+        self.log = get_logger(
             call_id=self.call_id,
             sip_call_id=call.call_id,
             manager=self.identity.manager,
@@ -90,18 +94,19 @@ class CategorizationCall:
             codec,
             self._env.media_clock,
             dtmf_payload_type=media.telephone_event_pt,
-            on_key=self._key,
-            logger=self._log,
+            on_key=self._rtp_key,
+            logger=self.log,
         )
         self._session = session
-        self._call.on_info_key = self._key
+        self._call.on_info_key = self._info_key
         try:
             try:
                 await self._call.answer(endpoint.host, endpoint.port)
             except CallCancelled:
-                self._log.info("call.cancelled_before_answer")
+                self.log.info("call.cancelled_before_answer")
                 return
-            self._log.info(
+            self._env.counters.answered += 1
+            self.log.info(
                 "call.answered",
                 codec=codec.name,
                 client_number=self.identity.client_number,
@@ -127,11 +132,17 @@ class CategorizationCall:
         finally:
             self._cancel_timer()
             await session.close()
+            self._env.counters.rtp_malformed += session.stats.malformed
 
     # -- events in ---------------------------------------------------------
 
-    def _key(self, key: str) -> None:
-        self._log.debug("call.key", key=key)
+    def _rtp_key(self, key: str) -> None:
+        self._env.counters.keys_rfc4733 += 1
+        self._events.put_nowait(ivr.Digit(key))
+
+    def _info_key(self, key: str) -> None:
+        self._env.counters.keys_info += 1
+        self.log.info("call.info_key", key=key)
         self._events.put_nowait(ivr.Digit(key))
 
     async def _watch_hangup(self) -> None:
@@ -178,7 +189,7 @@ class CategorizationCall:
                 self._end_reason = "menu_finished"
                 await self._call.hangup()
             case _:
-                self._log.warning("call.unknown_action", action=repr(action))
+                self.log.warning("call.unknown_action", action=repr(action))
 
     async def _save(self, result: ivr.MenuResult) -> None:
         outcome = CallOutcome(
@@ -192,7 +203,11 @@ class CategorizationCall:
             ended_at=self._env.clock.now(),
         )
         webhook_ids = await self._env.journal.finish_call(self.call_id, outcome)
-        self._log.info(
+        if outcome.status == "confirmed":
+            self._env.counters.confirmed += 1
+        else:
+            self._env.counters.incomplete += 1
+        self.log.info(
             "call.saved",
             status=outcome.status,
             category=outcome.category_code,
@@ -200,7 +215,7 @@ class CategorizationCall:
             digits=outcome.digits,
             webhooks=len(webhook_ids),
         )
-        if webhook_ids and callable(self._env.on_saved):
+        if webhook_ids and self._env.on_saved is not None:
             self._env.on_saved(webhook_ids)
 
     def _cancel_timer(self) -> None:

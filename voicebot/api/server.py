@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from voicebot.api.metrics import metrics_text
 from voicebot.journal.store import Journal
 
 HealthProvider = Callable[[], dict[str, Any]]
@@ -16,9 +18,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JOURNAL_KEY = web.AppKey("journal", Journal)
 HEALTH_KEY = web.AppKey("health", object)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
-def build_app(journal: Journal, health: HealthProvider, api_token: str | None) -> web.Application:
+def build_app(
+    journal: Journal,
+    health: HealthProvider,
+    api_token: str | None,
+    registry: CollectorRegistry,
+) -> web.Application:
     @web.middleware
     async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if api_token and request.path.startswith("/api/"):
@@ -34,7 +42,9 @@ def build_app(journal: Journal, health: HealthProvider, api_token: str | None) -
     app = web.Application(middlewares=[bearer])
     app[JOURNAL_KEY] = journal
     app[HEALTH_KEY] = health
+    app[REGISTRY_KEY] = registry
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/v1/calls", _calls)
     return app
 
@@ -44,6 +54,12 @@ async def _healthz(request: web.Request) -> web.Response:
     report = health()  # type: ignore[operator]
     status = 200 if report.get("ok") else 503
     return web.json_response(report, status=status)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = metrics_text(request.app[REGISTRY_KEY])
+    content_type, _, charset = CONTENT_TYPE_LATEST.partition("; charset=")
+    return web.Response(body=body, content_type=content_type, charset=charset or "utf-8")
 
 
 async def _calls(request: web.Request) -> web.Response:

@@ -1,0 +1,103 @@
+"""The HTTP API of a real running app over loopback: /healthz, /metrics, the
+journal listing and its bearer token."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from voicebot.app import VoicebotApp
+from voicebot.journal import CallOutcome, CallStart
+from voicebot.settings import Settings
+
+
+def _rtp_base() -> int:
+    # The pool skips ports in use, so any even base in a quiet range will do.
+    return random.randrange(42000, 48000, 2)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
+    base = _rtp_base()
+    settings = Settings(
+        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        storage={"database": tmp_path / "voicebot.db"},
+        http={"port": 0, "api_token": "s3cret-token"},
+    )
+    running = VoicebotApp(settings)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_healthz_in_peer_mode(app: VoicebotApp) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{app.http_port}/healthz") as response,
+    ):
+        assert response.status == 200
+        body = await response.json()
+    assert body["ok"] is True
+    assert body["sip"]["mode"] == "peer"
+    assert body["active_calls"] == 0
+
+
+async def test_api_needs_the_bearer_token(app: VoicebotApp) -> None:
+    url = f"http://127.0.0.1:{app.http_port}/api/v1/calls"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as response:
+            assert response.status == 401
+        async with http.get(url, headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+        async with http.get(url, headers={"Authorization": "Bearer s3cret-token"}) as response:
+            assert response.status == 200
+            assert (await response.json()) == {"calls": []}
+
+
+async def test_calls_lists_journal_rows(app: VoicebotApp) -> None:
+    assert app.journal is not None
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    await app.journal.start_call(
+        CallStart("call_x", "sip-1", "pbx-1", "201", "+380441234567", "PCMA", now)
+    )
+    await app.journal.finish_call(
+        "call_x",
+        CallOutcome(
+            "confirmed", "2", "asked for the address", Decimal(100), "2##1", 1, "confirmed", now
+        ),
+    )
+    headers = {"Authorization": "Bearer s3cret-token"}
+    base = f"http://127.0.0.1:{app.http_port}/api/v1/calls"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(base + "?status=confirmed") as response:
+            calls = (await response.json())["calls"]
+        async with http.get(base + "?status=bogus") as response:
+            assert response.status == 400
+        async with http.get(base + "?limit=x") as response:
+            assert response.status == 400
+    assert len(calls) == 1
+    assert calls[0]["category"] == {"code": "2", "name": "asked for the address"}
+    assert calls[0]["value"] == 100
+    assert calls[0]["codec"] == "PCMA"
+
+
+async def test_metrics_in_prometheus_format(app: VoicebotApp) -> None:
+    app.counters.confirmed += 2
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{app.http_port}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    assert 'voicebot_calls_total{outcome="confirmed"} 2.0' in text
+    assert "voicebot_active_calls 0.0" in text
+    assert "voicebot_sip_registered" not in text  # peer mode: no registration

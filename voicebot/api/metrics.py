@@ -1,0 +1,83 @@
+"""`GET /metrics` in the Prometheus text format.
+
+Counters live where the work happens (`CallCounters` here, the webhook
+dispatcher's own); a collector reads them at scrape time, so nothing is
+registered globally and every app instance (and test) has its own registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass
+class CallCounters:
+    """Post-call menu counters since start."""
+
+    answered: int = 0
+    confirmed: int = 0
+    incomplete: int = 0
+    failed: int = 0
+    keys_rfc4733: int = 0
+    keys_info: int = 0
+    rtp_malformed: int = 0
+
+
+@dataclass(frozen=True)
+class MetricsSources:
+    calls: CallCounters
+    active_calls: Callable[[], int]
+    registered: Callable[[], bool | None]
+    webhooks: Callable[[], dict[str, int]]
+
+
+class _VoicebotCollector(Collector):
+    def __init__(self, sources: MetricsSources) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        calls = self._sources.calls
+        outcomes = CounterMetricFamily(
+            "voicebot_calls", "Post-call menu calls by outcome", labels=["outcome"]
+        )
+        for outcome in ("answered", "confirmed", "incomplete", "failed"):
+            outcomes.add_metric([outcome], getattr(calls, outcome))
+        yield outcomes
+        keys = CounterMetricFamily("voicebot_keys", "Keypad keys received", labels=["source"])
+        keys.add_metric(["rfc4733"], calls.keys_rfc4733)
+        keys.add_metric(["sip_info"], calls.keys_info)
+        yield keys
+        yield CounterMetricFamily(
+            "voicebot_rtp_malformed",
+            "RTP datagrams dropped as malformed",
+            value=calls.rtp_malformed,
+        )
+        yield GaugeMetricFamily(
+            "voicebot_active_calls", "Calls in the menu now", value=self._sources.active_calls()
+        )
+        registered = self._sources.registered()
+        if registered is not None:
+            yield GaugeMetricFamily(
+                "voicebot_sip_registered", "1 when registered at the PBX", value=int(registered)
+            )
+        webhooks = CounterMetricFamily(
+            "voicebot_webhook_events", "Webhook dispatcher counters", labels=["kind"]
+        )
+        for kind, value in sorted(self._sources.webhooks().items()):
+            webhooks.add_metric([kind], value)
+        yield webhooks
+
+
+def metrics_text(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+def build_registry(sources: MetricsSources) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_VoicebotCollector(sources))
+    return registry
