@@ -169,7 +169,9 @@ def build_answer(
     lines.append(f"a=rtpmap:{media.payload_type} {media.codec_name}/8000")
     if media.telephone_event_pt is not None:
         lines.append(f"a=rtpmap:{media.telephone_event_pt} {TELEPHONE_EVENT}/8000")
-        lines.append(f"a=fmtp:{media.telephone_event_pt} 0-16")
+        # Only the DTMF keys (RFC 4733 §3.2 events 0-15): the menu uses nothing
+        # else, and an answer must not claim events the offer may lack (flash).
+        lines.append(f"a=fmtp:{media.telephone_event_pt} 0-15")
     lines += ["a=ptime:20", "a=sendrecv"]
     return ("\r\n".join(lines) + "\r\n").encode()
 
