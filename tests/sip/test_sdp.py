@@ -65,7 +65,7 @@ def test_answer_lines() -> None:
         "m=audio 20002 RTP/AVP 0 101",
         "a=rtpmap:0 PCMU/8000",
         "a=rtpmap:101 telephone-event/8000",
-        "a=fmtp:101 0-16",
+        "a=fmtp:101 0-15",
         "a=ptime:20",
         "a=sendrecv",
     ):
