@@ -128,7 +128,10 @@ class VoicebotApp:
         registration = self.user_agent.registration if self.user_agent else None
         if registration is None:
             return None
-        return str(registration.state) == "registered"
+        expires_at = registration.expires_at
+        return str(registration.state) == "registered" and (
+            expires_at is None or expires_at > self.clock.now()
+        )
 
     def health(self) -> dict[str, Any]:
         registration = self.user_agent.registration if self.user_agent else None
@@ -144,7 +147,13 @@ class VoicebotApp:
                 if registration.registrar_address
                 else None,
             }
-            ok = ok and str(registration.state) == "registered"
+            registered = str(registration.state) == "registered"
+            if registered and expires_at is not None and expires_at <= self.clock.now():
+                # The refresh is still being retransmitted (up to 32 s) but the
+                # PBX has already dropped us: say so instead of "registered".
+                sip["registration"]["state"] = "expired"
+                registered = False
+            ok = ok and registered
         return {"ok": ok, "sip": sip, "active_calls": len(self._calls)}
 
     async def _on_incoming_call(self, call: IncomingCall) -> None:

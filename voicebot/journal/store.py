@@ -9,6 +9,7 @@ losing the call. Finishing a confirmed categorization and enqueuing its
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -109,6 +110,10 @@ class Journal:
     def __init__(self, conn: aiosqlite.Connection, endpoints: Sequence[Endpoint] = ()) -> None:
         self._conn = conn
         self._endpoints = tuple(endpoints)
+        # One connection is shared by every call: finish_call's transaction spans
+        # several awaits, so writes are serialized or a second call's BEGIN (or
+        # its INSERT) would land inside the first call's transaction.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, endpoints: Sequence[Endpoint] = ()) -> Journal:
@@ -142,6 +147,10 @@ class Journal:
         return cursor.rowcount
 
     async def start_call(self, call: CallStart) -> None:
+        async with self._write_lock:
+            await self._start_call(call)
+
+    async def _start_call(self, call: CallStart) -> None:
         await self._conn.execute(
             "INSERT INTO categorizations (call_id, sip_call_id, pbx_call_id, manager,"
             " client_number, status, codec, started_at)"
@@ -160,6 +169,10 @@ class Journal:
     async def finish_call(self, call_id: str, outcome: CallOutcome) -> list[str]:
         """Store the outcome; a confirmed one enqueues `call.categorized` in the
         same transaction. Returns the webhook ids enqueued."""
+        async with self._write_lock:
+            return await self._finish_call(call_id, outcome)
+
+    async def _finish_call(self, call_id: str, outcome: CallOutcome) -> list[str]:
         webhook_ids: list[str] = []
         await self._conn.execute("BEGIN IMMEDIATE")
         try:
