@@ -144,6 +144,20 @@ class WebhookSettings(Section):
     max_attempts: int = Field(10, ge=1, le=10)
     concurrency_per_endpoint: int = Field(4, ge=1, le=64)
     retention_days: float = Field(7.0, gt=0)
+    # Delays before each attempt, in seconds; default is the Standard Webhooks
+    # schedule (0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h), cut
+    # to max_attempts. Set it to retry faster or longer than that.
+    retry_schedule_s: list[float] | None = Field(None, min_length=1, max_length=50)
+    # How often the outbox is looked at for rows enqueued by other processes
+    # (the CLI's replay); our own calls wake the dispatcher at once.
+    poll_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("retry_schedule_s")
+    @classmethod
+    def _non_negative(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(delay < 0 for delay in value):
+            raise ValueError("delays must be >= 0 seconds, e.g. [0, 5, 300]")
+        return value
 
 
 class CallbackSettings(Section):

@@ -1,10 +1,231 @@
-"""`voicebot webhooks` (placeholder until its issue lands)."""
+"""`voicebot webhooks`: look at the outbox, replay dead letters, test a receiver.
+
+    voicebot webhooks list [--status pending|failed|delivered] [--limit N]
+    voicebot webhooks replay ID | --failed [--endpoint URL]
+    voicebot webhooks enable URL          (after a receiver answered 410 Gone)
+    voicebot webhooks test URL [--secret whsec_...]
+
+They work on the database named by `storage.database`, next to a running
+`voicebot run`, whose dispatcher picks replayed rows up within a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import aiosqlite
+
+from voicebot.settings import Settings, load_settings
+from voicebot.webhook_service import endpoints_from_settings
+from webhooks import (
+    configure_connection,
+    count_by_status,
+    enable_endpoint,
+    encode_body,
+    ensure_schema,
+    list_deliveries,
+    new_webhook_id,
+    post_signed,
+    replay,
+)
+from webhooks.outbox import DeliveryRecord, disabled_endpoints
+
+STATUS_FILTERS = {
+    "pending": ("pending", "in_flight"),
+    "failed": ("failed",),
+    "delivered": ("delivered",),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("webhooks", help="not implemented yet")
-    parser.set_defaults(handler=lambda args: 2)
+    parser = subparsers.add_parser(
+        "webhooks", help="inspect, replay and test webhook deliveries", description=__doc__
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.set_defaults(handler=lambda args: _usage(parser))
+    commands = parser.add_subparsers(dest="webhooks_command")
+
+    listing = commands.add_parser("list", help="show deliveries, newest first")
+    listing.add_argument("--status", choices=sorted(STATUS_FILTERS), help="only this status")
+    listing.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    listing.set_defaults(handler=_sync(_list))
+
+    replaying = commands.add_parser(
+        "replay", help="re-deliver with the original webhook-id and a fresh attempt budget"
+    )
+    target = replaying.add_mutually_exclusive_group(required=True)
+    target.add_argument("webhook_id", nargs="?", help="msg_... as shown by `list`")
+    target.add_argument("--failed", action="store_true", help="every dead letter")
+    replaying.add_argument("--endpoint", help="only deliveries to this URL")
+    replaying.set_defaults(handler=_sync(_replay))
+
+    enabling = commands.add_parser("enable", help="re-enable an endpoint disabled by 410 Gone")
+    enabling.add_argument("url")
+    enabling.set_defaults(handler=_sync(_enable))
+
+    testing = commands.add_parser("test", help="send a signed `ping` event and print the answer")
+    testing.add_argument("url")
+    testing.add_argument("--secret", help="whsec_<base64> (default: the configured endpoint's)")
+    testing.add_argument("--timeout", type=float, default=None, help="seconds (default: settings)")
+    testing.set_defaults(handler=_sync(_test))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _sync(
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            settings = load_settings()
+        except Exception as exc:  # pydantic.ValidationError, ConfigFileError
+            print(f"voicebot webhooks: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(command(args, settings))
+
+    return handler
+
+
+async def _open(settings: Settings) -> aiosqlite.Connection:
+    path = settings.storage.database
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path)
+    await configure_connection(conn)
+    await ensure_schema(conn)
+    return conn
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _outcome(record: DeliveryRecord) -> str:
+    if record.status == "delivered":
+        return f"{record.last_status} at {_when(record.delivered_at)}"
+    if record.status == "pending" and record.next_attempt_at is not None:
+        last = f"{record.last_error}; " if record.last_error else ""
+        return f"{last}next attempt {_when(record.next_attempt_at)}"
+    return record.last_error or "-"
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    conn = await _open(settings)
+    try:
+        statuses = STATUS_FILTERS[args.status] if args.status else None
+        records = await list_deliveries(conn, statuses=statuses, limit=args.limit)
+        counts = await count_by_status(conn)
+        disabled = await disabled_endpoints(conn)
+    finally:
+        await conn.close()
+    print(
+        f"{'WEBHOOK-ID':36}  {'TYPE':20}  {'STATUS':9}  {'TRIES':>5}  {'CREATED':20}  "
+        f"ENDPOINT  /  OUTCOME"
+    )
+    for r in records:
+        print(
+            f"{r.webhook_id:36}  {r.event_type:20}  {r.status:9}  {r.attempts:>5}  "
+            f"{_when(r.created_at):20}  {r.endpoint_url}  /  {_outcome(r)}"
+        )
+    print("totals: " + ", ".join(f"{status} {count}" for status, count in counts.items()))
+    for url, reason in disabled.items():
+        print(f"disabled endpoint: {url} ({reason}); re-enable with: voicebot webhooks enable URL")
+    return 0
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    conn = await _open(settings)
+    try:
+        count = await replay(
+            conn,
+            now=datetime.now(UTC),
+            webhook_id=args.webhook_id,
+            failed=args.failed,
+            endpoint_url=args.endpoint,
+        )
+        disabled = await disabled_endpoints(conn)
+    finally:
+        await conn.close()
+    if count == 0:
+        what = args.webhook_id or "failed deliveries"
+        print(f"nothing to replay ({what}: none found, or being sent right now)", file=sys.stderr)
+        return 1
+    print(f"re-queued {count} deliver{'y' if count == 1 else 'ies'} with their original webhook-id")
+    for url in disabled:
+        print(
+            f"warning: {url} is disabled (410 Gone); its deliveries will fail again"
+            f" until: voicebot webhooks enable {url}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _enable(args: argparse.Namespace, settings: Settings) -> int:
+    conn = await _open(settings)
+    try:
+        changed = await enable_endpoint(conn, args.url)
+    finally:
+        await conn.close()
+    if not changed:
+        print(f"{args.url} was not disabled", file=sys.stderr)
+        return 1
+    print(f"enabled {args.url}; replay its dead letters with: voicebot webhooks replay --failed")
+    return 0
+
+
+async def _test(args: argparse.Namespace, settings: Settings) -> int:
+    endpoints = endpoints_from_settings(settings.webhooks)
+    if args.secret:
+        if not args.secret.startswith("whsec_"):
+            print("--secret takes the form whsec_<base64>", file=sys.stderr)
+            return 2
+        secrets = [args.secret]
+    else:
+        same = [e for e in endpoints if e.url == args.url]
+        chosen = same[0] if same else (endpoints[0] if endpoints else None)
+        if chosen is None:
+            print(
+                "no secret: pass --secret whsec_... or configure webhooks.endpoints",
+                file=sys.stderr,
+            )
+            return 2
+        secrets = chosen.secrets
+    timeout = args.timeout if args.timeout is not None else settings.webhooks.timeout_s
+    now = datetime.now(UTC)
+    webhook_id = new_webhook_id()
+    body = encode_body("ping", {"message": "voicebot webhook test"}, now).encode()
+    try:
+        async with aiohttp.ClientSession() as session:
+            result = await post_signed(
+                session,
+                args.url,
+                secrets,
+                webhook_id,
+                body,
+                timestamp=int(now.timestamp()),
+                timeout_s=timeout,
+                max_response_bytes=64 * 1024,
+            )
+    except (ValueError, aiohttp.InvalidURL) as exc:
+        print(f"cannot send to {args.url}: {exc}", file=sys.stderr)
+        return 2
+    print(f"POST {args.url}  webhook-id: {webhook_id}")
+    if result.status is None:
+        print(f"no answer: {result.error}")
+        return 1
+    print(f"HTTP {result.status}  ({result.duration_s * 1000:.0f} ms)")
+    for name, value in result.headers.items():
+        print(f"{name}: {value}")
+    print()
+    print(result.body.decode("utf-8", "replace"))
+    return 0 if result.ok else 1

@@ -1,0 +1,51 @@
+"""Fixtures for the webhooks tests (helpers live in webhooks_testkit)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from webhooks_testkit import SECRET, Receiver, ScriptedSender, free_port
+
+from voicebot.clock import ManualClock
+from webhooks import configure_connection, ensure_schema
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "voicebot.db"
+
+
+@pytest.fixture
+async def conn(db_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    """The application's connection (the journal's, in production)."""
+    connection = await aiosqlite.connect(db_path)
+    await configure_connection(connection)
+    await ensure_schema(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sender() -> ScriptedSender:
+    return ScriptedSender()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver([SECRET])
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/hook"

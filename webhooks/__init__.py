@@ -1,0 +1,59 @@
+"""Reliable signed webhook delivery: durable outbox, Standard Webhooks
+signatures, retry schedule, dead letters, replay.
+
+Knows nothing of SIP or the menu, and never imports `voicebot`: it takes an
+event type and a JSON-able payload and guarantees at-least-once delivery.
+
+    await ensure_schema(conn)                       # once, at start-up
+    ids = await enqueue(conn, "call.categorized", data, endpoints, now=clock.now())
+    await conn.commit()                             # with the caller's own row
+    dispatcher.notify()
+"""
+
+from webhooks.client import AttemptResult, post_signed
+from webhooks.dispatcher import Dispatcher
+from webhooks.model import (
+    STANDARD_SCHEDULE,
+    Clock,
+    DeliveryPolicy,
+    DispatcherMetrics,
+    Endpoint,
+    SystemClock,
+)
+from webhooks.outbox import (
+    DeliveryRecord,
+    count_by_status,
+    enable_endpoint,
+    encode_body,
+    enqueue,
+    list_deliveries,
+    new_webhook_id,
+    replay,
+)
+from webhooks.schema import SCHEMA_VERSION, configure_connection, ensure_schema
+from webhooks.signing import sign, signed_headers
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STANDARD_SCHEDULE",
+    "AttemptResult",
+    "Clock",
+    "DeliveryPolicy",
+    "DeliveryRecord",
+    "Dispatcher",
+    "DispatcherMetrics",
+    "Endpoint",
+    "SystemClock",
+    "configure_connection",
+    "count_by_status",
+    "enable_endpoint",
+    "encode_body",
+    "enqueue",
+    "ensure_schema",
+    "list_deliveries",
+    "new_webhook_id",
+    "post_signed",
+    "replay",
+    "sign",
+    "signed_headers",
+]

@@ -1,0 +1,520 @@
+"""Delivering the outbox.
+
+Theory of operation
+-------------------
+The database is the queue; the dispatcher holds nothing that is not also on
+disk. One pass (`run_once`, or one turn of the loop started by `start`):
+
+1. claim: for every configured, enabled endpoint with a free slot, take up to
+   `free slots` deliveries that are `pending` with `next_attempt_at <= now`,
+   oldest first, and mark them `in_flight` (committed before any POST);
+2. send each one as its own task: signed POST, at most
+   `concurrency_per_endpoint` in flight per endpoint, so one slow receiver
+   fills only its own slots and never starves the others;
+3. record the outcome: 2xx → `delivered`; 410 → the endpoint is disabled and
+   its deliveries are dead-lettered; anything else (status, refused, timeout)
+   → `pending` again at now + next delay (see `webhooks.retry`), or `failed`
+   (the dead letter) when the schedule is spent. Nothing is ever dropped.
+
+Between passes the loop sleeps until the earliest due delivery, a `notify()`
+(same-process enqueue), a freed slot, or `poll_interval_s` (rows enqueued or
+replayed by another process: the CLI, another worker).
+
+Restart safety: a process that dies leaves rows `in_flight`; `open()` puts
+them back to `pending` (their attempt is not counted, as its outcome is
+unknown). The receiver may therefore see an event twice — at-least-once —
+always with the same webhook-id. One dispatcher per database file.
+
+Database discipline: the dispatcher's connection is in autocommit mode and
+every use of it is serialised by one asyncio lock. Each write is a single
+statement (the claim is one `UPDATE … RETURNING`) or an explicit
+`BEGIN IMMEDIATE` transaction, so a write never has to upgrade a read
+snapshot — the case where SQLite answers SQLITE_BUSY at once instead of
+waiting for the application's writer (the journal) to commit.
+
+Scheduling reads the injected clock's `now()` (wall time: due times must
+survive a restart), so tests drive it with a manual clock and `run_once()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosqlite
+import structlog
+
+from webhooks.client import AttemptResult, post_signed
+from webhooks.model import Clock, DeliveryPolicy, DispatcherMetrics, Endpoint, SystemClock
+from webhooks.outbox import disabled_endpoints
+from webhooks.retry import next_delay, parse_retry_after
+from webhooks.schema import configure_connection, ensure_schema
+
+# (endpoint, webhook_id, body, webhook-timestamp, timeout_s) -> outcome
+Sender = Callable[[Endpoint, str, bytes, int, float], Awaitable[AttemptResult]]
+
+GONE_REASON = "410 Gone: the receiver asked us to stop"
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    webhook_id: str
+    endpoint_url: str
+    attempts: int
+    body: bytes
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db_path: Path | str,
+        endpoints: Sequence[Endpoint],
+        policy: DeliveryPolicy | None = None,
+        clock: Clock | None = None,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        sender: Sender | None = None,
+        rng: random.Random | None = None,
+        poll_interval_s: float = 1.0,
+        prune_interval_s: float = 3600.0,
+        logger: Any = None,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self._endpoints = {endpoint.url: endpoint for endpoint in endpoints}
+        self.policy = policy or DeliveryPolicy()
+        self.clock: Clock = clock or SystemClock()
+        self._session = session
+        self._own_session = False
+        self._sender = sender
+        self._rng = rng or random.Random()
+        self.poll_interval_s = poll_interval_s
+        self.prune_interval_s = prune_interval_s
+        self._log = logger or structlog.get_logger("webhooks")
+        self.metrics = DispatcherMetrics()
+        self._conn: aiosqlite.Connection | None = None
+        self._in_flight = dict.fromkeys(self._endpoints, 0)
+        self._claims: dict[int, Claim] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._disabled: dict[str, str] = {}
+        self._disabled_checked_at = float("-inf")
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """What `enqueue` should be given, so both sides agree on the URLs."""
+        return list(self._endpoints.values())
+
+    @property
+    def disabled(self) -> dict[str, str]:
+        return dict(self._disabled)
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate, recover rows a dead process left in flight."""
+        if self._conn is not None:
+            return
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.db_path, isolation_level=None)
+        await configure_connection(self._conn)
+        await ensure_schema(self._conn)
+        recovered = await self._write(
+            "UPDATE webhooks_deliveries SET status = 'pending' WHERE status = 'in_flight'"
+        )
+        if recovered:
+            self.metrics.recovered_in_flight += recovered
+            self._log.warning(
+                "webhook deliveries recovered after restart",
+                count=recovered,
+                note="they were in flight when the previous process stopped; resending",
+            )
+        await self._refresh_disabled(force=True)
+        await self._warn_orphans()
+        if self._session is None and self._sender is None:
+            connector = aiohttp.TCPConnector(
+                limit=max(100, self.policy.concurrency_per_endpoint * len(self._endpoints)),
+                limit_per_host=0,
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+            self._own_session = True
+
+    async def start(self) -> None:
+        """Open and run the delivery loop as a background task."""
+        await self.open()
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="webhooks-dispatcher")
+        self._log.info(
+            "webhook dispatcher started",
+            endpoints=[url for url in self._endpoints if url not in self._disabled],
+            disabled=list(self._disabled),
+        )
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop claiming, give in-flight POSTs `grace_s` to finish, then cancel
+        the rest and put them back to pending (their attempt is not counted)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, still_running = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
+        if self._claims and self._conn is not None:
+            ids = list(self._claims)
+            await self._write(
+                "UPDATE webhooks_deliveries SET status = 'pending'"
+                f" WHERE status = 'in_flight' AND id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+            self._claims.clear()
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._own_session = False
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Dispatcher:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def notify(self) -> None:
+        """Wake the loop: call after committing a transaction that enqueued."""
+        self._wake.set()
+
+    # -- one pass ---------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim what is due now and deliver it, waiting for the outcomes.
+        Returns the number of attempts made. The unit of deterministic tests."""
+        tasks = await self._claim_and_launch()
+        if tasks:
+            await asyncio.gather(*tasks)
+        return len(tasks)
+
+    async def next_due_at(self, only_free: bool = False) -> float | None:
+        """Earliest `next_attempt_at` (Unix seconds) among pending deliveries
+        this dispatcher can send; with `only_free`, only endpoints with a free slot."""
+        urls = [
+            url
+            for url in self._endpoints
+            if url not in self._disabled
+            and (not only_free or self._in_flight[url] < self.policy.concurrency_per_endpoint)
+        ]
+        if not urls:
+            return None
+        rows = await self._read(
+            "SELECT MIN(next_attempt_at) FROM webhooks_deliveries WHERE status = 'pending'"
+            f" AND endpoint_url IN ({','.join('?' * len(urls))})",
+            urls,
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def prune(self) -> int:
+        """Forget delivered rows older than the retention. Dead letters stay."""
+        cutoff = self.clock.now().timestamp() - self.policy.retention_s
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM webhooks_deliveries WHERE status = 'delivered' AND delivered_at < ?",
+                (cutoff,),
+            )
+            removed = cursor.rowcount
+            await db.execute(
+                "DELETE FROM webhooks_messages WHERE created_at < ? AND NOT EXISTS"
+                " (SELECT 1 FROM webhooks_deliveries d WHERE d.message_id = webhooks_messages.id)",
+                (cutoff,),
+            )
+        if removed:
+            self.metrics.pruned += removed
+            self._log.info("webhook deliveries pruned", count=removed, older_than_s=cutoff)
+        return removed
+
+    # -- internals --------------------------------------------------------
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("Dispatcher is not open (await open() or start() first)")
+        return self._conn
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock, self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement, its own (autocommit) transaction. Returns rowcount."""
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return cursor.rowcount
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several statements atomically; the write lock is taken up front."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
+
+    async def _run(self) -> None:
+        last_prune = float("-inf")
+        while True:
+            self._wake.clear()
+            timeout = self.poll_interval_s
+            try:
+                await self._claim_and_launch()
+                if self.clock.monotonic() - last_prune >= self.prune_interval_s:
+                    last_prune = self.clock.monotonic()
+                    await self.prune()
+                due = await self.next_due_at(only_free=True)
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - self.clock.now().timestamp()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A locked or briefly unavailable database must not kill
+                # delivery for good: log it and try again after a pause.
+                self._log.exception("webhook dispatcher pass failed; retrying")
+                await asyncio.sleep(min(self.poll_interval_s, 1.0))
+                continue
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+
+    async def _refresh_disabled(self, force: bool = False) -> None:
+        if not force and self.clock.monotonic() - self._disabled_checked_at < self.poll_interval_s:
+            return
+        self._disabled_checked_at = self.clock.monotonic()
+        async with self._lock:
+            disabled = await disabled_endpoints(self._db)
+        self._disabled = {url: reason for url, reason in disabled.items() if url in self._endpoints}
+
+    async def _warn_orphans(self) -> None:
+        urls = list(self._endpoints)
+        rows = await self._read(
+            "SELECT endpoint_url, COUNT(*) FROM webhooks_deliveries WHERE status = 'pending'"
+            f" AND endpoint_url NOT IN ({','.join('?' * len(urls))}) GROUP BY endpoint_url",
+            urls,
+        )
+        for url, count in rows:
+            self._log.warning(
+                "webhook deliveries for an endpoint no longer configured are waiting",
+                endpoint=url,
+                count=count,
+                hint="add the endpoint back to settings to deliver them",
+            )
+
+    async def _claim_and_launch(self) -> list[asyncio.Task[None]]:
+        await self._refresh_disabled()
+        now = self.clock.now().timestamp()
+        claims: list[Claim] = []
+        if self._disabled:
+            await self._dead_letter_disabled(now)
+        for url in self._endpoints:
+            free = self.policy.concurrency_per_endpoint - self._in_flight[url]
+            if free <= 0 or url in self._disabled:
+                continue
+            # One statement claims and reads: atomic without a transaction,
+            # and safe against another process claiming the same rows.
+            rows = await self._read(
+                "UPDATE webhooks_deliveries SET status = 'in_flight'"
+                " WHERE id IN (SELECT id FROM webhooks_deliveries"
+                "   WHERE status = 'pending' AND endpoint_url = ? AND next_attempt_at <= ?"
+                "   ORDER BY next_attempt_at, id LIMIT ?)"
+                " RETURNING id, message_id, attempts,"
+                " (SELECT body FROM webhooks_messages m WHERE m.id = message_id)",
+                (url, now, free),
+            )
+            claims.extend(Claim(row[0], row[1], url, row[2], row[3].encode()) for row in rows)
+        if not claims:
+            return []
+        tasks = []
+        for claim in claims:
+            self._claims[claim.delivery_id] = claim
+            self._in_flight[claim.endpoint_url] += 1
+            task = asyncio.create_task(self._deliver(claim))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            tasks.append(task)
+        return tasks
+
+    async def _dead_letter_disabled(self, now: float) -> None:
+        urls = list(self._disabled)
+        count = await self._write(
+            "UPDATE webhooks_deliveries"
+            " SET status = 'failed', failed_at = ?, next_attempt_at = NULL,"
+            "     last_error = 'endpoint disabled: ' || ?"
+            f" WHERE status = 'pending' AND endpoint_url IN ({','.join('?' * len(urls))})",
+            (now, GONE_REASON, *urls),
+        )
+        if count:
+            self.metrics.dead_lettered += count
+            self._log.error(
+                "webhook deliveries dead-lettered: endpoint disabled",
+                count=count,
+                endpoints=urls,
+                hint="voicebot webhooks enable URL, then voicebot webhooks replay --failed",
+            )
+
+    async def _send(self, endpoint: Endpoint, claim: Claim, timestamp: int) -> AttemptResult:
+        if self._sender is not None:
+            return await self._sender(
+                endpoint, claim.webhook_id, claim.body, timestamp, self.policy.timeout_s
+            )
+        assert self._session is not None
+        return await post_signed(
+            self._session,
+            endpoint.url,
+            endpoint.secrets,
+            claim.webhook_id,
+            claim.body,
+            timestamp=timestamp,
+            timeout_s=self.policy.timeout_s,
+        )
+
+    async def _deliver(self, claim: Claim) -> None:
+        endpoint = self._endpoints[claim.endpoint_url]
+        try:
+            # webhook-timestamp is the time of *this* attempt (receivers reject
+            # stale ones); the payload's own timestamp was fixed at enqueue.
+            timestamp = int(self.clock.now().timestamp())
+            try:
+                result = await self._send(endpoint, claim, timestamp)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in a custom sender is still just a failed attempt
+                result = AttemptResult(status=None, error=f"{type(exc).__name__}: {exc}")
+            try:
+                await self._record(claim, result)
+            except Exception:
+                # The outcome could not be written (database locked past the
+                # busy timeout, disk full). Put the row back so it is retried
+                # rather than stuck in flight until the next restart.
+                self._log.exception(
+                    "webhook outcome not recorded; will resend",
+                    webhook_id=claim.webhook_id,
+                    endpoint=claim.endpoint_url,
+                )
+                with contextlib.suppress(Exception):
+                    await self._write(
+                        "UPDATE webhooks_deliveries SET status = 'pending' WHERE id = ?",
+                        (claim.delivery_id,),
+                    )
+            self._claims.pop(claim.delivery_id, None)
+        finally:
+            self._in_flight[claim.endpoint_url] -= 1
+            self._wake.set()
+
+    async def _record(self, claim: Claim, result: AttemptResult) -> None:
+        attempt = claim.attempts + 1
+        now_dt = self.clock.now()
+        now = now_dt.timestamp()
+        self.metrics.attempts += 1
+        log = self._log.bind(
+            webhook_id=claim.webhook_id,
+            endpoint=claim.endpoint_url,
+            status=result.status,
+            attempt=attempt,
+            duration_ms=round(result.duration_s * 1000, 1),
+        )
+        if result.ok:
+            await self._write(
+                "UPDATE webhooks_deliveries SET status = 'delivered', attempts = ?,"
+                " last_attempt_at = ?, delivered_at = ?, last_status = ?, last_error = NULL,"
+                " next_attempt_at = NULL WHERE id = ?",
+                (attempt, now, now, result.status, claim.delivery_id),
+            )
+            self.metrics.delivered += 1
+            log.info("webhook delivered")
+            return
+
+        self.metrics.failed_attempts += 1
+        error = result.error or _describe(result)
+        if result.status == 410:
+            await self._disable(claim, attempt, now, error)
+            log.error(
+                "webhook endpoint disabled: receiver answered 410 Gone",
+                hint="voicebot webhooks enable URL, then voicebot webhooks replay --failed",
+            )
+            return
+
+        retry_after = None
+        if result.status in (429, 503):
+            retry_after = parse_retry_after(result.headers.get("Retry-After"), now_dt)
+        delay = next_delay(self.policy, attempt, self._rng, retry_after)
+        if delay is None:
+            await self._write(
+                "UPDATE webhooks_deliveries SET status = 'failed', attempts = ?,"
+                " last_attempt_at = ?, failed_at = ?, last_status = ?, last_error = ?,"
+                " next_attempt_at = NULL WHERE id = ?",
+                (attempt, now, now, result.status, error, claim.delivery_id),
+            )
+            self.metrics.dead_lettered += 1
+            log.error(
+                "webhook dead-lettered: attempts exhausted",
+                error=error,
+                hint=f"voicebot webhooks replay {claim.webhook_id}",
+            )
+            return
+        await self._write(
+            "UPDATE webhooks_deliveries SET status = 'pending', attempts = ?,"
+            " last_attempt_at = ?, last_status = ?, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            (attempt, now, result.status, error, now + delay, claim.delivery_id),
+        )
+        log.warning(
+            "webhook attempt failed; will retry",
+            error=error,
+            retry_in_s=round(delay, 3),
+            retry_after_s=retry_after,
+        )
+
+    async def _disable(self, claim: Claim, attempt: int, now: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO webhooks_endpoint_state (url, disabled_at, disabled_reason)"
+                " VALUES (?, ?, ?) ON CONFLICT (url) DO UPDATE SET"
+                " disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason",
+                (claim.endpoint_url, now, GONE_REASON),
+            )
+            await db.execute(
+                "UPDATE webhooks_deliveries SET status = 'failed', attempts = ?,"
+                " last_attempt_at = ?, failed_at = ?, last_status = 410, last_error = ?,"
+                " next_attempt_at = NULL WHERE id = ?",
+                (attempt, now, now, error, claim.delivery_id),
+            )
+        if claim.endpoint_url not in self._disabled:
+            self.metrics.endpoints_disabled += 1
+        self.metrics.dead_lettered += 1
+        self._disabled[claim.endpoint_url] = GONE_REASON
+        # The endpoint's other pending rows become dead letters on the next pass.
+        await self._dead_letter_disabled(now)
+
+
+def _describe(result: AttemptResult) -> str:
+    snippet = result.body[:200].decode("utf-8", "replace").strip()
+    return f"HTTP {result.status}" + (f": {snippet}" if snippet else "")
