@@ -69,7 +69,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         ],
         storage={"database": tmp_path / "journal" / "voicebot.db"},
         http={"host": "127.0.0.1", "port": 0},
-        webhooks={"endpoints": []},
+        webhooks=overrides.pop("webhooks", {"endpoints": []}),
         log={"level": "info", "format": "console"},
         **overrides,
     )
