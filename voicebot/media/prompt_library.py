@@ -24,6 +24,8 @@ import wave
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ivr import PROMPTS
+
 __all__ = [
     "DEFAULT_PROMPTS_DIR",
     "FRAME_BYTES",
@@ -35,23 +37,9 @@ __all__ = [
     "PromptLibrary",
 ]
 
-#: Every prompt name the menu may ask for (docs/architecture.md, "Prompt names").
-PROMPT_NAMES: tuple[str, ...] = (
-    "greeting",
-    "ask_category",
-    "ask_value",
-    "unknown_category",
-    "no_input",
-    "invalid_value",
-    "you_entered_category",
-    "you_entered_value",
-    "no_value",
-    "confirm",
-    "saved",
-    "not_saved",
-    *(f"digit_{d}" for d in range(10)),
-    "point",
-)
+#: Every prompt name the menu may ask for: the menu owns the list (`ivr.PROMPTS`);
+#: here it is in a stable order for loading and error messages.
+PROMPT_NAMES: tuple[str, ...] = tuple(sorted(PROMPTS))
 
 #: The repository's ``prompts/`` directory (valid for a source checkout or an editable
 #: install; a non-editable install must pass ``base_dir`` explicitly).
