@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import gc
 import signal
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -37,7 +36,7 @@ def menu_config(settings: Settings) -> ivr.MenuConfig:
         c.code: ivr.Category(
             code=c.code,
             name=c.name,
-            value=Decimal(str(c.value)) if c.value is not None else None,
+            value=c.value,
         )
         for c in settings.categories
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -104,7 +105,8 @@ class IvrSettings(Section):
 class Category(Section):
     code: str = Field(pattern=r"^[0-9]{1,6}$", description="digits keyed on the phone")
     name: str = Field(min_length=1)
-    value: float | None = Field(None, ge=0, description="default value when # alone is keyed")
+    # Decimal, not float: 100 stays "100" and 0.1 stays exact in the journal.
+    value: Decimal | None = Field(None, ge=0, description="default value when # alone is keyed")
 
 
 class StorageSettings(Section):
