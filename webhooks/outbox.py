@@ -85,6 +85,14 @@ async def enqueue(
     return [webhook_id] * len(matching)
 
 
+#: What operators ask for (`--status`, `?status=`) → delivery row states.
+STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "pending": ("pending", "in_flight"),
+    "failed": ("failed",),
+    "delivered": ("delivered",),
+}
+
+
 @dataclass(frozen=True)
 class DeliveryRecord:
     """One row of `voicebot webhooks list`."""

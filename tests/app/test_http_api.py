@@ -101,3 +101,41 @@ async def test_metrics_in_prometheus_format(app: VoicebotApp) -> None:
     assert 'voicebot_calls_total{outcome="confirmed"} 2.0' in text
     assert "voicebot_active_calls 0.0" in text
     assert "voicebot_sip_registered" not in text  # peer mode: no registration
+
+
+async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
+    base = _rtp_base()
+    settings = Settings(
+        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        storage={"database": tmp_path / "voicebot.db"},
+        http={"port": 0},
+        webhooks={
+            # Nothing listens on port 9 here: the delivery stays pending, retried later.
+            "endpoints": [{"url": "http://127.0.0.1:9/crm", "secret": "whsec_dGVzdHNlY3JldA=="}],
+        },
+    )
+    running = VoicebotApp(settings)
+    await running.start()
+    try:
+        assert running.journal is not None
+        now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+        await running.journal.start_call(
+            CallStart("call_w", "sip-w", None, "201", None, "PCMU", now)
+        )
+        ids = await running.journal.finish_call(
+            "call_w",
+            CallOutcome("confirmed", "1", "sale", Decimal(5), "1#5#1", 1, "confirmed", now),
+        )
+        url = f"http://127.0.0.1:{running.http_port}/api/v1/webhooks/deliveries"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "?status=pending") as response:
+                assert response.status == 200
+                deliveries = (await response.json())["deliveries"]
+            async with http.get(url + "?status=nonsense") as response:
+                assert response.status == 400
+    finally:
+        await running.stop()
+    assert [d["webhook_id"] for d in deliveries] == ids
+    assert deliveries[0]["event_type"] == "call.categorized"
+    assert deliveries[0]["endpoint_url"] == "http://127.0.0.1:9/crm"
+    assert deliveries[0]["created_at"].endswith("Z")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from voicebot.api.metrics import metrics_text
 from voicebot.journal.store import Journal
+from webhooks.outbox import STATUS_FILTERS, list_deliveries
 
 HealthProvider = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,6 +49,7 @@ def build_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/v1/calls", _calls)
+    app.router.add_get("/api/v1/webhooks/deliveries", _deliveries)
     return app
 
 
@@ -79,6 +83,39 @@ async def _calls(request: web.Request) -> web.Response:
             "calls": [
                 row.categorized_event() | {"codec": row.codec, "end_reason": row.end_reason}
                 for row in rows
+            ]
+        }
+    )
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _deliveries(request: web.Request) -> web.Response:
+    journal = request.app[JOURNAL_KEY]
+    status = request.query.get("status")
+    if status is not None and status not in STATUS_FILTERS:
+        return web.json_response(
+            {"error": f"status must be one of {', '.join(STATUS_FILTERS)}"}, status=400
+        )
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        return web.json_response({"error": "limit must be an integer"}, status=400)
+    records = await list_deliveries(
+        journal.connection,
+        statuses=STATUS_FILTERS[status] if status else None,
+        webhook_id=request.query.get("webhook_id"),
+        limit=limit,
+    )
+    times = ("created_at", "next_attempt_at", "last_attempt_at", "delivered_at", "failed_at")
+    return web.json_response(
+        {
+            "deliveries": [
+                {**asdict(r), **{name: _iso(getattr(r, name)) for name in times}} for r in records
             ]
         }
     )

@@ -34,13 +34,7 @@ from webhooks import (
     post_signed,
     replay,
 )
-from webhooks.outbox import DeliveryRecord, disabled_endpoints
-
-STATUS_FILTERS = {
-    "pending": ("pending", "in_flight"),
-    "failed": ("failed",),
-    "delivered": ("delivered",),
-}
+from webhooks.outbox import STATUS_FILTERS, DeliveryRecord, disabled_endpoints
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
