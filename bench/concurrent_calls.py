@@ -1,6 +1,6 @@
 """Concurrent-calls benchmark: voicebot against a bare stock-pyVoIP phone, same load, one run.
 
-    python bench/concurrent_calls.py [--n 1,50,100,200] [--window 10] [--rate 50]
+    python bench/concurrent_calls.py [--n 1,50,100,200,300] [--window 10] [--rate 50]
                                      [--skip-stock] [--quick] [--py-spy DIR]
 
 For each N and each implementation a fresh answering process is started, N
@@ -455,7 +455,11 @@ def row(r: RunResult) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="N concurrent SIPp calls: voicebot vs stock pyVoIP")
-    p.add_argument("--n", default="1,50,100,200", help="comma-separated call counts")
+    p.add_argument(
+        "--n",
+        default="1,50,100,200,300",
+        help="comma-separated call counts (300 is past stock pyVoIP's limit)",
+    )
     p.add_argument("--window", type=float, default=10.0, help="measurement window, seconds")
     p.add_argument("--rate", type=float, default=50.0, help="SIPp call rate, calls/s")
     p.add_argument("--skip-stock", action="store_true", help="voicebot only")
