@@ -1,0 +1,31 @@
+"""Suite-wide policy: locally a missing peer program skips its tests (with the
+reason shown), but in CI (`CI` set) every peer the suite drives must be there,
+so a green CI never hides tests that did not run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Debian package → the program the tests run from it.
+REQUIRED_IN_CI = {
+    "sip-tester": "sipp",
+    "sox": "sox",
+    "espeak-ng": "espeak-ng",
+    "baresip": "baresip",
+    "tshark": "tshark",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not os.environ.get("CI"):
+        return
+    missing = [pkg for pkg, program in REQUIRED_IN_CI.items() if shutil.which(program) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"CI needs these Debian packages installed: {' '.join(missing)} (see .ci/run)"
+        )
+    if os.geteuid() != 0:
+        raise pytest.UsageError("CI runs as root: SIPp's play_pcap_audio needs a raw socket")
