@@ -136,10 +136,7 @@ class VoicebotApp:
         registration = self.user_agent.registration if self.user_agent else None
         if registration is None:
             return None
-        expires_at = registration.expires_at
-        return str(registration.state) == "registered" and (
-            expires_at is None or expires_at > self.clock.now()
-        )
+        return registration.effective_state(self.clock.now()) == "registered"
 
     def health(self) -> dict[str, Any]:
         registration = self.user_agent.registration if self.user_agent else None
@@ -147,21 +144,16 @@ class VoicebotApp:
         ok = self.user_agent is not None
         if registration is not None:
             expires_at = registration.expires_at
+            state = registration.effective_state(self.clock.now())
             sip["registration"] = {
-                "state": str(registration.state),
+                "state": state,
                 "last_error": registration.last_error,
                 "expires_at": expires_at.isoformat() if expires_at else None,
                 "registrar": "{}:{}".format(*registration.registrar_address)
                 if registration.registrar_address
                 else None,
             }
-            registered = str(registration.state) == "registered"
-            if registered and expires_at is not None and expires_at <= self.clock.now():
-                # The refresh is still being retransmitted (up to 32 s) but the
-                # PBX has already dropped us: say so instead of "registered".
-                sip["registration"]["state"] = "expired"
-                registered = False
-            ok = ok and registered
+            ok = ok and state == "registered"
         return {"ok": ok, "sip": sip, "active_calls": len(self._calls)}
 
     async def _on_incoming_call(self, call: IncomingCall) -> None:

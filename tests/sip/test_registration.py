@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -79,6 +80,16 @@ async def test_401_then_200_honours_contact_expires() -> None:
     assert auth.startswith("Digest ") and "qop=auth" in auth and 'uri="sip:pbx.test"' in auth
     assert second.cseq[0] == first.cseq[0] + 1 and second.call_id == first.call_id
     assert second.headers.get("Contact") == "<sip:201@10.0.0.5:5062>"
+
+
+async def test_effective_state_is_expired_once_the_grant_runs_out() -> None:
+    reg = make(ScriptedRegistrar(ok(expires=120)))
+    assert reg.effective_state(datetime.now(UTC)) == "unregistered"
+    await reg._attempt(expires=300)
+    assert reg.expires_at is not None
+    assert reg.effective_state(reg.expires_at - timedelta(seconds=1)) == "registered"
+    # The refresh is still retransmitting, but the PBX has dropped us by now.
+    assert reg.effective_state(reg.expires_at) == "expired"
 
 
 async def test_407_answered_with_proxy_authorization() -> None:

@@ -95,6 +95,18 @@ class Registration:
         self.granted_expires: int | None = None
         self.registrar_address: Address | None = None
 
+    def effective_state(self, now: datetime) -> str:
+        """`state`, except "expired" once the granted Expires has run out while
+        the refresh is still being retransmitted (up to 32 s): the PBX has
+        already dropped us, so health and metrics must not say registered."""
+        if (
+            self.state == RegistrationState.REGISTERED
+            and self.expires_at is not None
+            and self.expires_at <= now
+        ):
+            return "expired"
+        return str(self.state)
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
