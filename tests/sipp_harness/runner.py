@@ -25,11 +25,11 @@ import csv
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_KEYS",
@@ -386,50 +386,12 @@ class Sipp:
             shutil.rmtree(prep.tmp, ignore_errors=True)
         return result
 
-    def run_scenario(
-        self,
-        scenario: str | Path,
-        target: str | None,
-        *,
-        local_port: int | None = None,
-        keys: Mapping[str, object] | None = None,
-        inf_file: Path | None = None,
-        calls: int = 1,
-        concurrency: int | None = None,
-        rate: float | None = None,
-        timeout_s: float = 30,
-        media_port: int | None = None,
-        trace_msg: bool = False,
-        extra_args: Iterable[str] = (),
-    ) -> SippResult:
-        """Run SIPp to completion (blocking). Do NOT use with a bot in the same loop.
+    def run_scenario(self, scenario: str | Path, target: str | None, **options: Any) -> SippResult:
+        """:meth:`arun_scenario` run to completion in its own event loop (blocking).
 
-        ``target`` is ``"127.0.0.1:PORT"`` (the bot) for UAC scenarios, ``None``
-        for UAS ones.  ``keys`` are passed as ``-key name value`` over
-        :data:`DEFAULT_KEYS`; ``Path`` values are made absolute.  ``timeout_s``
-        becomes SIPp's ``-timeout``; Python kills it ``KILL_GRACE_S`` later.
-        ``trace_msg`` fills ``SippResult.messages_log_text``.
+        Do NOT use with a bot in the same loop; the options are the async one's.
         """
-        prep = self._prepare(
-            scenario, target, local_port=local_port, keys=keys, inf_file=inf_file,
-            calls=calls, concurrency=concurrency, rate=rate, timeout_s=timeout_s,
-            media_port=media_port, trace_msg=trace_msg, extra_args=tuple(extra_args),
-        )  # fmt: skip
-        proc = subprocess.Popen(
-            prep.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=prep.tmp,
-        )
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=timeout_s + KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            out, err = proc.communicate()
-        return self._collect(prep, proc.returncode, out, err, timed_out)
+        return asyncio.run(self.arun_scenario(scenario, target, **options))
 
     async def arun_scenario(
         self,
@@ -447,7 +409,14 @@ class Sipp:
         trace_msg: bool = False,
         extra_args: Iterable[str] = (),
     ) -> SippResult:
-        """Same as :meth:`run_scenario`, without blocking the event loop (the bot's)."""
+        """Run SIPp to completion without blocking the event loop (the bot's).
+
+        ``target`` is ``"127.0.0.1:PORT"`` (the bot) for UAC scenarios, ``None``
+        for UAS ones.  ``keys`` are passed as ``-key name value`` over
+        :data:`DEFAULT_KEYS`; ``Path`` values are made absolute.  ``timeout_s``
+        becomes SIPp's ``-timeout``; Python kills it ``KILL_GRACE_S`` later.
+        ``trace_msg`` fills ``SippResult.messages_log_text``.
+        """
         prep = self._prepare(
             scenario, target, local_port=local_port, keys=keys, inf_file=inf_file,
             calls=calls, concurrency=concurrency, rate=rate, timeout_s=timeout_s,
