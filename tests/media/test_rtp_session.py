@@ -4,13 +4,13 @@ import socket
 
 import pytest
 
+from tests.media.conftest import HOST, free_even_range
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMA, PCMU
 from voicebot.media.rtp import RtpPacket
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.media.telephone_event import DtmfSender, TelephoneEvent
 
-HOST = "127.0.0.1"
 DTMF_PT = 101
 
 
@@ -28,34 +28,12 @@ async def udp_peer() -> tuple[asyncio.DatagramTransport, Receiver, int]:
     return transport, protocol, transport.get_extra_info("sockname")[1]
 
 
-def free_even_range(count: int = 10) -> tuple[int, int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    start = port - port % 2
-    if start + 2 * count > 65535:
-        start -= 4 * count
-    return start, start + 2 * count - 1
-
-
 async def wait_for(predicate, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clock():
-    clock = MediaClock()
-    yield clock
-    await clock.stop()
-
-
-@pytest.fixture
-def pool() -> RtpPortPool:
-    return RtpPortPool(HOST, *free_even_range())
 
 
 async def test_pool_allocates_even_ports_skips_busy_and_exhausts() -> None:

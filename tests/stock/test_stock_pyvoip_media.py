@@ -115,28 +115,6 @@ def wait_until(predicate, timeout: float = 2.0) -> bool:
     return True
 
 
-def free_even_range(count: int = 12) -> tuple[int, int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    start = port - port % 2
-    if start + 2 * count > 65535:
-        start -= 4 * count
-    return start, start + 2 * count - 1
-
-
-@pytest.fixture
-async def clock():
-    clock = MediaClock()
-    yield clock
-    await clock.stop()
-
-
-@pytest.fixture
-def pool() -> RtpPortPool:
-    return RtpPortPool(HOST, *free_even_range())
-
-
 # -- 1. DTMF keyed on the marker bit -----------------------------------------
 
 
