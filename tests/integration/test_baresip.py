@@ -46,15 +46,6 @@ MANAGER = "201"
 
 
 @pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No VOICEBOT_* variable or ./voicebot.toml of the host may leak in."""
-    for name in list(os.environ):
-        if name.startswith("VOICEBOT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
 def bot_logging():
     saved = structlog.get_config()
     configure_logging("debug", "console")
@@ -80,7 +71,8 @@ def bot_settings(tmp_path: Path) -> Settings:
     )
 
 
-async def test_baresip_keys_a_categorization(tmp_path: Path, isolated_env, bot_logging):
+async def test_baresip_keys_a_categorization(tmp_path: Path, bot_logging):
+    # The directory's autouse `isolated_env` keeps host VOICEBOT_* settings out.
     started = time.monotonic()
     app = VoicebotApp(bot_settings(tmp_path))
     peer = BaresipPeer(tmp_path, user=MANAGER, rtp_ports=(39400, 39599))

@@ -127,31 +127,26 @@ async def test_start_does_not_wait_for_a_silent_registrar(sipp: Sipp) -> None:
         await ua.stop()
 
 
-async def test_options_answered_with_allow(sipp: Sipp) -> None:
-    ua = UserAgent(peer_settings(), never_called)
+@pytest.mark.parametrize(
+    ("scenario", "allowed_peers"),
+    [
+        pytest.param("options.xml", None, id="options_answered_with_allow"),
+        pytest.param(
+            "invite_forbidden.xml", ["10.9.9.9"], id="invite_from_a_peer_not_allowed_gets_403"
+        ),
+        pytest.param("invite_g729.xml", None, id="g729_only_offer_gets_488"),
+    ],
+)
+async def test_answered_without_the_app(
+    sipp: Sipp, scenario: str, allowed_peers: list[str] | None
+) -> None:
+    """The UA answers these itself (the scenario checks the status and headers);
+    the app is never called."""
+    overrides = {"allowed_peers": allowed_peers} if allowed_peers is not None else {}
+    ua = UserAgent(peer_settings(**overrides), never_called)
     await ua.start()
     try:
-        await sipp.start("options.xml", port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
-    finally:
-        await ua.stop()
-
-
-async def test_invite_from_a_peer_not_allowed_gets_403(sipp: Sipp) -> None:
-    ua = UserAgent(peer_settings(allowed_peers=["10.9.9.9"]), never_called)
-    await ua.start()
-    try:
-        await sipp.start("invite_forbidden.xml", port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
-    finally:
-        await ua.stop()
-
-
-async def test_g729_only_offer_gets_488(sipp: Sipp) -> None:
-    ua = UserAgent(peer_settings(), never_called)
-    await ua.start()
-    try:
-        await sipp.start("invite_g729.xml", port=free_udp_port(), remote=ua.local_address)
+        await sipp.start(scenario, port=free_udp_port(), remote=ua.local_address)
         (await sipp.wait()).assert_passed()
     finally:
         await ua.stop()
