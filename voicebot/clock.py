@@ -1,23 +1,16 @@
-"""The one clock (DESIGN.md §3): injectable so tests move time instead of sleeping."""
+"""The one clock (DESIGN.md §3): injectable so tests move time instead of sleeping.
+
+`Clock` and `SystemClock` are the webhooks package's (it cannot import
+voicebot, so the lower layer holds them); `ManualClock` is for tests.
+"""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
 
+from webhooks.model import Clock, SystemClock
 
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+__all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
 class ManualClock:
@@ -31,8 +24,6 @@ class ManualClock:
         return self._mono
 
     def now(self) -> datetime:
-        from datetime import timedelta
-
         return self._wall + timedelta(seconds=self._mono - 1000.0)
 
     def advance(self, seconds: float) -> None:

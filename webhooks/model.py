@@ -32,7 +32,8 @@ STANDARD_SCHEDULE: tuple[float, ...] = (
 
 
 class Clock(Protocol):
-    """Matches `voicebot.clock.Clock`: tests pass a manual clock and move time."""
+    """The clock everything schedules by (voicebot re-exports it as `voicebot.clock`);
+    tests pass a manual clock and move time."""
 
     def monotonic(self) -> float: ...
     def now(self) -> datetime: ...
