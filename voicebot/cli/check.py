@@ -54,8 +54,6 @@ def startup_problems(settings: Settings) -> list[str]:
         )
     except PromptError as error:
         problems.append(f"ivr.prompts_dir: {error}")
-    if settings.ivr.prompts_dir is not None and not settings.ivr.prompts_dir.is_dir():
-        problems.append(f"ivr.prompts_dir: {settings.ivr.prompts_dir} is not a directory")
     parent = settings.storage.database.parent
     if parent.exists() and not parent.is_dir():
         problems.append(f"storage.database: {parent} is not a directory")

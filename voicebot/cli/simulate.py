@@ -12,9 +12,8 @@ import sys
 import urllib.request
 from typing import Any
 
+from ivr import KEYPAD
 from voicebot.settings import Settings, load_settings
-
-KEYS = set("0123456789*#ABCD")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +50,7 @@ def _target(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    bad = set(args.digits) - KEYS - {","}
+    bad = set(args.digits) - KEYPAD - {","}
     if bad:
         print(
             f"simulate-call: --digits may hold 0-9 * # A-D and ',' (got {''.join(bad)!r})",
