@@ -193,7 +193,7 @@ class Journal:
                 ),
             )
             if outcome.status == "confirmed":
-                row = await self._fetch(call_id)
+                row = await self.get(call_id)
                 if row is None:
                     raise LookupError(f"no journal row for call {call_id}")
                 webhook_ids = await enqueue(
@@ -209,15 +209,12 @@ class Journal:
             raise
         return webhook_ids
 
-    async def _fetch(self, call_id: str) -> Categorization | None:
+    async def get(self, call_id: str) -> Categorization | None:
         async with self._conn.execute(
             f"SELECT {_COLUMNS} FROM categorizations WHERE call_id = ?", (call_id,)
         ) as cursor:
             row = await cursor.fetchone()
         return _row(row) if row is not None else None
-
-    async def get(self, call_id: str) -> Categorization | None:
-        return await self._fetch(call_id)
 
     async def recent(self, limit: int = 50, status: Status | None = None) -> list[Categorization]:
         query = f"SELECT {_COLUMNS} FROM categorizations"
