@@ -19,6 +19,9 @@ from voicebot.api.metrics import CallCounters, MetricsSources, build_registry
 from voicebot.api.server import build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.clock import Clock, SystemClock
+from voicebot.journal.call_types import TypeRules
+from voicebot.journal.calls import CallLog
+from voicebot.journal.categories import CategoryCatalogue
 from voicebot.journal.store import Journal
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
@@ -59,6 +62,8 @@ class VoicebotApp:
         self.clock = clock or SystemClock()
         self.log = get_logger()
         self.journal: Journal | None = None
+        self.call_log: CallLog | None = None
+        self.categories: CategoryCatalogue | None = None
         self.user_agent: UserAgent | None = None
         self._runner: web.AppRunner | None = None
         self._dispatcher: Any = None
@@ -86,6 +91,20 @@ class VoicebotApp:
         recovered = await self.journal.recover_interrupted(self.clock.now())
         if recovered:
             self.log.warning("journal.recovered_interrupted_calls", count=recovered)
+        self.call_log = await CallLog.open(
+            s.storage.database,
+            TypeRules.from_settings(s.journal.unique_window_days, s.journal.target_min_talk_s),
+            self.clock,
+        )
+        self.categories = CategoryCatalogue(
+            self.call_log.connection,
+            self.call_log.write_lock,
+            self.clock,
+            keep_one=s.ivr.ask_category,
+        )
+        seeded = await self.categories.seed(s.categories)
+        if seeded:
+            self.log.info("categories.seeded", count=seeded)
         self._dispatcher = build_dispatcher(s, self.clock)
         await self._dispatcher.start()
         ports = RtpPortPool(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
@@ -98,6 +117,8 @@ class VoicebotApp:
             clock=self.clock,
             counters=self.counters,
             on_saved=lambda ids: self._dispatcher.notify(),
+            categories=self.categories.menu_categories,
+            after_save=self.call_log.record_categorization,
         )
         registry = build_registry(
             MetricsSources(
@@ -190,6 +211,10 @@ class VoicebotApp:
         if self._dispatcher is not None:
             await self._dispatcher.stop()
             self._dispatcher = None
+        if self.call_log is not None:
+            await self.call_log.close()
+            self.call_log = None
+            self.categories = None
         if self.journal is not None:
             await self.journal.close()
             self.journal = None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import ivr
@@ -62,6 +62,11 @@ class MenuEnvironment:
     counters: CallCounters = field(default_factory=CallCounters)
     # Called with the webhook ids a save enqueued, so the dispatcher wakes at once.
     on_saved: Callable[[list[str]], None] | None = None
+    # The category catalogue as it is now, read once per call so an edit made
+    # through the API is heard on the next call; None keeps menu_config's.
+    categories: Callable[[], Awaitable[Mapping[str, ivr.Category]]] | None = None
+    # Called with our call id after every save (the call log files it).
+    after_save: Callable[[str], Awaitable[object]] | None = None
 
 
 class CategorizationCall:
@@ -84,6 +89,7 @@ class CategorizationCall:
         self._end_reason = "menu_finished"
 
     async def run(self) -> None:
+        await self._load_categories()
         media = self._call.media
         codec = CODECS[media.codec_name]
         self._codec = codec
@@ -133,6 +139,17 @@ class CategorizationCall:
             self._cancel_timer()
             await session.close()
             self._env.counters.rtp_malformed += session.stats.malformed
+
+    async def _load_categories(self) -> None:
+        if self._env.categories is None:
+            return
+        categories = await self._env.categories()
+        if not categories and self._env.menu_config.ask_category:
+            # An emptied catalogue must not leave the manager with a menu that
+            # cannot run; the start-up list is the better answer.
+            self.log.warning("categories.empty")
+            return
+        self._menu = ivr.Menu(replace(self._env.menu_config, categories=categories))
 
     # -- events in ---------------------------------------------------------
 
@@ -217,6 +234,13 @@ class CategorizationCall:
         )
         if webhook_ids and self._env.on_saved is not None:
             self._env.on_saved(webhook_ids)
+        if self._env.after_save is not None:
+            try:
+                await self._env.after_save(self.call_id)
+            except Exception as exc:
+                # The categorization is stored; filing it in the call log can
+                # be redone from the journal, so the call goes on.
+                self.log.error("call_log.file_failed", error=repr(exc))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -14,6 +14,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -107,6 +108,8 @@ class Category(Section):
     name: str = Field(min_length=1)
     # Decimal, not float: 100 stays "100" and 0.1 stays exact in the journal.
     value: Decimal | None = Field(None, ge=0, description="default value when # alone is keyed")
+    # Calls filed under a spam code get the call type `spam` in the journal.
+    spam: bool = False
 
 
 class StorageSettings(Section):
@@ -174,6 +177,27 @@ class CallbackSettings(Section):
     transfer: Literal["refer", "bridge"] = "bridge"
 
 
+class JournalSettings(Section):
+    # Call types (voicebot/journal/call_types.py): an inbound call is `unique`
+    # when no inbound call from the same number started less than this before it.
+    unique_window_days: float = Field(30.0, gt=0, le=3650)
+    # An answered call is `target` when the talk lasted at least this long.
+    target_min_talk_s: float = Field(30.0, ge=0, le=86400)
+    # Reports and the dashboard count days and hours in this IANA time zone.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (expected e.g. Europe/Kyiv or UTC)"
+            ) from None
+        return value
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -184,7 +208,7 @@ def _default_categories() -> list[Category]:
         Category(code="1", name="sale", value=None),
         Category(code="2", name="asked for the address", value=100),
         Category(code="3", name="existing order", value=None),
-        Category(code="9", name="spam", value=0),
+        Category(code="9", name="spam", value=0, spam=True),
     ]
 
 
@@ -202,6 +226,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("categories")

@@ -33,6 +33,51 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX categorizations_manager ON categorizations (manager, started_at);
     CREATE INDEX categorizations_pbx ON categorizations (pbx_call_id);
     """,
+    # 2: the call log (every call the bot knows of: PBX events, CDR imports, menu
+    # calls, callbacks) and the category catalogue the menu reads per call.
+    # Times are Unix seconds (REAL): sortable, and cheap to bucket by hour.
+    """
+    CREATE TABLE calls (
+        id                  INTEGER PRIMARY KEY,
+        source              TEXT NOT NULL CHECK (source IN ('pbx', 'cdr', 'menu', 'callback')),
+        pbx_call_id         TEXT UNIQUE,
+        direction           TEXT CHECK (direction IN ('inbound', 'outbound', 'internal')),
+        caller              TEXT,
+        callee              TEXT,
+        company_number      TEXT,
+        client_number       TEXT,
+        manager             TEXT,
+        status              TEXT NOT NULL
+                            CHECK (status IN ('answered', 'missed', 'busy', 'failed')),
+        started_at          REAL NOT NULL,
+        answered_at         REAL,
+        ended_at            REAL,
+        wait_s              REAL,
+        talk_s              REAL,
+        prev_inbound_gap_s  REAL,
+        is_callback         INTEGER NOT NULL DEFAULT 0,
+        categorization_id   TEXT UNIQUE,
+        category_code       TEXT,
+        category_name       TEXT,
+        value               TEXT,
+        recorded_at         REAL NOT NULL,
+        updated_at          REAL NOT NULL
+    );
+    CREATE INDEX calls_time ON calls (started_at, id);
+    CREATE INDEX calls_manager ON calls (manager, started_at, id);
+    CREATE INDEX calls_client ON calls (client_number, started_at, id);
+    CREATE INDEX calls_status ON calls (status, started_at, id);
+    CREATE INDEX calls_category ON calls (category_code, started_at, id);
+    CREATE TABLE categories (
+        code        TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        value       TEXT,
+        spam        INTEGER NOT NULL DEFAULT 0,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        deleted_at  REAL
+    );
+    """,
 )
 
 

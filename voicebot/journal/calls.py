@@ -1,0 +1,565 @@
+"""The call log: every call the bot knows of, one row each, in the `calls` table.
+
+Rows come from three places and meet on the PBX's call id:
+- PBX call events and CDR imports (`record_call_event`, idempotent on the
+  PBX call id: a re-sent event updates the row, never adds one);
+- the post-call menu (`record_categorization`): the categorization is put on
+  the PBX's call (by `X-Call-ID`, else the same manager's answered call that
+  ended just before the menu started); when the PBX told us nothing of that
+  call, the menu call becomes a row of its own (`source = 'menu'`), which a
+  later PBX event for the same call fills in instead of duplicating;
+- callbacks, through `record_call_event(..., source="callback")`.
+
+`prev_inbound_gap_s` (the seconds since the previous inbound call from the
+same number) is kept right on every insert, even out of order (a CDR import
+of last month), because the unique/repeated rules read it
+(voicebot/journal/call_types.py).
+
+The log owns its own connection to the journal's SQLite file (WAL: the
+menu's writes on the journal's connection do not wait for reports here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from voicebot.clock import Clock, SystemClock
+from voicebot.journal.call_events import CallEvent, normalise_number
+from voicebot.journal.call_types import (
+    SQL_PREDICATES,
+    CallFacts,
+    CallType,
+    TypeRules,
+    call_types,
+    sql_parameters,
+)
+from voicebot.journal.migrations import migrate
+from voicebot.logs import get_logger
+
+Source = Literal["pbx", "cdr", "menu", "callback"]
+T = TypeVar("T")
+
+# The PBX routes the manager's line to the bot as the client hangs up, so the
+# menu starts within seconds of the call's end; two minutes covers a slow
+# transfer, and a little slack the other way covers clocks that disagree.
+MENU_LINK_WINDOW_S = 120.0
+CLOCK_SLACK_S = 30.0
+
+_COLUMNS = (
+    "id",
+    "source",
+    "pbx_call_id",
+    "direction",
+    "caller",
+    "callee",
+    "company_number",
+    "client_number",
+    "manager",
+    "status",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "wait_s",
+    "talk_s",
+    "prev_inbound_gap_s",
+    "is_callback",
+    "categorization_id",
+    "category_code",
+    "category_name",
+    "value",
+)
+SELECT_CALLS = (
+    "SELECT "
+    + ", ".join(f"c.{name}" for name in _COLUMNS)
+    + ", COALESCE(k.spam, 0) AS spam FROM calls c"
+    " LEFT JOIN categories k ON k.code = c.category_code"
+)
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One row of the call log, as read back."""
+
+    id: int
+    source: Source
+    pbx_call_id: str | None
+    direction: str | None
+    caller: str | None
+    callee: str | None
+    company_number: str | None
+    client_number: str | None
+    manager: str | None
+    status: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float | None
+    wait_s: float | None
+    talk_s: float | None
+    prev_inbound_gap_s: float | None
+    is_callback: bool
+    categorization_id: str | None
+    category_code: str | None
+    category_name: str | None
+    value: Decimal | None
+    spam: bool
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row | Sequence[Any]) -> CallRecord:
+        values = list(row)
+        data = dict(zip((*_COLUMNS, "spam"), values, strict=True))
+        data["value"] = Decimal(data["value"]) if data["value"] is not None else None
+        data["is_callback"] = bool(data["is_callback"])
+        data["spam"] = bool(data["spam"])
+        return cls(**data)
+
+    def facts(self) -> CallFacts:
+        return CallFacts(
+            direction=self.direction,
+            status=self.status,
+            client_number=self.client_number,
+            talk_s=self.talk_s,
+            prev_inbound_gap_s=self.prev_inbound_gap_s,
+            is_callback=self.is_callback,
+            spam=self.spam,
+        )
+
+    def types(self, rules: TypeRules) -> list[CallType]:
+        return call_types(self.facts(), rules)
+
+    def as_json(self, rules: TypeRules) -> dict[str, Any]:
+        value: int | float | None = None
+        if self.value is not None:
+            value = int(self.value) if self.value == self.value.to_integral() else float(self.value)
+        return {
+            "id": self.id,
+            "source": self.source,
+            "pbx_call_id": self.pbx_call_id,
+            "direction": self.direction,
+            "caller": self.caller,
+            "callee": self.callee,
+            "company_number": self.company_number,
+            "client_number": self.client_number,
+            "manager": self.manager,
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "answered_at": iso(self.answered_at),
+            "ended_at": iso(self.ended_at),
+            "wait_s": self.wait_s,
+            "talk_s": self.talk_s,
+            "types": self.types(rules),
+            "category": (
+                {"code": self.category_code, "name": self.category_name}
+                if self.category_code is not None
+                else None
+            ),
+            "value": value,
+            "categorization_id": self.categorization_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCall:
+    """What an intake did: the row as stored now, and whether it is new."""
+
+    call: CallRecord
+    created: bool
+    changed: bool
+
+
+CallListener = Callable[[StoredCall], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    manager: str | None = None
+    direction: str | None = None
+    status: str | None = None
+    call_type: CallType | None = None
+    category: str | None = None
+    number: str | None = None
+
+    def where(self, rules: TypeRules) -> tuple[list[str], dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if self.since is not None:
+            clauses.append("c.started_at >= :since")
+            params["since"] = self.since.timestamp()
+        if self.until is not None:
+            clauses.append("c.started_at < :until")
+            params["until"] = self.until.timestamp()
+        for name in ("manager", "direction", "status"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"c.{name} = :{name}")
+                params[name] = value
+        if self.category is not None:
+            clauses.append("c.category_code = :category")
+            params["category"] = self.category
+        if self.number is not None:
+            clauses.append("c.client_number = :number")
+            params["number"] = normalise_number(self.number)
+        if self.call_type is not None:
+            clauses.append(SQL_PREDICATES[self.call_type])
+            params.update(sql_parameters(rules))
+        return clauses, params
+
+
+class CursorError(ValueError):
+    pass
+
+
+def encode_cursor(call: CallRecord) -> str:
+    raw = json.dumps([call.started_at, call.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, call_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise CursorError("cursor: not one this API gave out") from None
+    if not isinstance(started_at, int | float) or not isinstance(call_id, int):
+        raise CursorError("cursor: not one this API gave out")
+    if isinstance(started_at, bool) or isinstance(call_id, bool):
+        raise CursorError("cursor: not one this API gave out")
+    return float(started_at), call_id
+
+
+def _ts(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def connect(path: Path) -> aiosqlite.Connection:
+    """A connection to the journal's file, migrated, in autocommit mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    await migrate(conn)
+    return conn
+
+
+class CallLog:
+    def __init__(
+        self, conn: aiosqlite.Connection, rules: TypeRules, clock: Clock | None = None
+    ) -> None:
+        self._conn = conn
+        self.rules = rules
+        self._clock = clock or SystemClock()
+        # Every write here is a multi-statement transaction on one shared
+        # connection: serialise them, or one's BEGIN lands inside another's.
+        self.write_lock = asyncio.Lock()
+        self._listeners: list[CallListener] = []
+        self._log = get_logger()
+
+    @classmethod
+    async def open(cls, path: Path, rules: TypeRules, clock: Clock | None = None) -> CallLog:
+        return cls(await connect(path), rules, clock)
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._conn
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    def subscribe(self, listener: CallListener) -> None:
+        """Have `listener` called after every stored intake (callbacks hook in here)."""
+        self._listeners.append(listener)
+
+    async def _transaction(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self.write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = await work()
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        return stored
+
+    # -- intake ------------------------------------------------------------
+
+    async def record_call_event(self, event: CallEvent, *, source: Source = "pbx") -> StoredCall:
+        """Store one PBX call event (idempotent on `event.call_id`) and tell the listeners."""
+        stored = await self._transaction(lambda: self._record_event(event, source))
+        self._log.info(
+            "call_log.recorded",
+            pbx_call_id=event.call_id,
+            id=stored.call.id,
+            source=source,
+            status=event.status,
+            direction=event.direction,
+            created=stored.created,
+            changed=stored.changed,
+        )
+        for listener in self._listeners:
+            await listener(stored)
+        return stored
+
+    async def _record_event(self, event: CallEvent, source: Source) -> StoredCall:
+        facts: dict[str, Any] = {
+            "source": source,
+            "pbx_call_id": event.call_id,
+            "direction": event.direction,
+            "caller": event.caller,
+            "callee": event.callee,
+            "company_number": event.company_number,
+            "client_number": event.client_number,
+            "manager": event.manager,
+            "status": event.status,
+            "started_at": event.started_at.timestamp(),
+            "answered_at": _ts(event.answered_at),
+            "ended_at": _ts(event.ended_at),
+            "wait_s": event.wait_s(),
+            "talk_s": event.talk_s(),
+            "is_callback": int(event.callback),
+        }
+        existing = await self._fetch("c.pbx_call_id = ?", (event.call_id,))
+        if existing is None and event.status == "answered" and event.manager:
+            existing = await self._menu_row_for(event)
+        now = self._clock.now().timestamp()
+        if existing is None:
+            names = [*facts, "recorded_at", "updated_at"]
+            cursor = await self._conn.execute(
+                f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                (*facts.values(), now, now),
+            )
+            call_id = cursor.lastrowid
+            assert call_id is not None
+            await self._place_in_history(call_id, facts)
+            created = await self._fetch("c.id = ?", (call_id,))
+            assert created is not None
+            return StoredCall(created, created=True, changed=True)
+        if all(self._same(existing, name, value) for name, value in facts.items()):
+            return StoredCall(existing, created=False, changed=False)
+        await self._conn.execute(
+            f"UPDATE calls SET {', '.join(f'{n} = ?' for n in facts)}, updated_at = ? WHERE id = ?",
+            (*facts.values(), now, existing.id),
+        )
+        for number in {existing.client_number, facts["client_number"]} - {None}:
+            await self._regap(number)
+        updated = await self._fetch("c.id = ?", (existing.id,))
+        assert updated is not None
+        return StoredCall(updated, created=False, changed=True)
+
+    @staticmethod
+    def _same(call: CallRecord, name: str, value: Any) -> bool:
+        current = getattr(call, name)
+        if name == "is_callback":
+            return bool(value) == current
+        return bool(current == value)
+
+    async def _menu_row_for(self, event: CallEvent) -> CallRecord | None:
+        """A menu call with no PBX id that this answered call explains."""
+        end = (event.ended_at or event.started_at).timestamp()
+        return await self._fetch(
+            "c.source = 'menu' AND c.pbx_call_id IS NULL AND c.manager = ?"
+            " AND c.started_at BETWEEN ? AND ?"
+            " AND (c.client_number IS NULL OR ? IS NULL OR c.client_number = ?)"
+            " ORDER BY abs(c.started_at - ?) LIMIT 1",
+            (
+                event.manager,
+                end - CLOCK_SLACK_S,
+                end + MENU_LINK_WINDOW_S,
+                event.client_number,
+                event.client_number,
+                end,
+            ),
+        )
+
+    async def _place_in_history(self, call_id: int, facts: dict[str, Any]) -> None:
+        """Set the new call's gap to the number's previous inbound call, and
+        the gap of the number's next inbound call to this one."""
+        number = facts["client_number"]
+        if number is None or facts["direction"] != "inbound":
+            return
+        key = (facts["started_at"], call_id)
+        async with self._conn.execute(
+            "SELECT started_at FROM calls WHERE client_number = ? AND direction = 'inbound'"
+            " AND (started_at, id) < (?, ?) ORDER BY started_at DESC, id DESC LIMIT 1",
+            (number, *key),
+        ) as cursor:
+            previous = await cursor.fetchone()
+        if previous is not None:
+            await self._conn.execute(
+                "UPDATE calls SET prev_inbound_gap_s = ? WHERE id = ?",
+                (facts["started_at"] - previous[0], call_id),
+            )
+        await self._conn.execute(
+            "UPDATE calls SET prev_inbound_gap_s = started_at - ? WHERE id = ("
+            " SELECT id FROM calls WHERE client_number = ? AND direction = 'inbound'"
+            " AND (started_at, id) > (?, ?) ORDER BY started_at, id LIMIT 1)",
+            (facts["started_at"], number, *key),
+        )
+
+    async def _regap(self, number: str) -> None:
+        """Recompute every gap of one number (after an update moved a call)."""
+        async with self._conn.execute(
+            "SELECT id, started_at, prev_inbound_gap_s FROM calls"
+            " WHERE client_number = ? AND direction = 'inbound' ORDER BY started_at, id",
+            (number,),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        previous: float | None = None
+        for call_id, started_at, gap in rows:
+            wanted = None if previous is None else started_at - previous
+            if wanted != gap:
+                await self._conn.execute(
+                    "UPDATE calls SET prev_inbound_gap_s = ? WHERE id = ?", (wanted, call_id)
+                )
+            previous = started_at
+        # A call that stopped being inbound from this number keeps no gap.
+        await self._conn.execute(
+            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE prev_inbound_gap_s IS NOT NULL"
+            " AND (client_number IS NULL OR direction IS NOT 'inbound')"
+        )
+
+    async def record_categorization(self, categorization_id: str) -> StoredCall | None:
+        """Put a finished menu categorization on its call (or make the menu call one)."""
+        stored = await self._transaction(lambda: self._record_categorization(categorization_id))
+        if stored is None:
+            return None
+        self._log.info(
+            "call_log.categorized",
+            call_id=categorization_id,
+            id=stored.call.id,
+            category=stored.call.category_code,
+            created=stored.created,
+        )
+        for listener in self._listeners:
+            await listener(stored)
+        return stored
+
+    async def _record_categorization(self, categorization_id: str) -> StoredCall | None:
+        async with self._conn.execute(
+            "SELECT pbx_call_id, manager, client_number, category_code, category_name, value,"
+            " status, started_at FROM categorizations WHERE call_id = ?",
+            (categorization_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[6] == "in_progress":
+            return None
+        pbx_call_id, manager, client_number, code, name, value, _, started = row
+        client_number = normalise_number(client_number)
+        menu_at = _parse_iso(started)
+        category = {
+            "categorization_id": categorization_id,
+            "category_code": code,
+            "category_name": name,
+            "value": value,
+        }
+        target = await self._fetch("c.categorization_id = ?", (categorization_id,))
+        if target is None and pbx_call_id is not None:
+            target = await self._fetch("c.pbx_call_id = ?", (pbx_call_id,))
+        if target is None and pbx_call_id is None and manager is not None:
+            target = await self._fetch(
+                "c.manager = ? AND c.status = 'answered' AND c.categorization_id IS NULL"
+                " AND c.source != 'menu' AND c.ended_at BETWEEN ? AND ?"
+                " AND (c.client_number IS NULL OR ? IS NULL OR c.client_number = ?)"
+                " ORDER BY abs(c.ended_at - ?) LIMIT 1",
+                (
+                    manager,
+                    menu_at - MENU_LINK_WINDOW_S,
+                    menu_at + CLOCK_SLACK_S,
+                    client_number,
+                    client_number,
+                    menu_at,
+                ),
+            )
+        now = self._clock.now().timestamp()
+        if target is not None:
+            await self._conn.execute(
+                f"UPDATE calls SET {', '.join(f'{n} = ?' for n in category)}, updated_at = ?"
+                " WHERE id = ?",
+                (*category.values(), now, target.id),
+            )
+            updated = await self._fetch("c.id = ?", (target.id,))
+            assert updated is not None
+            return StoredCall(updated, created=False, changed=updated != target)
+        facts: dict[str, Any] = {
+            "source": "menu",
+            "pbx_call_id": pbx_call_id,
+            "client_number": client_number,
+            "manager": manager,
+            "status": "answered",
+            "started_at": menu_at,
+            **category,
+            "recorded_at": now,
+            "updated_at": now,
+        }
+        cursor = await self._conn.execute(
+            f"INSERT INTO calls ({', '.join(facts)}) VALUES ({', '.join('?' for _ in facts)})",
+            tuple(facts.values()),
+        )
+        created = await self._fetch("c.id = ?", (cursor.lastrowid,))
+        assert created is not None
+        return StoredCall(created, created=True, changed=True)
+
+    # -- reading -------------------------------------------------------------
+
+    async def _fetch(self, where: str, params: Sequence[Any]) -> CallRecord | None:
+        async with self._conn.execute(f"{SELECT_CALLS} WHERE {where}", tuple(params)) as cursor:
+            row = await cursor.fetchone()
+        return CallRecord.from_row(row) if row is not None else None
+
+    async def get(self, call_id: int) -> CallRecord | None:
+        return await self._fetch("c.id = ?", (call_id,))
+
+    async def list(
+        self, filters: CallFilter, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[CallRecord], str | None]:
+        """Newest first; `cursor` continues after the last row of the previous
+        page. The order (started_at, id) never changes for a stored row, so a
+        row added while paging shows up once or not at all, never twice, and
+        no row is skipped."""
+        clauses, params = filters.where(self.rules)
+        if cursor is not None:
+            started_at, call_id = decode_cursor(cursor)
+            clauses.append("(c.started_at, c.id) < (:cursor_at, :cursor_id)")
+            params |= {"cursor_at": started_at, "cursor_id": call_id}
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        params["limit"] = limit + 1
+        async with self._conn.execute(
+            f"{SELECT_CALLS}{where} ORDER BY c.started_at DESC, c.id DESC LIMIT :limit", params
+        ) as rows_cursor:
+            rows = [CallRecord.from_row(row) for row in await rows_cursor.fetchall()]
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1]) if len(rows) > limit and page else None
+        return page, next_cursor
+
+
+__all__ = [
+    "CallFilter",
+    "CallListener",
+    "CallLog",
+    "CallRecord",
+    "CursorError",
+    "StoredCall",
+    "connect",
+]
