@@ -1,0 +1,262 @@
+"""The call journal from a terminal.
+
+    voicebot import-cdr FILE [--timezone ZONE] [--extension-digits N]
+    voicebot calls [--since 1d] [--status S] [--manager M] [--type T] [--limit N]
+    voicebot categories list [--all] | add CODE NAME [--value V] [--spam] | remove CODE
+
+They work on the database named by `storage.database`, next to a running
+`voicebot run` (SQLite WAL): the next menu call hears a category change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+
+from voicebot.config_errors import describe_problems
+from voicebot.journal.call_types import CALL_TYPES, TypeRules
+from voicebot.journal.calls import CallFilter, CallLog, iso
+from voicebot.journal.categories import (
+    CategoryCatalogue,
+    CategoryExists,
+    CategoryNotFound,
+    LastCategory,
+)
+from voicebot.journal.cdr import RejectedRow, read_master_csv
+from voicebot.settings import ConfigFileError, Settings, load_settings
+
+_SPAN = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_span(text: str) -> timedelta:
+    match = _SPAN.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a span like 30m, 12h, 1d or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    importing = subparsers.add_parser(
+        "import-cdr", help="import an Asterisk cdr_csv Master.csv into the call journal"
+    )
+    importing.add_argument("file", type=Path)
+    importing.add_argument(
+        "--timezone", help="zone the CDR times are in (default: journal.timezone)"
+    )
+    importing.add_argument(
+        "--extension-digits",
+        type=int,
+        default=5,
+        help="numbers this short are extensions, which tells the direction (default 5)",
+    )
+    importing.set_defaults(handler=_sync(_import_cdr))
+
+    calls = subparsers.add_parser("calls", help="list the call journal, newest first")
+    calls.add_argument("--since", type=parse_span, default=timedelta(days=1), help="e.g. 1d, 12h")
+    calls.add_argument("--status", choices=["answered", "missed", "busy", "failed"])
+    calls.add_argument("--direction", choices=["inbound", "outbound", "internal"])
+    calls.add_argument("--type", dest="call_type", choices=CALL_TYPES)
+    calls.add_argument("--manager")
+    calls.add_argument("--number")
+    calls.add_argument("--limit", type=int, default=100)
+    calls.set_defaults(handler=_sync(_calls))
+
+    categories = subparsers.add_parser("categories", help="the category catalogue")
+    categories.set_defaults(handler=lambda args: _usage(categories))
+    commands = categories.add_subparsers(dest="categories_command")
+    listing = commands.add_parser("list", help="the codes managers can key")
+    listing.add_argument("--all", action="store_true", help="include deleted codes")
+    listing.set_defaults(handler=_sync(_categories_list))
+    adding = commands.add_parser("add", help="add a code (or revive a deleted one)")
+    adding.add_argument("code")
+    adding.add_argument("name")
+    adding.add_argument("--value", help="default value, e.g. 100 or 12.50")
+    adding.add_argument("--spam", action="store_true", help="calls under it are spam")
+    adding.set_defaults(handler=_sync(_categories_add))
+    removing = commands.add_parser("remove", help="stop offering a code (history keeps it)")
+    removing.add_argument("code")
+    removing.set_defaults(handler=_sync(_categories_remove))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _sync(
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            settings = load_settings()
+        except (ValidationError, ConfigFileError) as error:
+            for line in describe_problems(error):
+                print(f"voicebot: {line}", file=sys.stderr)
+            return 2
+        return asyncio.run(command(args, settings))
+
+    return handler
+
+
+def rules_of(settings: Settings) -> TypeRules:
+    return TypeRules.from_settings(
+        settings.journal.unique_window_days, settings.journal.target_min_talk_s
+    )
+
+
+async def open_call_log(settings: Settings) -> CallLog:
+    log = await CallLog.open(settings.storage.database, rules_of(settings))
+    await catalogue_of(log, settings).seed(settings.categories)
+    return log
+
+
+def catalogue_of(log: CallLog, settings: Settings) -> CategoryCatalogue:
+    return CategoryCatalogue(log.connection, log.write_lock, keep_one=settings.ivr.ask_category)
+
+
+async def _import_cdr(args: argparse.Namespace, settings: Settings) -> int:
+    zone_name = args.timezone or settings.journal.timezone
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"--timezone {zone_name!r}: not an IANA zone (e.g. Europe/Kyiv)", file=sys.stderr)
+        return 2
+    try:
+        handle = args.file.open(encoding="utf-8", errors="replace", newline="")
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    log = await open_call_log(settings)
+    added = updated = unchanged = 0
+    rejected: list[RejectedRow] = []
+    try:
+        with handle:
+            for item in read_master_csv(handle, zone, args.extension_digits):
+                if isinstance(item, RejectedRow):
+                    rejected.append(item)
+                    continue
+                stored = await log.record_call_event(item, source="cdr")
+                if stored.created:
+                    added += 1
+                elif stored.changed:
+                    updated += 1
+                else:
+                    unchanged += 1
+    finally:
+        await log.close()
+    for row in rejected:
+        print(f"{args.file}:{row.line}: skipped: {row.reason}", file=sys.stderr)
+    print(
+        f"imported {args.file}: {added} added, {updated} updated, {unchanged} already there,"
+        f" {len(rejected)} skipped"
+    )
+    return 0
+
+
+async def _calls(args: argparse.Namespace, settings: Settings) -> int:
+    log = await open_call_log(settings)
+    try:
+        rows, _ = await log.list(
+            CallFilter(
+                since=datetime.now(UTC) - args.since,
+                status=args.status,
+                direction=args.direction,
+                call_type=args.call_type,
+                manager=args.manager,
+                number=args.number,
+            ),
+            limit=max(1, min(args.limit, 10000)),
+        )
+    finally:
+        await log.close()
+    print(
+        f"{'ID':>7}  {'STARTED (UTC)':20}  {'DIR':8}  {'STATUS':8}  {'CLIENT':16}  {'MANAGER':8}"
+        f"  {'WAIT':>5}  {'TALK':>6}  CATEGORY  TYPES"
+    )
+    for call in rows:
+        started = (iso(call.started_at) or "")[:19].replace("T", " ")
+        category = f"{call.category_code} {call.category_name}" if call.category_code else "-"
+        print(
+            f"{call.id:>7}  {started:20}  {call.direction or '-':8}  {call.status:8}"
+            f"  {call.client_number or '-':16}  {call.manager or '-':8}"
+            f"  {_secs(call.wait_s):>5}  {_secs(call.talk_s):>6}  {category}"
+            f"  {','.join(call.types(log.rules)) or '-'}"
+        )
+    print(f"{len(rows)} call{'s' if len(rows) != 1 else ''}")
+    return 0
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+async def _categories_list(args: argparse.Namespace, settings: Settings) -> int:
+    log = await open_call_log(settings)
+    try:
+        entries = await catalogue_of(log, settings).entries(include_deleted=args.all)
+    finally:
+        await log.close()
+    print(f"{'CODE':6}  {'VALUE':>10}  {'SPAM':4}  NAME")
+    for e in entries:
+        value = str(e.value) if e.value is not None else "-"
+        flags = "yes" if e.spam else ""
+        deleted = "  (deleted)" if e.deleted else ""
+        print(f"{e.code:6}  {value:>10}  {flags:4}  {e.name}{deleted}")
+    return 0
+
+
+async def _categories_add(args: argparse.Namespace, settings: Settings) -> int:
+    from voicebot.settings import Category
+
+    try:
+        value = Decimal(args.value) if args.value is not None else None
+        category = Category(code=args.code, name=args.name, value=value, spam=args.spam)
+    except (InvalidOperation, ValidationError) as exc:
+        print(f"voicebot categories add: {_first_error(exc)}", file=sys.stderr)
+        return 2
+    log = await open_call_log(settings)
+    try:
+        await catalogue_of(log, settings).add(
+            category.code, category.name, category.value, category.spam
+        )
+    except CategoryExists:
+        print(f"category {args.code} exists; remove it first or edit it", file=sys.stderr)
+        return 1
+    finally:
+        await log.close()
+    print(f"added category {category.code} ({category.name}); the next menu call offers it")
+    return 0
+
+
+async def _categories_remove(args: argparse.Namespace, settings: Settings) -> int:
+    log = await open_call_log(settings)
+    try:
+        await catalogue_of(log, settings).remove(args.code)
+    except CategoryNotFound:
+        print(f"no category {args.code}", file=sys.stderr)
+        return 1
+    except LastCategory:
+        print(f"category {args.code} is the last one; the menu needs one", file=sys.stderr)
+        return 1
+    finally:
+        await log.close()
+    print(f"removed category {args.code}; calls filed under it keep it")
+    return 0
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return "value: not a number"
