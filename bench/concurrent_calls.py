@@ -254,6 +254,10 @@ def start_bot(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], int, int]:
         "VOICEBOT_SIP__BIND_PORT": str(sip_port),
         "VOICEBOT_SIP__RTP_PORT_MIN": str(BOT_RTP[0]),
         "VOICEBOT_SIP__RTP_PORT_MAX": str(BOT_RTP[1]),
+        # SIPp is one source offering --rate calls/s: measure the media path,
+        # not the per-source INVITE limit (bench/overload.py measures that).
+        "VOICEBOT_SIP__INVITE_RATE_PER_SOURCE": "1000",
+        "VOICEBOT_SIP__INVITE_BURST_PER_SOURCE": "1000",
         "VOICEBOT_STORAGE__DATABASE": str(tmp / "voicebot.db"),
         "VOICEBOT_HTTP__HOST": LOOPBACK,
         "VOICEBOT_HTTP__PORT": str(http_port),

@@ -48,6 +48,15 @@ class SipSettings(Section):
     register_expires: int = Field(300, ge=30, le=86400)
     allowed_peers: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     user_agent: str = "voicebot"
+    # A request from an address outside allowed_peers: answered 403 (to the
+    # packet's source only, rate-limited) or dropped without a word.
+    unknown_peer: Literal["403", "drop"] = "403"
+    # Calls at once (ringing, answered or waiting for the ACK); beyond it new
+    # INVITEs get 503 + Retry-After. Default: one per even port of the RTP range.
+    max_calls: int | None = Field(None, ge=1, le=100_000)
+    # New INVITEs per second from one source IP, and how many may come at once.
+    invite_rate_per_source: float = Field(10.0, gt=0, le=100_000)
+    invite_burst_per_source: int = Field(20, ge=1, le=100_000)
 
     @field_validator("allowed_peers")
     @classmethod
@@ -70,6 +79,12 @@ class SipSettings(Section):
             )
         if self.rtp_port_max - self.rtp_port_min < 1:
             raise ValueError("rtp port range must hold at least 2 ports (RTP uses even ports)")
+        if self.max_calls is not None and self.max_calls > self.rtp_ports:
+            raise ValueError(
+                f"max_calls ({self.max_calls}) is above the {self.rtp_ports} calls the RTP range"
+                f" {self.rtp_port_min}-{self.rtp_port_max} can carry (one even port per call);"
+                " expected max_calls <= (rtp_port_max - rtp_port_min + 1) / 2, or widen the range"
+            )
         if self.mode == "register":
             missing = [n for n in ("server", "username") if not getattr(self, n)]
             if missing:
@@ -78,6 +93,17 @@ class SipSettings(Section):
                     " (VOICEBOT_SIP__SERVER=pbx.example.com, VOICEBOT_SIP__USERNAME=201)"
                 )
         return self
+
+    @property
+    def rtp_ports(self) -> int:
+        """Even ports in the RTP range: one per call (RFC 3550 §11, RTCP on the odd one)."""
+        first = self.rtp_port_min + self.rtp_port_min % 2
+        return max(0, (self.rtp_port_max - first) // 2 + 1)
+
+    @property
+    def call_limit(self) -> int:
+        """`max_calls`, or by default as many calls as the RTP range has ports."""
+        return self.max_calls if self.max_calls is not None else self.rtp_ports
 
     def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.allowed_peers]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voicebot.sip.dialog import (
     CANCELLED,
@@ -17,6 +17,7 @@ from voicebot.sip.dialog import (
     REJECTED,
     Confirmed,
     Dialog,
+    DialogHost,
     UacProceeding,
     UacTrying,
     UasEarly,
@@ -34,9 +35,6 @@ from voicebot.sip.message import (
 from voicebot.sip.sdp import NegotiatedMedia, SdpParseError, build_answer, negotiate, parse_sdp
 from voicebot.sip.transaction import TransactionTimeout
 from voicebot.sip.transport import Address
-
-if TYPE_CHECKING:
-    from voicebot.sip.user_agent import UserAgent
 
 FAILED = "failed"
 
@@ -110,7 +108,8 @@ class IncomingCall:
         state.answer(self._dialog, sdp)
         self._dialog.log.info("sip_answered", rtp=f"{local_rtp_host}:{local_rtp_port}")
         confirmed = self._dialog.confirmed
-        await asyncio.wait([confirmed, self.ended], return_when=asyncio.FIRST_COMPLETED)
+        waits: list[asyncio.Future[Any]] = [confirmed, self.ended]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if not (confirmed.done() and not confirmed.cancelled()):
             raise CallEnded(self.ended.result())
 
@@ -134,7 +133,7 @@ class OutgoingCall:
 
     def __init__(
         self,
-        ua: UserAgent,
+        ua: DialogHost,
         dialog: Dialog,
         invite: SipRequest,
         destination: Address,
@@ -145,6 +144,7 @@ class OutgoingCall:
         self._dialog = dialog
         self._invite = invite
         self._destination = destination
+        self.peer_host: str = destination[0]
         self._codecs = codecs
         self._credentials = credentials
         self._challenged: set[int] = set()

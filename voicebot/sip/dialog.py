@@ -21,6 +21,12 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from voicebot.sip.capabilities import (
+    ALLOW,
+    SUPPORTED,
+    options_response,
+    unsupported_response,
+)
 from voicebot.sip.message import (
     Headers,
     NameAddr,
@@ -42,11 +48,6 @@ from voicebot.sip.transaction import (
 )
 from voicebot.sip.transport import Address, response_destination
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
-SUPPORTED = ""  # no extensions (no 100rel, no timer); sent empty on purpose
-KNOWN_UNSUPPORTED = frozenset(
-    {"REFER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "UPDATE", "PRACK", "PUBLISH", "REGISTER"}
-)
 DTMF_KEYS = frozenset("0123456789*#ABCD")
 BYE_TIMEOUT = 2.0
 
@@ -60,32 +61,18 @@ REJECTED = "rejected"
 
 
 class DialogHost(Protocol):
-    """What a dialog needs from its user agent."""
+    """What a dialog (and an `OutgoingCall`) needs from its user agent."""
 
-    transactions: TransactionLayer
     user_agent: str
+
+    @property
+    def transactions(self) -> TransactionLayer: ...
 
     def contact(self) -> str: ...
     def via(self) -> str: ...
     def send(self, data: bytes, destination: Address) -> None: ...
     def remember(self, dialog: Dialog) -> None: ...
     def forget(self, dialog: Dialog) -> None: ...
-
-
-def options_response(request: SipRequest, to_tag: str | None) -> SipResponse:
-    """200 to OPTIONS: what we can do (RFC 3261 §11.2)."""
-    return build_response(
-        request,
-        200,
-        to_tag=to_tag,
-        headers=[("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)],
-    )
-
-
-def unsupported_response(request: SipRequest, to_tag: str | None) -> SipResponse:
-    """405 for a method we know but do not do, 501 for one we do not know (§8.2.1)."""
-    status = 405 if request.method in KNOWN_UNSUPPORTED else 501
-    return build_response(request, status, to_tag=to_tag, headers=[("Allow", ALLOW)])
 
 
 def info_key(request: SipRequest) -> str | None:

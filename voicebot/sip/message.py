@@ -22,6 +22,14 @@ from voicebot.sip.pyvoip_adapter import reason_phrase
 SIP_VERSION = "SIP/2.0"
 BRANCH_MAGIC = "z9hG4bK"
 
+# Numbers on the wire are ASCII digits, bounded. `str.isdigit()` also accepts
+# "²" and "٣", which `int()` then refuses with a ValueError, and a 5 000-digit
+# CSeq makes `int()` raise too (Python's 4 300-digit limit): both escaped the
+# parser as non-SipParseErrors and the sender never got its 400.
+_ASCII_DIGITS = re.compile(r"[0-9]{1,10}")
+CSEQ_MAX = 2**31 - 1  # RFC 3261 §8.1.1.5: "MUST be less than 2**31"
+MAX_MESSAGE = 65535  # one UDP datagram
+
 # RFC 3261 §7.3.3 and the IANA registry of compact forms.
 COMPACT_FORMS = {
     "i": "Call-ID",
@@ -78,6 +86,17 @@ LIST_HEADERS = frozenset(
 
 class SipParseError(ValueError):
     """The bytes are not a SIP message we can act on."""
+
+
+def ascii_int(text: str, what: str, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+    """`text` as a bounded non-negative integer of ASCII digits, else `SipParseError`."""
+    value = text.strip()
+    if not _ASCII_DIGITS.fullmatch(value):
+        raise SipParseError(f"bad {what}: {value[:20]!r}")
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise SipParseError(f"{what} out of range {minimum}-{maximum}: {number}")
+    return number
 
 
 def canonical_name(name: str) -> str:
@@ -230,9 +249,7 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
         host, _, port_text = text.partition(":")
     port: int | None = None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise SipParseError(f"bad port in {text!r}")
-        port = int(port_text)
+        port = ascii_int(port_text, "port", minimum=1, maximum=65535)
     return host, port
 
 
@@ -317,7 +334,10 @@ class Via:
     @property
     def rport(self) -> int | None:
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        if not value or not _ASCII_DIGITS.fullmatch(value):
+            return None
+        port = int(value)
+        return port if 0 < port < 65536 else None
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -399,9 +419,9 @@ class SipMessage:
     def cseq(self) -> tuple[int, str]:
         value = self.headers.get("CSeq") or ""
         number, _, method = value.strip().partition(" ")
-        if not number.isdigit() or not method.strip():
-            raise SipParseError(f"bad CSeq: {value!r}")
-        return int(number), method.strip().upper()
+        if not method.strip():
+            raise SipParseError(f"bad CSeq: {value[:40]!r}")
+        return ascii_int(number, "CSeq number", maximum=CSEQ_MAX), method.strip().upper()
 
     @property
     def from_(self) -> NameAddr:
@@ -496,9 +516,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
 
     length_text = headers.get("Content-Length")
     if length_text is not None and length_text != "":
-        if not length_text.isdigit():
-            raise SipParseError(f"bad Content-Length: {length_text!r}")
-        length = int(length_text)
+        length = ascii_int(length_text, "Content-Length", maximum=MAX_MESSAGE)
         if length > len(body):
             raise SipParseError(f"Content-Length {length} but {len(body)} body bytes")
         body = body[:length]
@@ -506,11 +524,9 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     message: SipRequest | SipResponse
     parts = start.split(" ", 2)
     if start.startswith("SIP/"):
-        if len(parts) < 2 or parts[0].upper() != SIP_VERSION or not parts[1].isdigit():
-            raise SipParseError(f"bad status line: {start!r}")
-        status = int(parts[1])
-        if not 100 <= status <= 699:
-            raise SipParseError(f"bad status code: {status}")
+        if len(parts) < 2 or parts[0].upper() != SIP_VERSION:
+            raise SipParseError(f"bad status line: {start[:60]!r}")
+        status = ascii_int(parts[1], "status code", minimum=100, maximum=699)
         message = SipResponse(
             headers, body, status=status, reason=parts[2] if len(parts) > 2 else ""
         )

@@ -34,9 +34,17 @@ def static_payload_type(name: str) -> tuple[int, int]:
     return int(pt.value), int(pt.rate)
 
 
-def encoding_name(payload_type: int) -> str | None:
-    """Encoding name of a static payload type (0 -> "PCMU"), None when unknown/dynamic."""
+def static_codec(payload_type: int) -> tuple[str, int] | None:
+    """(encoding name, clock rate) of a static payload type (0 -> ("PCMU", 8000)).
+
+    None when unknown or dynamic. Name and rate come from the same table entry:
+    looking the rate up again by name broke on DVI4, whose four entries
+    (PT 5, 6, 16, 17) are named DVI4_8000 … DVI4_22050 (a KeyError per INVITE).
+    """
     try:
-        return str(PayloadType(payload_type)).upper()
+        pt = PayloadType(payload_type)
     except ValueError:
         return None
+    if not isinstance(pt.value, int):
+        return None
+    return str(pt).upper(), int(pt.rate)

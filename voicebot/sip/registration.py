@@ -25,6 +25,7 @@ from typing import Any
 
 from voicebot.logs import get_logger
 from voicebot.settings import SipSettings
+from voicebot.sip.capabilities import ALLOW
 from voicebot.sip.digest import DigestCredentials, DigestError, choose_challenge
 from voicebot.sip.message import (
     Headers,
@@ -34,6 +35,7 @@ from voicebot.sip.message import (
     SipResponse,
     SipUri,
     Via,
+    ascii_int,
     new_branch,
     new_call_id,
     new_tag,
@@ -180,11 +182,11 @@ class Registration:
                 auth = ("Authorization" if status == 401 else "Proxy-Authorization", value)
                 continue
             if status == 423:
-                minimum = response.headers.get("Min-Expires") or ""
-                if not minimum.isdigit() or int(minimum) <= expires:
-                    return self._fail(f"423 without a usable Min-Expires ({minimum!r})")
-                self._log.info("sip_register_interval_too_brief", min_expires=int(minimum))
-                expires = int(minimum)
+                minimum = _seconds(response.headers.get("Min-Expires"))
+                if minimum is None or minimum <= expires:
+                    return self._fail("423 without a usable Min-Expires")
+                self._log.info("sip_register_interval_too_brief", min_expires=minimum)
+                expires = minimum
                 continue
             return self._fail(f"{status} {response.reason}".strip())
         return self._fail("too many challenges")
@@ -216,11 +218,11 @@ class Registration:
                 continue
             uri = contact.uri
             ours = (uri.host, uri.port or 5060) == (self._contact[0], self._contact[1])
-            expires = contact.params.get("expires")
-            if ours and expires and expires.isdigit():
-                return int(expires)
-        header = response.headers.get("Expires") or ""
-        return int(header) if header.isdigit() else requested
+            expires = _seconds(contact.params.get("expires"))
+            if ours and expires is not None:
+                return expires
+        header = _seconds(response.headers.get("Expires"))
+        return header if header is not None else requested
 
     # ---------------------------------------------------------------- the request
 
@@ -246,7 +248,7 @@ class Registration:
                 ("CSeq", f"{self._cseq} REGISTER"),
                 ("Contact", str(NameAddr(contact))),
                 ("Expires", str(expires)),
-                ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+                ("Allow", ALLOW),
                 ("User-Agent", settings.user_agent),
             ]
         )
@@ -269,3 +271,13 @@ async def _resolve(host: str, port: int) -> Address:
         raise OSError(f"no address for {host}")
     address = infos[0][4]
     return str(address[0]), int(address[1])
+
+
+def _seconds(text: str | None) -> int | None:
+    """An Expires-style delta-seconds value (RFC 3261 §20.19), None when absent or bad."""
+    if not text:
+        return None
+    try:
+        return ascii_int(text, "delta-seconds", maximum=2**32 - 1)
+    except SipParseError:
+        return None

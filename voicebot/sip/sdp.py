@@ -8,10 +8,13 @@ dynamic payload type when offered.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
-from voicebot.sip.pyvoip_adapter import encoding_name, static_payload_type
+from voicebot.sip.message import SipParseError, ascii_int
+from voicebot.sip.pyvoip_adapter import static_codec, static_payload_type
 
 SUPPORTED_CODECS = ("PCMU", "PCMA")
 TELEPHONE_EVENT = "telephone-event"
@@ -53,8 +56,7 @@ class AudioOffer:
         """(encoding name, clock rate): rtpmap first, else the static table (RFC 3551)."""
         if pt in self.rtpmap:
             return self.rtpmap[pt]
-        name = encoding_name(pt)
-        return (name, static_payload_type(name)[1]) if name else None
+        return static_codec(pt) if pt < 96 else None
 
 
 def parse_sdp(body: bytes | str) -> AudioOffer:
@@ -77,10 +79,11 @@ def parse_sdp(body: bytes | str) -> AudioOffer:
                 continue  # only the first audio stream matters
             parts = value.split()
             if audio is None and len(parts) >= 4 and parts[0] == "audio":
-                if not parts[1].split("/")[0].isdigit():
-                    raise SdpParseError(f"bad port in m= line: {value!r}")
-                pts = [int(p) for p in parts[3:] if p.isdigit()]
-                audio = AudioOffer(host="", port=int(parts[1].split("/")[0]), payload_types=pts)
+                # A port above 65535 was taken and made the first RTP send raise
+                # OverflowError: refuse it here, the caller gets 488.
+                port = _number(parts[1].split("/")[0], "m= port", 65535)
+                pts = [_number(p, "payload type", 127) for p in parts[3:]]
+                audio = AudioOffer(host="", port=port, payload_types=pts)
                 in_audio = True
             else:
                 in_audio = False
@@ -101,27 +104,59 @@ def parse_sdp(body: bytes | str) -> AudioOffer:
                     audio.direction = name
                     media_direction_set = True
             elif in_audio and audio is not None:
-                if name == "rtpmap":
-                    pt_text, _, encoding = arg.partition(" ")
-                    enc_name, _, rest = encoding.partition("/")
-                    rate = rest.partition("/")[0]
-                    if pt_text.isdigit() and rate.isdigit():
-                        audio.rtpmap[int(pt_text)] = (enc_name.strip(), int(rate))
-                elif name == "fmtp":
-                    pt_text, _, params = arg.partition(" ")
-                    if pt_text.isdigit():
-                        audio.fmtp[int(pt_text)] = params.strip()
-                elif name == "ptime" and arg.strip().isdigit():
-                    audio.ptime = int(arg.strip())
+                # A bad attribute line is skipped, as before: only m= and c=
+                # decide whether the offer is usable.
+                with contextlib.suppress(SdpParseError):
+                    _attribute(audio, name, arg)
     if audio is None:
         raise SdpParseError("no audio stream (m=audio) in SDP")
-    host = media_host or session_host
-    if not host:
+    connection = media_host or session_host
+    if not connection:
         raise SdpParseError("no connection address (c=) for the audio stream")
-    audio.host = host
+    audio.host = _unicast_ip(connection)
     if not media_direction_set:
         audio.direction = session_direction
     return audio
+
+
+def _unicast_ip(host: str) -> str:
+    """The c= address as a unicast IP literal.
+
+    A host name would be resolved by `sendto` on the event loop (blocking DNS
+    on every packet), 0.0.0.0 reaches the bot's own host on Linux, and
+    multicast is not a phone: all three are refused (488).
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise SdpParseError(f"c= address is not an IP literal: {host[:60]!r}") from None
+    if address.is_unspecified or address.is_multicast:
+        raise SdpParseError(f"c= address {host} is not a unicast address")
+    return str(address)
+
+
+def _attribute(audio: AudioOffer, name: str, arg: str) -> None:
+    if name == "rtpmap":
+        pt_text, _, encoding = arg.partition(" ")
+        enc_name, _, rest = encoding.partition("/")
+        rate = rest.partition("/")[0]
+        audio.rtpmap[_number(pt_text, "rtpmap payload type", 127)] = (
+            enc_name.strip(),
+            _number(rate, "rtpmap clock rate", 10_000_000),
+        )
+    elif name == "fmtp":
+        pt_text, _, params = arg.partition(" ")
+        audio.fmtp[_number(pt_text, "fmtp payload type", 127)] = params.strip()
+    elif name == "ptime":
+        audio.ptime = _number(arg, "ptime", 10_000)
+
+
+def _number(text: str, what: str, maximum: int) -> int:
+    """ASCII digits within 0..maximum (RFC 4566 fields are ASCII), else SdpParseError."""
+    try:
+        return ascii_int(text, what, maximum=maximum)
+    except SipParseError as exc:
+        raise SdpParseError(str(exc)) from None
 
 
 def negotiate(

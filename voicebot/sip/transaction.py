@@ -1,10 +1,15 @@
 """SIP transactions over UDP (RFC 3261 §17, RFC 6026).
 
 Theory of operation: the transaction layer sits between the transport and
-the user agent. It matches requests and responses to transactions by
-(top Via branch, CSeq method) — a CANCEL has the INVITE's branch but its own
-method, so it is its own transaction and `find_invite` finds the INVITE it
-cancels. It absorbs retransmitted requests (re-sending the last response),
+the user agent. It matches requests to server transactions as RFC 3261
+§17.2.3 says: by (top Via branch, sent-by, method) when the branch carries
+the z9hG4bK cookie, else (an RFC 2543 peer) by Request-URI, To tag, From
+tag, Call-ID, CSeq number and top Via — two branch-less INVITEs used to share
+the key ("", INVITE) and the second got the first call's answer. A CANCEL
+has the INVITE's branch but its own method, so it is its own transaction and
+`find_invite` finds the INVITE it cancels. Responses match client
+transactions by (branch, CSeq method) (§17.1.3); our branches always carry
+the cookie. It absorbs retransmitted requests (re-sending the last response),
 retransmits requests until a response arrives (timers A/E), gives up (B/F)
 and lingers to absorb stragglers (D/H/I/J/K/L). Every timer fires at an
 absolute deadline on the loop's monotonic clock (`loop.call_at`), so a late
@@ -21,14 +26,47 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from voicebot.logs import get_logger
-from voicebot.sip.message import Headers, SipRequest, SipResponse, build_response
+from voicebot.sip.message import (
+    BRANCH_MAGIC,
+    Headers,
+    SipRequest,
+    SipResponse,
+    build_response,
+)
 from voicebot.sip.transport import Address, response_destination
 
 T1 = 0.5  # RTT estimate (§17.1.1.1)
 T2 = 4.0  # max retransmit interval for non-INVITE requests and INVITE responses
 T4 = 5.0  # max time a message stays in the network
 
-TransactionKey = tuple[str, str]  # (branch, method)
+TransactionKey = tuple[object, ...]  # what identifies one transaction; ends with the method
+
+
+def server_key(request: SipRequest, method: str | None = None) -> TransactionKey:
+    """The §17.2.3 matching key of a request, as if its method were `method`.
+
+    ACK and CANCEL look up their INVITE with method="INVITE". For an RFC 2543
+    peer the To tag is part of the key, except for an ACK, whose To tag is the
+    one our response added (`TransactionLayer.absorb` checks that separately).
+    """
+    via = request.top_via
+    method = method or request.method
+    branch = via.branch or ""
+    sent_by = (via.host.lower(), via.port or 5060)
+    if branch.startswith(BRANCH_MAGIC):
+        return (branch, sent_by, method)
+    to_tag = None if request.method == "ACK" else request.to.tag
+    return (
+        "rfc2543",
+        request.uri,
+        to_tag,
+        request.from_.tag,
+        request.call_id,
+        request.cseq[0],
+        branch,
+        sent_by,
+        method,
+    )
 
 
 class TransactionTimeout(Exception):
@@ -157,14 +195,22 @@ class ServerTransaction(Transaction):
 
 
 class ServerInviteTransaction(ServerTransaction):
-    """§17.2.1 with RFC 6026's Accepted state; sends 100 Trying on creation."""
+    """§17.2.1 with RFC 6026's Accepted state; sends 100 Trying on creation unless
+    told the final answer is immediate (a refusal needs no 100)."""
 
     def __init__(
-        self, layer: TransactionLayer, request: SipRequest, key: TransactionKey, source: Address
+        self,
+        layer: TransactionLayer,
+        request: SipRequest,
+        key: TransactionKey,
+        source: Address,
+        *,
+        trying: bool = True,
     ) -> None:
         super().__init__(layer, request, key, source)
         self.state = "proceeding"
-        self._send(build_response(request, 100))
+        if trying:
+            self._send(build_response(request, 100))
 
     def respond(self, response: SipResponse) -> None:
         if self.state != "proceeding":
@@ -344,6 +390,13 @@ class ClientNonInviteTransaction(ClientTransaction):
 # --------------------------------------------------------------------- the layer
 
 
+def _same_to_tag(ack: SipRequest, tx: ServerTransaction) -> bool:
+    """§17.2.3: a branch-less ACK matches only if its To tag is our response's."""
+    if ack.branch.startswith(BRANCH_MAGIC) or tx.last_response is None:
+        return True
+    return ack.to.tag == tx.last_response.to.tag
+
+
 class TransactionLayer:
     """Owns every live transaction of one user agent."""
 
@@ -367,35 +420,49 @@ class TransactionLayer:
         method = message.cseq[1]
         return message.top_via.branch or "", method
 
+    @property
+    def server_count(self) -> int:
+        """Live server transactions (what a flood or a fuzzer could leave behind)."""
+        return len(self._server)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._client)
+
     def absorb(self, request: SipRequest) -> bool:
         """True when `request` belongs to a live server transaction (retransmission or
         the ACK of a non-2xx final response) and has been dealt with here."""
-        branch = request.branch
         if request.method == "ACK":
-            tx = self._server.get((branch, "INVITE"))
-            if isinstance(tx, ServerInviteTransaction) and tx.state in ("completed", "confirmed"):
+            tx = self._server.get(server_key(request, "INVITE"))
+            if (
+                isinstance(tx, ServerInviteTransaction)
+                and tx.state in ("completed", "confirmed")
+                and _same_to_tag(request, tx)
+            ):
                 tx.on_ack()
                 return True
             return False  # ACK for a 2xx: the dialog's
-        tx = self._server.get((branch, request.method))
+        tx = self._server.get(server_key(request))
         if tx is None:
             return False
         tx.on_retransmission()
         return True
 
-    def server_transaction(self, request: SipRequest, source: Address) -> ServerTransaction:
-        key = (request.branch, request.method)
+    def server_transaction(
+        self, request: SipRequest, source: Address, *, trying: bool = True
+    ) -> ServerTransaction:
+        key = server_key(request)
         tx: ServerTransaction
         if request.method == "INVITE":
-            tx = ServerInviteTransaction(self, request, key, source)
+            tx = ServerInviteTransaction(self, request, key, source, trying=trying)
         else:
             tx = ServerNonInviteTransaction(self, request, key, source)
         self._server[key] = tx
         return tx
 
     def find_invite(self, cancel: SipRequest) -> ServerInviteTransaction | None:
-        """The INVITE transaction a CANCEL cancels (same branch, §9.2)."""
-        tx = self._server.get((cancel.branch, "INVITE"))
+        """The INVITE transaction a CANCEL cancels (§9.2: matched as the INVITE would be)."""
+        tx = self._server.get(server_key(cancel, "INVITE"))
         return tx if isinstance(tx, ServerInviteTransaction) else None
 
     def receive_response(self, response: SipResponse) -> bool:

@@ -3,11 +3,18 @@
 Responses go where the request came from, not to a configured server:
 §18.2.2 sends to the top Via's `received` address (which we stamp on every
 request from its source IP) and, with RFC 3581 `rport`, to the source port.
-Stock pyVoIP sent every response to its configured server.
+Stock pyVoIP sent every response to its configured server. The §18.2.2
+`maddr` branch is deliberately not implemented: it let any sender aim our
+responses at a third party (ten INVITEs made us send 120 packets to
+127.0.0.3), so a response's IP is always the packet's source IP.
+
+Every datagram is first shown to `screen(data, source)` (the user agent's
+allow-list and rate limits), before it is parsed or answered at all.
 
 A malformed datagram never reaches the layers above: when its request line
-and Via can still be read we answer 400 (so the sender stops retransmitting),
-otherwise it is dropped. Keepalive CRLFs (RFC 5626 §4.4.1) are ignored.
+can still be read we answer 400 to the packet's source address (so the sender
+stops retransmitting), otherwise it is dropped. Keepalive CRLFs (RFC 5626
+§4.4.1) are ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from voicebot.sip.pyvoip_adapter import reason_phrase
 Address = tuple[str, int]
 RequestHandler = Callable[[SipRequest, Address], None]
 ResponseHandler = Callable[[SipResponse, Address], None]
+Screen = Callable[[bytes, Address], bool]
 
 MAX_DATAGRAM = 65535
 
@@ -60,7 +68,7 @@ def stamp_via(request: SipRequest, source: Address) -> None:
 def response_destination(response: SipResponse) -> Address:
     """Where a response goes (RFC 3261 §18.2.2 for unreliable transports, RFC 3581 §4)."""
     via = response.top_via
-    host = via.params.get("maddr") or via.received or via.host
+    host = via.received or via.host  # never maddr: see the module docstring
     port = via.rport or via.port or 5060
     return host, port
 
@@ -73,13 +81,16 @@ class SipTransport(asyncio.DatagramProtocol):
         on_request: RequestHandler,
         on_response: ResponseHandler,
         *,
+        screen: Screen | None = None,
         logger: Any = None,
     ) -> None:
         self._on_request = on_request
         self._on_response = on_response
+        self._screen = screen
         self._log = logger or get_logger(component="sip.transport")
         self._transport: asyncio.DatagramTransport | None = None
         self.local_address: Address = ("0.0.0.0", 0)
+        self.malformed = 0  # datagrams the parser refused
 
     @classmethod
     async def open(
@@ -89,11 +100,12 @@ class SipTransport(asyncio.DatagramProtocol):
         on_request: RequestHandler,
         on_response: ResponseHandler,
         *,
+        screen: Screen | None = None,
         logger: Any = None,
     ) -> SipTransport:
         """Bind host:port (port 0 picks a free one; see `local_address`)."""
         loop = asyncio.get_running_loop()
-        protocol = cls(on_request, on_response, logger=logger)
+        protocol = cls(on_request, on_response, screen=screen, logger=logger)
         await loop.create_datagram_endpoint(lambda: protocol, local_addr=(host, port))
         return protocol
 
@@ -107,31 +119,41 @@ class SipTransport(asyncio.DatagramProtocol):
         if not data.strip(b"\r\n \t"):
             return  # keepalive
         try:
-            message = parse_message(data)
-        except SipParseError as exc:
-            self._reject_malformed(data, source, str(exc))
-            return
-        try:
+            if self._screen is not None and not self._screen(data, source):
+                return
+            try:
+                message = parse_message(data)
+            except SipParseError as exc:
+                self._reject_malformed(data, source, str(exc))
+                return
             if isinstance(message, SipRequest):
                 stamp_via(message, source)
                 self._on_request(message, source)
             else:
                 self._on_response(message, source)
-        except Exception:  # one bad message must never take the UA down
-            self._log.exception("sip_message_handler_failed", source=f"{source[0]}:{source[1]}")
+        except Exception as exc:  # one bad message must never take the UA down
+            # The layers above answer every request themselves; reaching here is a
+            # bug, logged as one line (a flood of them must not flood the log
+            # with tracebacks).
+            self._log.error(
+                "sip.datagram_failed",
+                source=f"{source[0]}:{source[1]}",
+                error=f"{type(exc).__name__}: {exc}"[:200],
+            )
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction timers deal with it.
         self._log.debug("sip_udp_error", error=str(exc))
 
     def _reject_malformed(self, data: bytes, source: Address, error: str) -> None:
-        log = self._log.bind(source=f"{source[0]}:{source[1]}", error=error)
+        log = self._log.bind(source=f"{source[0]}:{source[1]}", error=error[:200])
+        self.malformed += 1
         response = malformed_response(data, source)
         if response is None:
-            log.info("sip_malformed_dropped")
+            log.info("sip.malformed_dropped")
             return
-        log.info("sip_malformed_400")
-        self.send(bytes(response), response_destination(response))
+        log.info("sip.malformed_refused", status=400)
+        self.send(bytes(response), source)
 
     def send(self, data: bytes, destination: Address) -> None:
         if self._transport is None or self._transport.is_closing():
@@ -152,8 +174,10 @@ class SipTransport(asyncio.DatagramProtocol):
 def malformed_response(data: bytes, source: Address) -> SipResponse | None:
     """A 400 for a request we cannot parse fully, or None when even that is impossible.
 
-    Needs a request line and a parseable top Via; From/To/Call-ID/CSeq are
-    copied raw when present (RFC 3261 §8.2.6 asks for them).
+    Needs a request line; the top Via, From/To/Call-ID/CSeq are copied raw
+    when present (RFC 3261 §8.2.6 asks for them). It goes to the packet's
+    source address, so a Via we cannot read (a port of 5 000 digits) still
+    gets its 400.
     """
     text = data.decode("utf-8", "replace").replace("\r\n", "\n")
     lines = [line for line in text.split("\n\n", 1)[0].split("\n")]
@@ -164,26 +188,31 @@ def malformed_response(data: bytes, source: Address) -> SipResponse | None:
     parts = lines[0].split()
     if len(parts) != 3 or parts[2].upper() != "SIP/2.0" or parts[0].startswith("SIP/"):
         return None
+    if parts[0].upper() == "ACK":
+        return None  # an ACK is never answered (RFC 3261 §17.2.3)
     copied = Headers()
-    via: Via | None = None
+    via: str | None = None
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon:
             continue
         key = name.strip().lower()
         if key in ("via", "v") and via is None:
+            raw = value.split(",")[0].strip()
             try:
-                via = Via.parse(value.split(",")[0])
+                parsed = Via.parse(raw)
             except SipParseError:
-                return None
+                via = raw
+            else:
+                if "rport" in parsed.params:
+                    parsed.params["rport"] = str(source[1])
+                parsed.params["received"] = source[0]
+                via = str(parsed)
         elif key in ("from", "f", "to", "t", "call-id", "i", "cseq"):
             copied.add(name.strip(), value.strip())
     if via is None:
         return None
-    if "rport" in via.params:
-        via.params["rport"] = str(source[1])
-    via.params["received"] = source[0]
-    headers = Headers([("Via", str(via))])
+    headers = Headers([("Via", via)])
     for name, value in copied:
         headers.add(name, value)
     return SipResponse(headers, b"", status=400, reason=reason_phrase(400) or "Bad Request")

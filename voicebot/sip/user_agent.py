@@ -4,6 +4,15 @@ Out-of-dialog requests are decided here (who may call us, what we answer to
 OPTIONS/CANCEL/REFER…); in-dialog requests go to their `Dialog`, whose state
 decides. In mode "register" a `Registration` task keeps us registered; in
 mode "peer" the PBX sends INVITEs straight to bind_host:bind_port.
+
+Refusals come in a fixed order, each before any work for the next: a source
+outside `allowed_peers` is refused before its datagram is parsed (403 to the
+packet's source, or nothing with `unknown_peer = "drop"`), a source over its
+INVITE rate gets a stateless 503, and beyond `max_calls` calls (ringing,
+answered, or waiting for an ACK: each holds an RTP port) a 503 with
+Retry-After. None of these sends 100 Trying first. Every request that gets
+past them gets a final response whatever its handler raises (400 for what
+the parser refuses late, 500 for our bugs), so no transaction is left open.
 """
 
 from __future__ import annotations
@@ -11,21 +20,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from voicebot.logs import get_logger
 from voicebot.settings import SipSettings
+from voicebot.sip.admission import RefusalLog, SourceLimiter
 from voicebot.sip.call import CallCancelled, CallEnded, CallFailed, IncomingCall, OutgoingCall
-from voicebot.sip.dialog import (
-    ALLOW,
-    SHUTDOWN,
-    Dialog,
-    UasEarly,
-    await_quietly,
-    options_response,
-    unsupported_response,
-)
+from voicebot.sip.capabilities import ALLOW, options_response, unsupported_response
+from voicebot.sip.dialog import SHUTDOWN, Dialog, UasEarly, await_quietly
 from voicebot.sip.digest import DigestCredentials
 from voicebot.sip.message import (
     NameAddr,
@@ -38,17 +42,52 @@ from voicebot.sip.message import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_message,
     split_list,
 )
 from voicebot.sip.registration import Registration
 from voicebot.sip.sdp import SUPPORTED_CODECS, SdpParseError, build_offer, negotiate, parse_sdp
-from voicebot.sip.transaction import ServerTransaction, TransactionLayer
+from voicebot.sip.transaction import (
+    ServerInviteTransaction,
+    ServerTransaction,
+    TransactionKey,
+    TransactionLayer,
+)
 from voicebot.sip.transport import Address, SipTransport
 
-__all__ = ["CallCancelled", "CallEnded", "CallFailed", "IncomingCall", "OutgoingCall", "UserAgent"]
+__all__ = [
+    "CallCancelled",
+    "CallEnded",
+    "CallFailed",
+    "IncomingCall",
+    "OutgoingCall",
+    "SipCounters",
+    "UserAgent",
+]
 
 IncomingCallHandler = Callable[[IncomingCall], Awaitable[None]]
 DialogKey = tuple[str, str, str | None]
+
+#: Retry-After (s) on a 503 for max_calls: about one short menu call.
+OVERLOAD_RETRY_AFTER_S = 10
+#: Retry-After (s) on a 503 for a source over its INVITE rate.
+RATE_RETRY_AFTER_S = 2
+FAILED = "failed"
+
+
+@dataclass
+class SipCounters:
+    """What the user agent refused or could not handle, since start (for /metrics)."""
+
+    peer_refused: int = 0  # requests from outside allowed_peers (answered 403 or dropped)
+    rate_limited: int = 0  # INVITEs over sip.invite_rate_per_source
+    overloaded: int = 0  # INVITEs beyond sip.max_calls (503)
+    replies_suppressed: int = 0  # stateless refusals not sent: the source's reply budget was spent
+    bad_requests: int = 0  # requests refused 400 after parsing (bad From/To…)
+    handler_errors: int = 0  # requests answered 500 because our code raised
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
 
 
 class UserAgent:
@@ -70,12 +109,20 @@ class UserAgent:
         self._transport: SipTransport | None = None
         self._transactions: TransactionLayer | None = None
         self._dialogs: dict[DialogKey, Dialog] = {}
-        self._early: dict[str, Dialog] = {}  # INVITE branch -> dialog, for CANCEL
+        self._early: dict[TransactionKey, Dialog] = {}  # INVITE transaction -> dialog, for CANCEL
+        self._incoming: set[Dialog] = set()  # UAS calls not ended: what max_calls counts
         self._outgoing: list[OutgoingCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._allowed = settings.allowed_networks()
         self._advertised_host = settings.public_host or settings.bind_host
         self.registration: Registration | None = None
+        self.counters = SipCounters()
+        self.max_calls = settings.call_limit
+        rate, burst = settings.invite_rate_per_source, settings.invite_burst_per_source
+        self._invites = SourceLimiter(rate, burst)
+        # Stateless refusals (403/503) to one address: as many as INVITEs it may send.
+        self._replies = SourceLimiter(rate, burst)
+        self._refusals = RefusalLog(self._log)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -83,10 +130,17 @@ class UserAgent:
         """Bind the UDP socket and start registering (mode register); never waits on the PBX."""
         s = self.settings
         self._transport = await SipTransport.open(
-            s.bind_host, s.bind_port, self._on_request, self._on_response, logger=self._log
+            s.bind_host,
+            s.bind_port,
+            self._on_request,
+            self._on_response,
+            screen=self._screen,
+            logger=self._log,
         )
-        kwargs = {"t1": self._t1} if self._t1 else {}
-        self._transactions = TransactionLayer(self._transport, logger=self._log, **kwargs)
+        if self._t1:
+            self._transactions = TransactionLayer(self._transport, t1=self._t1, logger=self._log)
+        else:
+            self._transactions = TransactionLayer(self._transport, logger=self._log)
         if not s.public_host and s.bind_host in ("0.0.0.0", "::", ""):
             self._advertised_host = _outbound_ip(s.server)
         self._log.info(
@@ -165,28 +219,128 @@ class UserAgent:
     def forget(self, dialog: Dialog) -> None:
         if self._dialogs.get(dialog.key) is dialog:
             del self._dialogs[dialog.key]
-        for branch, early in list(self._early.items()):
+        self._incoming.discard(dialog)
+        for key, early in list(self._early.items()):
             if early is dialog:
-                del self._early[branch]
+                del self._early[key]
+
+    @property
+    def calls_in_progress(self) -> int:
+        """Incoming calls not ended (ringing, answered, waiting for ACK, up)."""
+        return len(self._incoming)
+
+    # ---------------------------------------------------------------- refusals
+
+    def _screen(self, data: bytes, source: Address) -> bool:
+        """First look at every datagram, before parsing: may this source talk to us?"""
+        if data.startswith(b"SIP/") or self._is_allowed(source[0]):
+            return True  # responses match only our own unguessable branches
+        self.counters.peer_refused += 1
+        if self.settings.unknown_peer == "drop":
+            self._refusals.refused("sip.peer_refused", source=source[0], answer="dropped")
+            return False
+        try:
+            request = parse_message(data)
+        except SipParseError:
+            request = None
+        if isinstance(request, SipRequest) and request.method != "ACK":
+            self._refuse_stateless(request, source, 403)
+        self._refusals.refused("sip.peer_refused", source=source[0], answer=403)
+        return False
+
+    def _refuse_stateless(
+        self, request: SipRequest, source: Address, status: int, retry_after: int | None = None
+    ) -> None:
+        """One response, no transaction, to the packet's source only (never a Via address),
+        within the source's reply budget."""
+        if not self._replies.allow(source[0]):
+            self.counters.replies_suppressed += 1
+            return
+        headers = [("Retry-After", str(retry_after))] if retry_after else []
+        # No To tag on a 400: the To header may be what could not be parsed.
+        tag = new_tag() if status != 400 else None
+        response = build_response(request, status, to_tag=tag, headers=headers)
+        self.send(bytes(response), source)
+
+    def _admit_invite(self, invite: SipRequest, source: Address) -> bool:
+        """Rate and capacity checks for a new INVITE, before any transaction or 100."""
+        if not self._invites.allow(source[0]):
+            self.counters.rate_limited += 1
+            self._refusals.refused(
+                "sip.invite_rate_limited", source=source[0], call_id=invite.call_id
+            )
+            self._refuse_stateless(invite, source, 503, RATE_RETRY_AFTER_S)
+            return False
+        if len(self._incoming) >= self.max_calls:
+            self.counters.overloaded += 1
+            self._refusals.refused(
+                "sip.invite_refused",
+                reason="max_calls",
+                max_calls=self.max_calls,
+                source=source[0],
+                call_id=invite.call_id,
+            )
+            tx = self.transactions.server_transaction(invite, source, trying=False)
+            tx.respond(
+                build_response(
+                    invite,
+                    503,
+                    to_tag=new_tag(),
+                    headers=[("Retry-After", str(OVERLOAD_RETRY_AFTER_S))],
+                )
+            )
+            return False
+        return True
 
     # ---------------------------------------------------------------- incoming
 
     def _on_request(self, request: SipRequest, source: Address) -> None:
         layer = self.transactions
-        if layer.absorb(request):
+        try:
+            if layer.absorb(request):
+                return
+            if request.method == "ACK":
+                dialog = self._find_dialog(request)
+                if dialog is not None:
+                    dialog.receive_request(request, None)
+                return  # an ACK nobody waits for is dropped (§17.2.3)
+            new_invite = request.method == "INVITE" and request.to.tag is None
+        except SipParseError as exc:  # From/To unreadable (an RFC 2543 key needs them)
+            self.counters.bad_requests += 1
+            self._log.info("sip.request_refused", status=400, error=str(exc)[:200])
+            if request.method != "ACK":
+                self._refuse_stateless(request, source, 400)
             return
-        if request.method == "ACK":
-            dialog = self._find_dialog(request)
-            if dialog is not None:
-                dialog.receive_request(request, None)
-            return  # an ACK nobody waits for is dropped (§17.2.3)
+        if new_invite and not self._admit_invite(request, source):
+            return
         tx = layer.server_transaction(request, source)
         try:
             self._dispatch(request, source, tx)
         except SipParseError as exc:
-            self._log.info("sip_bad_request", call_id=request.call_id, error=str(exc))
-            if not tx.final_sent:
-                tx.respond(build_response(request, 400, f"Bad Request ({exc})"[:100]))
+            self.counters.bad_requests += 1
+            self._log.info(
+                "sip.request_refused", status=400, call_id=request.call_id, error=str(exc)[:200]
+            )
+            self._settle(tx, build_response(request, 400, f"Bad Request ({exc})"[:100]))
+        except Exception as exc:
+            # A bug of ours, not the peer's: still a final answer and a closed
+            # transaction, so the peer stops retransmitting and nothing leaks.
+            self.counters.handler_errors += 1
+            self._log.error(
+                "sip.request_failed",
+                method=request.method,
+                call_id=request.call_id,
+                error=f"{type(exc).__name__}: {exc}"[:200],
+            )
+            self._settle(tx, build_response(request, 500))
+
+    def _settle(self, tx: ServerTransaction, response: SipResponse) -> None:
+        """Final answer for a request whose handler raised; ends a half-made call."""
+        dialog = self._early.get(tx.key)
+        if dialog is not None:
+            dialog.end(FAILED)
+        if not tx.final_sent:
+            tx.respond(response)
 
     def _find_dialog(self, request: SipRequest) -> Dialog | None:
         to_tag = request.to.tag
@@ -223,7 +377,7 @@ class UserAgent:
         if invite_tx is None:
             tx.respond(build_response(cancel, 481))
             return
-        dialog = self._early.get(cancel.branch)
+        dialog = self._early.get(invite_tx.key)
         tx.respond(build_response(cancel, 200, to_tag=dialog.local_tag if dialog else None))
         if dialog is not None and isinstance(dialog.state, UasEarly):
             dialog.log.info("sip_cancelled")
@@ -237,25 +391,24 @@ class UserAgent:
         if any(address in network for network in self._allowed):
             return True
         registrar = self.registration.registrar_address if self.registration else None
-        return registrar is not None and registrar[0] == ip
+        if registrar is not None and registrar[0] == ip:
+            return True
+        # The far end of a call we placed (simulate-call) may send BYE.
+        return any(call.peer_host == ip for call in self._outgoing if not call.ended.done())
 
     def _incoming_invite(self, invite: SipRequest, source: Address, tx: ServerTransaction) -> None:
         log = self._log.bind(call_id=invite.call_id)
         from_ = invite.from_
         to = invite.to
         tag = new_tag()
-        if not self._is_allowed(source[0]):
-            log.warning("sip_invite_forbidden", source=source[0])
-            tx.respond(build_response(invite, 403, to_tag=tag))
-            return
         media = None
         if invite.body and invite.content_type in ("application/sdp", ""):
             try:
                 media = negotiate(parse_sdp(invite.body))
             except SdpParseError as exc:
-                log.info("sip_bad_sdp", error=str(exc))
+                log.info("sip.bad_sdp", error=str(exc)[:200])
         if media is None:
-            log.info("sip_no_common_codec")
+            log.info("sip.invite_refused", reason="no_usable_media", status=488)
             tx.respond(
                 build_response(
                     invite,
@@ -286,10 +439,11 @@ class UserAgent:
             peer=source,
             logger=log,
         )
-        assert tx.__class__.__name__ == "ServerInviteTransaction"
-        dialog.transition(UasEarly(tx))  # type: ignore[arg-type]
+        assert isinstance(tx, ServerInviteTransaction)
+        dialog.transition(UasEarly(tx))
         self._dialogs[dialog.key] = dialog
-        self._early[invite.branch] = dialog
+        self._early[tx.key] = dialog
+        self._incoming.add(dialog)
         call = IncomingCall(dialog, invite, source, media)
         log.info(
             "sip_incoming_call",
@@ -312,8 +466,8 @@ class UserAgent:
             if not call.ended.done():
                 await call.hangup()
 
-    def _spawn(self, coro: Awaitable[None], *, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
