@@ -11,10 +11,13 @@ import contextlib
 import gc
 import signal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 import ivr
+from voicebot.api import journal_routes
+from voicebot.api.context import JournalApi
 from voicebot.api.metrics import CallCounters, MetricsSources, build_registry
 from voicebot.api.server import build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
@@ -133,6 +136,18 @@ class VoicebotApp:
             self.health,
             s.http.api_token.get_secret_value() if s.http.api_token else None,
             registry,
+        )
+        journal_routes.install(
+            api,
+            JournalApi(
+                call_log=self.call_log,
+                catalogue=self.categories,
+                zone=ZoneInfo(s.journal.timezone),
+                clock=self.clock,
+                health=self.health,
+                api_token=s.http.api_token.get_secret_value() if s.http.api_token else None,
+                language=s.ivr.language,
+            ),
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()

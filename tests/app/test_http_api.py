@@ -51,7 +51,7 @@ async def test_healthz_in_peer_mode(app: VoicebotApp) -> None:
 
 
 async def test_api_needs_the_bearer_token(app: VoicebotApp) -> None:
-    url = f"http://127.0.0.1:{app.http_port}/api/v1/calls"
+    url = f"http://127.0.0.1:{app.http_port}/api/v1/categorizations"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as response:
             assert response.status == 401
@@ -59,7 +59,7 @@ async def test_api_needs_the_bearer_token(app: VoicebotApp) -> None:
             assert response.status == 401
         async with http.get(url, headers={"Authorization": "Bearer s3cret-token"}) as response:
             assert response.status == 200
-            assert (await response.json()) == {"calls": []}
+            assert (await response.json()) == {"categorizations": []}
 
 
 async def test_calls_lists_journal_rows(app: VoicebotApp) -> None:
@@ -75,10 +75,10 @@ async def test_calls_lists_journal_rows(app: VoicebotApp) -> None:
         ),
     )
     headers = {"Authorization": "Bearer s3cret-token"}
-    base = f"http://127.0.0.1:{app.http_port}/api/v1/calls"
+    base = f"http://127.0.0.1:{app.http_port}/api/v1/categorizations"
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(base + "?status=confirmed") as response:
-            calls = (await response.json())["calls"]
+            calls = (await response.json())["categorizations"]
         async with http.get(base + "?status=bogus") as response:
             assert response.status == 400
         async with http.get(base + "?limit=x") as response:

@@ -48,7 +48,8 @@ def build_app(
     app[REGISTRY_KEY] = registry
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/api/v1/calls", _calls)
+    # /api/v1/calls is the call log (voicebot/api/calls.py); this is the menu's own table.
+    app.router.add_get("/api/v1/categorizations", _categorizations)
     app.router.add_get("/api/v1/webhooks/deliveries", _deliveries)
     return app
 
@@ -66,7 +67,7 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=content_type, charset=charset or "utf-8")
 
 
-async def _calls(request: web.Request) -> web.Response:
+async def _categorizations(request: web.Request) -> web.Response:
     journal = request.app[JOURNAL_KEY]
     try:
         limit = min(int(request.query.get("limit", "50")), 500)
@@ -80,7 +81,7 @@ async def _calls(request: web.Request) -> web.Response:
     rows = await journal.recent(limit=limit, status=status)  # type: ignore[arg-type]
     return web.json_response(
         {
-            "calls": [
+            "categorizations": [
                 row.categorized_event() | {"codec": row.codec, "end_reason": row.end_reason}
                 for row in rows
             ]

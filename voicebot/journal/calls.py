@@ -52,9 +52,11 @@ T = TypeVar("T")
 
 # The PBX routes the manager's line to the bot as the client hangs up, so the
 # menu starts within seconds of the call's end; two minutes covers a slow
-# transfer, and a little slack the other way covers clocks that disagree.
+# transfer, and a few seconds the other way cover the PBX's and our clocks
+# disagreeing (both NTP-synced in any sane install). More slack would pin a
+# menu call on a call that ended after it.
 MENU_LINK_WINDOW_S = 120.0
-CLOCK_SLACK_S = 30.0
+CLOCK_SLACK_S = 5.0
 
 _COLUMNS = (
     "id",
@@ -91,6 +93,13 @@ def iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def json_number(value: Decimal | None) -> int | float | None:
+    """A stored amount as JSON writes numbers: 100 stays 100, 12.5 is 12.5."""
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral() else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +153,6 @@ class CallRecord:
         return call_types(self.facts(), rules)
 
     def as_json(self, rules: TypeRules) -> dict[str, Any]:
-        value: int | float | None = None
-        if self.value is not None:
-            value = int(self.value) if self.value == self.value.to_integral() else float(self.value)
         return {
             "id": self.id,
             "source": self.source,
@@ -169,7 +175,7 @@ class CallRecord:
                 if self.category_code is not None
                 else None
             ),
-            "value": value,
+            "value": json_number(self.value),
             "categorization_id": self.categorization_id,
         }
 

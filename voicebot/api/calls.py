@@ -1,0 +1,170 @@
+"""The call journal over HTTP.
+
+GET  /api/v1/calls          filters + keyset cursor, newest first
+GET  /api/v1/calls/{id}
+POST /api/v1/calls/events   a PBX call event in (201 new, 200 known)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from voicebot.api.context import journal_api
+from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, resolve
+from voicebot.api.schema import (
+    ErrorBody,
+    Operation,
+    QueryModel,
+    add_operation,
+    parse_body,
+    parse_path,
+    parse_query,
+    refuse,
+    reply,
+)
+from voicebot.journal.call_events import CallEvent, CallStatus, Direction
+from voicebot.journal.call_types import CallType, TypeRules
+from voicebot.journal.calls import CallFilter, CallRecord, CursorError
+
+MAX_PAGE = 500
+
+
+class CategoryRef(BaseModel):
+    code: str
+    name: str | None
+
+
+class CallOut(BaseModel):
+    """One call of the journal."""
+
+    id: int
+    source: Literal["pbx", "cdr", "menu", "callback"]
+    pbx_call_id: str | None
+    direction: Direction | None = Field(description="null for a menu call the PBX never reported")
+    caller: str | None
+    callee: str | None
+    company_number: str | None
+    client_number: str | None
+    manager: str | None
+    status: CallStatus
+    started_at: str
+    answered_at: str | None
+    ended_at: str | None
+    wait_s: float | None
+    talk_s: float | None
+    types: list[CallType]
+    category: CategoryRef | None
+    value: float | None
+    categorization_id: str | None
+
+    @classmethod
+    def of(cls, call: CallRecord, rules: TypeRules) -> CallOut:
+        return cls.model_validate(call.as_json(rules))
+
+
+class CallPage(BaseModel):
+    calls: list[CallOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+
+
+class CallsQuery(QueryModel):
+    from_: PeriodText | None = FromField
+    to: PeriodText | None = ToField
+    manager: str | None = Field(None, max_length=64)
+    direction: Direction | None = None
+    status: CallStatus | None = None
+    type: CallType | None = None
+    category: str | None = Field(None, max_length=16)
+    number: str | None = Field(None, max_length=64, description="the client's number")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: str | None = Field(None, max_length=200)
+
+
+class CallPath(BaseModel):
+    id: int = Field(ge=1, le=2**63 - 1)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    api = journal_api(request)
+    query = parse_query(request, CallsQuery)
+    try:
+        period = resolve(query.from_, query.to, api.zone)
+    except PeriodError as exc:
+        raise refuse(request, 400, str(exc), exc.field) from None
+    filters = CallFilter(
+        since=period.since,
+        until=period.until,
+        manager=query.manager,
+        direction=query.direction,
+        status=query.status,
+        call_type=query.type,
+        category=query.category,
+        number=query.number,
+    )
+    try:
+        rows, cursor = await api.call_log.list(filters, limit=query.limit, cursor=query.cursor)
+    except CursorError as exc:
+        raise refuse(request, 400, str(exc), "cursor") from None
+    rules = api.call_log.rules
+    return reply(CallPage(calls=[CallOut.of(r, rules) for r in rows], next_cursor=cursor))
+
+
+async def get_call(request: web.Request) -> web.Response:
+    api = journal_api(request)
+    path = parse_path(request, CallPath)
+    call = await api.call_log.get(path.id)
+    if call is None:
+        raise refuse(request, 404, f"id: no call {path.id}", "id")
+    return reply(CallOut.of(call, api.call_log.rules))
+
+
+async def post_event(request: web.Request) -> web.Response:
+    api = journal_api(request)
+    event = await parse_body(request, CallEvent)
+    stored = await api.call_log.record_call_event(event)
+    return reply(CallOut.of(stored.call, api.call_log.rules), status=201 if stored.created else 200)
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/v1/calls", list_calls)
+    app.router.add_post("/api/v1/calls/events", post_event)
+    app.router.add_get("/api/v1/calls/{id}", get_call)
+    add_operation(
+        app,
+        Operation(
+            "GET",
+            "/api/v1/calls",
+            "Calls, newest first, filtered; page on with next_cursor",
+            "calls",
+            {200: CallPage, 400: ErrorBody},
+            query=CallsQuery,
+            operation_id="list_calls",
+        ),
+    )
+    add_operation(
+        app,
+        Operation(
+            "GET",
+            "/api/v1/calls/{id}",
+            "One call",
+            "calls",
+            {200: CallOut, 400: ErrorBody, 404: ErrorBody},
+            path_params=CallPath,
+            operation_id="get_call",
+        ),
+    )
+    add_operation(
+        app,
+        Operation(
+            "POST",
+            "/api/v1/calls/events",
+            "A PBX call event; re-sending the same call_id updates that call",
+            "calls",
+            {200: CallOut, 201: CallOut, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody},
+            body=CallEvent,
+            operation_id="post_call_event",
+        ),
+    )
