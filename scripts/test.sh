@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command that sets up and runs the tests on a fresh Debian/Ubuntu machine:
-# installs the Debian packages the integration tests drive (SIPp from
-# sip-tester, sox, espeak-ng, baresip, tshark) when missing, creates .venv with
-# voicebot and its test extras, then runs ruff and the whole pytest suite.
+# installs the Debian packages the integration tests drive when missing (SIPp
+# from sip-tester, sox, espeak-ng, baresip, tshark; systemd for systemd-analyze,
+# which checks config/voicebot.service), creates .venv with voicebot and its
+# test extras, then runs ruff and the whole pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v sox >/dev/null || need+=(sox)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v baresip >/dev/null || need+=(baresip)
 command -v tshark >/dev/null || need+=(tshark)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi

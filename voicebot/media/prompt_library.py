@@ -4,7 +4,9 @@ Where a prompt comes from, per name:
 
 1. ``override_dir/<name>.wav`` if ``override_dir`` is set (``ivr.prompts_dir``) and the
    file exists -- a company's own recordings win;
-2. otherwise ``base_dir/<language>/<name>.wav`` (the committed ``prompts/`` directory).
+2. otherwise ``base_dir/<language>/<name>.wav``; ``base_dir`` defaults to the prompts
+   shipped inside the package (``voicebot/prompts/``), found with :mod:`importlib.resources`
+   so that a wheel, an editable install and a source checkout all find the same files.
 
 Every file must be a RIFF/WAVE file with 8000 Hz, 1 channel, 16-bit PCM and at least
 one sample; anything else raises :class:`PromptError` at start-up, naming the file,
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import wave
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from ivr import PROMPTS
@@ -41,9 +45,10 @@ __all__ = [
 #: here it is in a stable order for loading and error messages.
 PROMPT_NAMES: tuple[str, ...] = tuple(sorted(PROMPTS))
 
-#: The repository's ``prompts/`` directory (valid for a source checkout or an editable
-#: install; a non-editable install must pass ``base_dir`` explicitly).
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+#: The built-in voice: ``voicebot/prompts/<language>/<name>.wav``, package data of the
+#: ``voicebot`` package. Asked of the import system rather than derived from
+#: ``__file__``, so it is right wherever ``voicebot`` was imported from.
+DEFAULT_PROMPTS_DIR: Traversable = files("voicebot") / "prompts"
 
 SAMPLE_RATE = 8000
 CHANNELS = 1
@@ -61,12 +66,12 @@ class PromptError(Exception):
     """A prompt file is missing or unusable (raised at start-up)."""
 
 
-def _read_pcm16(path: Path) -> bytes:
+def _read_pcm16(path: Traversable) -> bytes:
     """Return the PCM16 LE samples of ``path`` or raise :class:`PromptError`."""
     if not path.is_file():
         raise PromptError(f"prompt file {path} is missing; {_EXPECTED}")
     try:
-        with wave.open(str(path), "rb") as wav:
+        with path.open("rb") as raw, wave.open(raw, "rb") as wav:
             rate = wav.getframerate()
             channels = wav.getnchannels()
             width = wav.getsampwidth()
@@ -99,7 +104,7 @@ class PromptLibrary:
     """The prompts of one language as PCM16, with per-codec caches of encoded frames."""
 
     def __init__(
-        self, language: str, pcm: Mapping[str, bytes], sources: Mapping[str, Path]
+        self, language: str, pcm: Mapping[str, bytes], sources: Mapping[str, Traversable]
     ) -> None:
         self.language = language
         self._pcm = dict(pcm)
@@ -112,11 +117,10 @@ class PromptLibrary:
         cls,
         language: str,
         names: Iterable[str],
-        base_dir: Path = DEFAULT_PROMPTS_DIR,
+        base_dir: Traversable = DEFAULT_PROMPTS_DIR,
         override_dir: Path | None = None,
     ) -> PromptLibrary:
         """Load ``names`` for ``language``; raise :class:`PromptError` listing every bad file."""
-        base_dir = Path(base_dir)
         if override_dir is not None:
             override_dir = Path(override_dir)
             if not override_dir.is_dir():
@@ -127,14 +131,14 @@ class PromptLibrary:
         if not (base_dir / language).is_dir():
             raise PromptError(
                 f"prompt directory {base_dir / language} does not exist; expected"
-                f" {base_dir}/<language>/<name>.wav (a non-editable install must pass base_dir)"
+                f" {base_dir}/<language>/<name>.wav"
             )
 
         pcm: dict[str, bytes] = {}
-        sources: dict[str, Path] = {}
+        sources: dict[str, Traversable] = {}
         errors: list[str] = []
         for name in dict.fromkeys(names):  # de-duplicate, keep order
-            path = base_dir / language / f"{name}.wav"
+            path: Traversable = base_dir / language / f"{name}.wav"
             if override_dir is not None and (override_dir / f"{name}.wav").exists():
                 path = override_dir / f"{name}.wav"
             try:
@@ -159,7 +163,7 @@ class PromptLibrary:
     def __contains__(self, name: object) -> bool:
         return name in self._pcm
 
-    def source(self, name: str) -> Path:
+    def source(self, name: str) -> Traversable:
         """The file ``name`` was loaded from."""
         return self._sources[self._check(name)]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the voice prompts of prompts/manifest.toml to telephone WAV files.
+"""Render the voice prompts of voicebot/prompts/manifest.toml to telephone WAV files.
 
 Each entry becomes ``<out>/<lang>/<name>.wav``: 8000 Hz, mono, 16-bit signed PCM,
 leading/trailing silence trimmed, peak-normalised to -3 dBFS. Synthesis uses
@@ -7,9 +7,9 @@ espeak-ng, conversion uses sox (Debian: ``apt-get install espeak-ng sox``).
 
 Examples::
 
-    python prompts/make_prompts.py                       # every language, every prompt
-    python prompts/make_prompts.py --lang ru --only greeting
-    python prompts/make_prompts.py --out /tmp/prompts    # render elsewhere
+    python voicebot/prompts/make_prompts.py                       # every language, every prompt
+    python voicebot/prompts/make_prompts.py --lang ru --only greeting
+    python voicebot/prompts/make_prompts.py --out /tmp/prompts    # render elsewhere
 """
 
 from __future__ import annotations
