@@ -54,8 +54,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.ports import free_port, free_udp_span  # noqa: E402
 from tests.sipp_harness.pcap import write_dtmf_pcap  # noqa: E402
-from tests.sipp_harness.runner import free_udp_port, scenario_path  # noqa: E402
+from tests.sipp_harness.runner import scenario_path  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 KEYS = "3#1500#"  # category 3 ("existing order"), value 1500: the menu then waits to confirm
@@ -212,7 +213,7 @@ def start_sipp(
     timeout_s: float,
     tmp: Path,
 ) -> subprocess.Popen[bytes]:
-    mp = free_udp_port(span=3)
+    mp = free_udp_span(3)
     argv = [
         shutil.which("sipp") or "sipp", "-sf", str(scenario_path("uac_hangup")), target,
         "-m", str(n), "-l", str(n), "-r", f"{rate:g}", "-rp", "1000",
@@ -242,7 +243,7 @@ def sipp_counts(tmp: Path) -> tuple[int, int]:
 
 
 def start_bot(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], int, int]:
-    sip_port = free_udp_port(span=1)
+    sip_port = free_port()
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         http_port = s.getsockname()[1]
@@ -296,8 +297,8 @@ def _register_ok(request: bytes) -> bytes:
 
 def start_stock(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     """Start the pyVoIP phone; answer its REGISTER on the port the SIPp caller will use."""
-    server_port = free_udp_port(span=1)
-    sip_port = free_udp_port(span=1)
+    server_port = free_port()
+    sip_port = free_port()
     ready = tmp / "stock_ready"
     reg = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     reg.bind((LOOPBACK, server_port))
@@ -347,7 +348,7 @@ def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunR
     try:
         if impl == "voicebot":
             proc, sip_port, _ = start_bot(tmp, n)
-            sipp_port = free_udp_port(span=1)
+            sipp_port = free_port()
         else:
             proc, sip_port, sipp_port = start_stock(tmp)
         ps = psutil.Process(proc.pid)

@@ -3,7 +3,6 @@ journal listing and its bearer token."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,21 +11,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
 from voicebot.journal import CallOutcome, CallStart
 from voicebot.settings import Settings
 
 
-def _rtp_base() -> int:
-    # The pool skips ports in use, so any even base in a quiet range will do.
-    return random.randrange(42000, 48000, 2)
-
-
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    base = _rtp_base()
+    rtp_min, rtp_max = rtp_window(calls=4)
     settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
         storage={"database": tmp_path / "voicebot.db"},
         http={"port": 0, "api_token": "s3cret-token"},
     )
@@ -104,9 +99,9 @@ async def test_metrics_in_prometheus_format(app: VoicebotApp) -> None:
 
 
 async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
-    base = _rtp_base()
+    rtp_min, rtp_max = rtp_window(calls=4)
     settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
         storage={"database": tmp_path / "voicebot.db"},
         http={"port": 0},
         webhooks={

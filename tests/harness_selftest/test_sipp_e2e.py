@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.rtp_probe import RtpProbe
 from tests.sipp_harness.runner import (
@@ -20,7 +21,6 @@ from tests.sipp_harness.runner import (
     SippResult,
     build_info_scenario,
     can_play_pcap,
-    free_udp_port,
 )
 
 pytestmark = [
@@ -42,7 +42,7 @@ async def _call(
     timeout_s: float = 12,
 ) -> tuple[SippResult, SippResult]:
     """Start the UAS stand-in, then the UAC scenario at it; both results."""
-    uas_port = free_udp_port(span=1)
+    uas_port = free_port()
     uas = asyncio.create_task(
         sipp.arun_scenario(
             UAS, None, local_port=uas_port, timeout_s=timeout_s, trace_msg=True,
@@ -139,7 +139,7 @@ def test_sync_runner_reports_failures() -> None:
     assert not res.ok and res.successful_calls == 0 and not res.stats
     assert 'play_pcap_audio "[pcap]"' in res.stderr, res.describe()
     # nobody answers: SIPp's own -timeout ends it, not Python's kill
-    port = free_udp_port(span=1)
+    port = free_port()
     res = sipp.run_scenario("uac_silence", f"127.0.0.1:{port}", timeout_s=2)
     assert not res.ok and not res.timed_out
     assert res.successful_calls == 0

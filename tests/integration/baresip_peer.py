@@ -21,10 +21,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import wave
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
 
 MODULE_PATH = Path("/usr/lib/baresip/modules")
 SAMPLE_RATE = 8000
@@ -32,22 +33,6 @@ SAMPLE_RATE = 8000
 
 class BaresipError(Exception):
     """baresip failed to start, died, refused a command or missed a deadline."""
-
-
-def free_port(kinds: tuple[int, ...] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)) -> int:
-    """A loopback port that is free for every socket kind in `kinds` right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            try:
-                for kind in kinds[1:]:
-                    with socket.socket(socket.AF_INET, kind) as other:
-                        other.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise BaresipError("no free loopback port found")
 
 
 def write_silence(path: Path, seconds: float) -> None:
@@ -100,7 +85,7 @@ class BaresipPeer:
         silence = self.config_dir / "silence.wav"
         write_silence(silence, self.source_seconds)
         self.sip_port = free_port()
-        self.ctrl_port = free_port((socket.SOCK_STREAM,))
+        self.ctrl_port = free_port(udp=False)
         lines = [
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{self.sip_port}",

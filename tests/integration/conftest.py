@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import sqlite3
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import rtp_window
 from tests.sipp_harness.runner import Sipp, can_play_pcap
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
@@ -36,15 +36,9 @@ needs_raw = pytest.mark.skipif(
 )
 
 
-def rtp_range() -> tuple[int, int]:
-    """200 RTP ports at a random base in 30000-39000 (even), unlikely to collide."""
-    base = random.randrange(30000, 39000, 2)
-    return base, base + 199
-
-
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings of a test bot; `sip=` / `ivr=` overrides are merged into those sections."""
-    rtp_min, rtp_max = rtp_range()
+    rtp_min, rtp_max = rtp_window(calls=16)
     sip: dict[str, Any] = {
         "mode": "peer",
         "bind_host": "127.0.0.1",

@@ -20,6 +20,7 @@ import pytest
 import structlog
 
 from tests.integration.baresip_peer import BaresipPeer
+from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
 from voicebot.logs import configure_logging
 from voicebot.settings import (
@@ -54,14 +55,15 @@ def bot_logging():
 
 
 def bot_settings(tmp_path: Path) -> Settings:
+    rtp_min, rtp_max = rtp_window(calls=4)
     return Settings(
         sip=SipSettings(
             mode="peer",
             bind_host="127.0.0.1",
             bind_port=0,
             allowed_peers=["127.0.0.0/8"],
-            rtp_port_min=39000,
-            rtp_port_max=39199,
+            rtp_port_min=rtp_min,
+            rtp_port_max=rtp_max,
         ),
         ivr=IvrSettings(language="en", first_digit_timeout_s=4, digit_timeout_s=3),
         categories=[Category(code="3", name="existing order")],

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import CALLER, needs_raw, needs_sipp, read_rows, rtp_range
+from tests.integration.conftest import CALLER, needs_raw, needs_sipp, read_rows
+from tests.ports import free_port, rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
-from tests.sipp_harness.runner import Sipp, free_udp_port
+from tests.sipp_harness.runner import Sipp
 
 pytestmark = [pytest.mark.sipp, needs_sipp, needs_raw]
 
@@ -82,8 +83,8 @@ class BotProcess:
 
 async def test_sigkill_mid_call_then_restart_marks_row_interrupted(tmp_path: Path) -> None:
     database = tmp_path / "data" / "voicebot.db"
-    sip_port = free_udp_port(span=1)
-    rtp_min, rtp_max = rtp_range()
+    sip_port = free_port()
+    rtp_min, rtp_max = rtp_window()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),

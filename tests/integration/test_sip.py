@@ -22,7 +22,8 @@ from tests.integration.conftest import (
     needs_sipp,
     target,
 )
-from tests.sipp_harness.runner import Sipp, SippResult, free_udp_port
+from tests.ports import free_port
+from tests.sipp_harness.runner import Sipp, SippRun
 from voicebot.app import VoicebotApp
 from voicebot.sip import registration as registration_module
 
@@ -47,10 +48,11 @@ def register_mode(port: int) -> dict[str, Any]:
     }
 
 
-def registrar(sipp: Sipp, scenario: str, port: int, timeout_s: float = 15) -> asyncio.Task:
-    return asyncio.create_task(
-        sipp.arun_scenario(scenario, None, local_port=port, timeout_s=timeout_s, trace_msg=True)
-    )
+async def registrar(sipp: Sipp, scenario: str, port: int, timeout_s: float = 15) -> SippRun:
+    """A SIPp registrar on `port`, listening when this returns."""
+    run = await sipp.start(scenario, None, local_port=port, timeout_s=timeout_s, trace_msg=True)
+    await run.listening()
+    return run
 
 
 async def wait_registered(app: VoicebotApp, timeout: float = 10.0) -> dict[str, Any]:
@@ -76,12 +78,11 @@ async def get_healthz(app: VoicebotApp) -> tuple[int, dict[str, Any]]:
 async def test_registers_with_401_and_again_after_registrar_restart(
     make_bot: MakeBot, sipp: Sipp
 ) -> None:
-    port = free_udp_port(span=1)
-    first = registrar(sipp, str(SCENARIOS / "registrar_401_short.xml"), port)
-    await asyncio.sleep(0.3)  # let SIPp bind
+    port = free_port()
+    first = await registrar(sipp, str(SCENARIOS / "registrar_401_short.xml"), port)
     app = await make_bot(sip=register_mode(port))
 
-    first_result: SippResult = await first
+    first_result = await first.wait()
     assert first_result.ok, first_result.describe()
     health = await wait_registered(app, timeout=5)
     assert health["ok"] is True
@@ -97,8 +98,8 @@ async def test_registers_with_401_and_again_after_registrar_restart(
     # The registrar is gone (SIPp exited); the bot's refresh at 0.7 x 2 s goes
     # unanswered. A fresh registrar on the same port later must get it back.
     await asyncio.sleep(2.5)
-    second = registrar(sipp, str(SIP_SCENARIOS / "registrar_401.xml"), port, timeout_s=20)
-    second_result: SippResult = await second
+    second = await registrar(sipp, str(SIP_SCENARIOS / "registrar_401.xml"), port, timeout_s=20)
+    second_result = await second.wait()
     assert second_result.ok and second_result.successful_calls == 1, second_result.describe()
     assert "Authorization: Digest" in second_result.messages_log_text
     await wait_registered(app, timeout=5)
@@ -112,11 +113,10 @@ async def test_registers_with_401_and_again_after_registrar_restart(
 
 
 async def test_registers_through_a_407_challenge(make_bot: MakeBot, sipp: Sipp) -> None:
-    port = free_udp_port(span=1)
-    task = registrar(sipp, str(SIP_SCENARIOS / "registrar_407.xml"), port)
-    await asyncio.sleep(0.3)
+    port = free_port()
+    run = await registrar(sipp, str(SIP_SCENARIOS / "registrar_407.xml"), port)
     app = await make_bot(sip=register_mode(port))
-    result: SippResult = await task
+    result = await run.wait()
     assert result.ok, result.describe()
     assert "Proxy-Authorization: Digest" in result.messages_log_text
     await wait_registered(app, timeout=5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import MakeBot, finished, target, wait_rows
+from tests.ports import rtp_window
 from voicebot.softphone import KeyingStyle, PromptTranscript, place_call
 
 QUICK = KeyingStyle(listen_s=0.8, timeout_s=40)
@@ -16,7 +17,12 @@ QUICK = KeyingStyle(listen_s=0.8, timeout_s=40)
 async def test_readback_is_heard_in_order_then_saved(make_bot: MakeBot) -> None:
     bot = await make_bot()
     report = await place_call(
-        target(bot), "3#1500*5#1", codec="PCMA", headers={"X-Call-ID": "pbx-77"}, style=QUICK
+        target(bot),
+        "3#1500*5#1",
+        codec="PCMA",
+        headers={"X-Call-ID": "pbx-77"},
+        style=QUICK,
+        rtp_ports=rtp_window(1),
     )
     assert report.answered and report.codec == "PCMA"
     assert report.ended == "bot hung up"
@@ -42,7 +48,7 @@ async def test_readback_is_heard_in_order_then_saved(make_bot: MakeBot) -> None:
 
 async def test_wrong_code_is_announced_and_default_value_read_back(make_bot: MakeBot) -> None:
     bot = await make_bot(ivr={"language": "ru"})
-    report = await place_call(target(bot), "7#2##1", style=QUICK)
+    report = await place_call(target(bot), "7#2##1", style=QUICK, rtp_ports=rtp_window(1))
     assert "unknown_category" in report.heard
     readback = report.heard[report.heard.index("you_entered_category") :]
     # Category 2's default value (100) is read back when # alone is keyed.
@@ -62,7 +68,7 @@ async def test_wrong_code_is_announced_and_default_value_read_back(make_bot: Mak
 
 async def test_confirm_2_enters_again(make_bot: MakeBot) -> None:
     bot = await make_bot()
-    report = await place_call(target(bot), "1#5#2,,1#7#1", style=QUICK)
+    report = await place_call(target(bot), "1#5#2,,1#7#1", style=QUICK, rtp_ports=rtp_window(1))
     (row,) = await wait_rows(bot, finished)
     assert row["status"] == "confirmed"
     assert (row["category_code"], row["value"]) == ("1", "7")

@@ -3,26 +3,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.ports import LOOPBACK as HOST
+from tests.ports import rtp_window
 from voicebot.media.clock import MediaClock
 from voicebot.media.session import RtpPortPool
-
-HOST = "127.0.0.1"
-
-
-def free_even_range(count: int = 12) -> tuple[int, int]:
-    """`count` even ports starting near one the kernel just handed out."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    start = port - port % 2
-    if start + 2 * count > 65535:
-        start -= 4 * count
-    return start, start + 2 * count - 1
 
 
 @pytest.fixture
@@ -34,4 +22,4 @@ async def clock() -> AsyncIterator[MediaClock]:
 
 @pytest.fixture
 def pool() -> RtpPortPool:
-    return RtpPortPool(HOST, *free_even_range())
+    return RtpPortPool(HOST, *rtp_window())

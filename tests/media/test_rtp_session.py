@@ -4,7 +4,8 @@ import socket
 
 import pytest
 
-from tests.media.conftest import HOST, free_even_range
+from tests.media.conftest import HOST
+from tests.ports import free_udp_span
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMA, PCMU
 from voicebot.media.rtp import RtpPacket
@@ -36,8 +37,20 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def free_even_ports(*ports: int) -> set[int]:
+    free = set()
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+            free.add(port)
+    return free
+
+
 async def test_pool_allocates_even_ports_skips_busy_and_exhausts() -> None:
-    low, _ = free_even_range()
+    low = free_udp_span(6)
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         busy.bind((HOST, low))
@@ -52,7 +65,8 @@ async def test_pool_allocates_even_ports_skips_busy_and_exhausts() -> None:
             await pool.allocate()
         first.close()
         assert first.port not in pool.in_use
-        await asyncio.sleep(0.01)  # asyncio closes the socket on a later loop iteration
+        # asyncio closes the socket on a later loop iteration
+        await wait_for(lambda: first.port in free_even_ports(first.port))
         again = await pool.allocate()
         assert again.port == first.port
         again.close()

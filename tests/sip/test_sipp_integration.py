@@ -10,16 +10,20 @@ import asyncio
 import hashlib
 import re
 import time
+from pathlib import Path
 
 import pytest
-from sipp_runner import Sipp, free_udp_port
 
+from tests.ports import free_port
+from tests.sipp_harness.runner import Sipp, SippResult, SippRun
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.registration import RegistrationState
 from voicebot.sip.user_agent import UserAgent
 
 pytestmark = pytest.mark.sipp
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def peer_settings(**overrides) -> SipSettings:
@@ -53,23 +57,17 @@ async def wait_for_state(ua: UserAgent, state: RegistrationState, timeout: float
         await asyncio.sleep(0.05)
 
 
-async def test_registers_answering_401_with_qop_digest(sipp: Sipp) -> None:
-    port = free_udp_port()
-    await sipp.start("registrar_401.xml", port=port)
-    await asyncio.sleep(0.3)
-    ua = UserAgent(register_settings(port), never_called)
-    await ua.start()
-    try:
-        result = await sipp.wait()
-        result.assert_passed()
-        await wait_for_state(ua, RegistrationState.REGISTERED, 3)
-        assert ua.registration is not None
-        # Contact ;expires=120 wins over the Expires: 3600 header (RFC 3261 §10.2.4)
-        assert ua.registration.granted_expires == 120
-        assert ua.registration.expires_at is not None
-    finally:
-        ua.registration.stop = _no_unregister(ua)  # type: ignore[union-attr,method-assign]
-        await ua.stop()
+async def registrar(sipp: Sipp, scenario: str, port: int) -> SippRun:
+    """A SIPp registrar on `port`, listening when this returns."""
+    run = await sipp.start(SCENARIOS / scenario, None, local_port=port, timeout_s=20)
+    await run.listening()
+    return run
+
+
+async def dial(sipp: Sipp, scenario: str, ua: UserAgent) -> SippResult:
+    """Run a SIPp UAC scenario against `ua` to the end."""
+    host, port = ua.local_address
+    return await sipp.arun_scenario(SCENARIOS / scenario, f"{host}:{port}", timeout_s=20)
 
 
 def _no_unregister(ua: UserAgent):
@@ -80,37 +78,51 @@ def _no_unregister(ua: UserAgent):
     return stop
 
 
-async def test_registers_answering_407_with_proxy_authorization(sipp: Sipp) -> None:
-    port = free_udp_port()
-    await sipp.start("registrar_407.xml", port=port)
-    await asyncio.sleep(0.3)
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "realm", "nonce", "opaque", "granted"),
+    [
+        # Contact ;expires=120 wins over the Expires: 3600 header (RFC 3261 §10.2.4)
+        pytest.param("registrar_401.xml", "voicebot.test", "4f3c2b1a0001", None, 120, id="401"),
+        pytest.param("registrar_407.xml", "proxy.test", "77aa88bb", "op1", 90, id="407"),
+    ],
+)
+async def test_registers_answering_the_challenge_with_a_qop_digest(
+    sipp: Sipp, scenario: str, realm: str, nonce: str, opaque: str | None, granted: int
+) -> None:
+    """401 is answered with Authorization, 407 with Proxy-Authorization (RFC 3261
+    §22.2/§22.3); both carry an RFC 2617 qop=auth digest SIPp logged for us."""
+    port = free_port()
+    run = await registrar(sipp, scenario, port)
     ua = UserAgent(register_settings(port), never_called)
     await ua.start()
     try:
-        result = await sipp.wait()
-        result.assert_passed()
+        result = await run.wait()
+        assert result.ok, result.describe()
         await wait_for_state(ua, RegistrationState.REGISTERED, 3)
-        assert ua.registration is not None and ua.registration.granted_expires == 90
+        assert ua.registration is not None
+        assert ua.registration.granted_expires == granted
+        assert ua.registration.expires_at is not None
     finally:
         ua.registration.stop = _no_unregister(ua)  # type: ignore[union-attr,method-assign]
         await ua.stop()
-    header = re.search(r"PROXY-AUTH (.*)", result.logs)
-    assert header, result.logs
+    header = re.search(r"AUTH (.*)", result.logs_text)
+    assert header, result.describe()
     fields = dict(re.findall(r'(\w+)="?([^",]*)"?', header.group(1)))
-    assert fields["realm"] == "proxy.test" and fields["opaque"] == "op1"
+    assert fields["realm"] == realm and fields["nonce"] == nonce
+    assert fields.get("opaque") == opaque
     assert fields["qop"] == "auth" and fields["nc"] == "00000001"
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
-
-    ha1 = md5("alice:proxy.test:s3cret")
+    ha1 = md5(f"alice:{realm}:s3cret")
     ha2 = md5(f"REGISTER:{fields['uri']}")
-    expected = md5(f"{ha1}:77aa88bb:00000001:{fields['cnonce']}:auth:{ha2}")
+    expected = md5(f"{ha1}:{nonce}:00000001:{fields['cnonce']}:auth:{ha2}")
     assert fields["response"] == expected
 
 
 async def test_start_does_not_wait_for_a_silent_registrar(sipp: Sipp) -> None:
-    port = free_udp_port()
+    port = free_port()
     ua = UserAgent(register_settings(port), never_called)
     began = time.monotonic()
     await ua.start()
@@ -119,8 +131,9 @@ async def test_start_does_not_wait_for_a_silent_registrar(sipp: Sipp) -> None:
         await asyncio.sleep(1.0)
         assert ua.registration is not None
         assert ua.registration.state == RegistrationState.REGISTERING
-        await sipp.start("registrar_401.xml", port=port)  # the PBX comes up
-        (await sipp.wait()).assert_passed()
+        run = await registrar(sipp, "registrar_401.xml", port)  # the PBX comes up
+        result = await run.wait()
+        assert result.ok, result.describe()
         await wait_for_state(ua, RegistrationState.REGISTERED, 3)
     finally:
         ua.registration.stop = _no_unregister(ua)  # type: ignore[union-attr,method-assign]
@@ -146,8 +159,8 @@ async def test_answered_without_the_app(
     ua = UserAgent(peer_settings(**overrides), never_called)
     await ua.start()
     try:
-        await sipp.start(scenario, port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
+        result = await dial(sipp, scenario, ua)
+        assert result.ok, result.describe()
     finally:
         await ua.stop()
 
@@ -166,8 +179,8 @@ async def test_cancel_before_answer_gets_487_and_is_never_answered(sipp: Sipp) -
     ua = UserAgent(peer_settings(), slow_app)
     await ua.start()
     try:
-        await sipp.start("invite_cancel.xml", port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
+        result = await dial(sipp, "invite_cancel.xml", ua)
+        assert result.ok, result.describe()
         for _ in range(60):
             if "ended" in outcome:
                 break
@@ -199,8 +212,8 @@ async def test_call_with_pbx_headers_answered_then_remote_bye(sipp: Sipp) -> Non
     ua = UserAgent(peer_settings(), app)
     await ua.start()
     try:
-        await sipp.start("call_bye.xml", port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
+        result = await dial(sipp, "call_bye.xml", ua)
+        assert result.ok, result.describe()
         for _ in range(40):
             if "ended" in seen:
                 break
@@ -230,8 +243,8 @@ async def test_info_digits_delivered_and_answered_200(sipp: Sipp) -> None:
     ua = UserAgent(peer_settings(), app)
     await ua.start()
     try:
-        await sipp.start("call_info.xml", port=free_udp_port(), remote=ua.local_address)
-        (await sipp.wait()).assert_passed()
+        result = await dial(sipp, "call_info.xml", ua)
+        assert result.ok, result.describe()
         await asyncio.wait_for(done.wait(), 3)
     finally:
         await ua.stop()

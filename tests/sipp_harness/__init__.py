@@ -2,8 +2,7 @@
 
 * :mod:`.pcap` -- RFC 4733 DTMF captures for SIPp's ``play_pcap_audio``
   (a new RTP timestamp per press, unlike the stock dtmf_2833_N.pcap files);
-* :mod:`.runner` -- :class:`Sipp` wrapper (sync + asyncio), free ports,
-  per-test INFO scenarios;
+* :mod:`.runner` -- :class:`Sipp` wrapper (sync + asyncio), per-test INFO scenarios;
 * :mod:`.rtp_probe` -- :class:`RtpProbe`, a test-owned RTP endpoint that
   measures the bot's stream and sends DTMF/silence like a phone;
 * ``scenarios/`` -- UAC scenarios (SIPp calls the bot), see each file's header.
@@ -17,9 +16,9 @@ from .runner import (
     Sipp,
     SippNotFoundError,
     SippResult,
+    SippRun,
     build_info_scenario,
     can_play_pcap,
-    free_udp_port,
     require_sipp,
     scenario_path,
 )
@@ -33,11 +32,11 @@ __all__ = [
     "Sipp",
     "SippNotFoundError",
     "SippResult",
+    "SippRun",
     "build_dtmf_packets",
     "build_info_scenario",
     "can_play_pcap",
     "decode_dtmf_presses",
-    "free_udp_port",
     "parse_rtp",
     "read_pcap_udp",
     "require_sipp",

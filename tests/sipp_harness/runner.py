@@ -5,7 +5,8 @@ the bot in one event loop -- it binds UDP 5060 and media ports 6000/6002 unless
 told otherwise, runs forever without ``-m``, reports failures only through
 its exit status and log files, and draws an interactive screen on stdout.
 :class:`Sipp` always passes ``-m/-l``, loopback ``-i``/``-mi``, free ``-p``
-and ``-mp`` ports, a global ``-timeout ... -timeout_error``, ``-nostdin``, and
+and ``-mp`` ports (from :mod:`tests.ports`), a global ``-timeout ...
+-timeout_error``, ``-nostdin``, and
 collects the error log, the optional message log and the final statistics CSV
 from a private temporary directory.  Python kills SIPp if it outlives its own
 timeout by :data:`KILL_GRACE_S`.
@@ -31,15 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.ports import free_port, free_udp_span, udp_bound
+
 __all__ = [
     "DEFAULT_KEYS",
     "SCENARIOS_DIR",
     "Sipp",
     "SippNotFoundError",
     "SippResult",
+    "SippRun",
     "build_info_scenario",
     "can_play_pcap",
-    "free_udp_port",
     "require_sipp",
     "scenario_path",
 ]
@@ -100,38 +103,6 @@ def can_play_pcap() -> bool:
         return False
     s.close()
     return True
-
-
-def _ports_free(port: int, span: int, host: str) -> bool:
-    socks: list[socket.socket] = []
-    try:
-        for p in range(port, port + span):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            socks.append(s)
-            s.bind((host, p))
-        return True
-    except OSError:
-        return False
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_udp_port(span: int = 2, host: str = LOOPBACK) -> int:
-    """A UDP port on ``host`` such that ``port .. port+span-1`` are all free.
-
-    ``span=2`` (default) suits RTP+RTCP; SIPp's ``-mp`` binds ``mp`` and
-    ``mp+2`` (audio/video echo sockets), so :class:`Sipp` uses ``span=3``.
-    Even ports are returned (RTP convention).  Inherently racy (the port is
-    released before use), but collisions on loopback are rare.
-    """
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1] & ~1
-        if port > 1024 and port + span < 65536 and _ports_free(port, span, host):
-            return port
-    raise RuntimeError(f"no {span} consecutive free UDP ports on {host}")
 
 
 def scenario_path(scenario: str | Path) -> Path:
@@ -222,6 +193,8 @@ class SippResult:
     stderr: str
     error_log_text: str
     messages_log_text: str
+    #: what the scenario's ``<log message=...>`` actions wrote (``-trace_logs``)
+    logs_text: str
     stats: dict[str, str]
     argv: list[str] = field(default_factory=list)
     timed_out: bool = False
@@ -326,8 +299,9 @@ class Sipp:
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="sipp-", dir=self.workdir))
-        lp = local_port if local_port is not None else free_udp_port(span=1, host=self.local_ip)
-        mp = media_port if media_port is not None else free_udp_port(span=3, host=self.local_ip)
+        lp = local_port if local_port is not None else free_port(host=self.local_ip)
+        # -mp binds mp (audio) and mp+2 (video echo)
+        mp = media_port if media_port is not None else free_udp_span(3, host=self.local_ip)
         argv = [
             self.binary,
             "-sf", str(sf),
@@ -344,6 +318,7 @@ class Sipp:
             "-trace_err", "-error_file", str(tmp / "errors.log"),
             "-trace_stat", "-stf", str(tmp / "stats.csv"), "-fd", "1",
             "-trace_screen", "-screen_file", str(tmp / "screen.log"),
+            "-trace_logs", "-log_file", str(tmp / "logs.log"),
         ]  # fmt: skip
         if trace_msg:
             argv += ["-trace_msg", "-message_file", str(tmp / "messages.log")]
@@ -375,6 +350,7 @@ class Sipp:
             stderr=err.decode("utf-8", "replace"),
             error_log_text=_read(prep.tmp / "errors.log"),
             messages_log_text=_read(prep.tmp / "messages.log"),
+            logs_text=_read(prep.tmp / "logs.log"),
             stats=_parse_stats(_read(prep.tmp / "stats.csv")),
             argv=prep.argv,
             timed_out=timed_out,
@@ -394,6 +370,13 @@ class Sipp:
         return asyncio.run(self.arun_scenario(scenario, target, **options))
 
     async def arun_scenario(
+        self, scenario: str | Path, target: str | None, **options: Any
+    ) -> SippResult:
+        """Run SIPp to completion without blocking the event loop (the bot's);
+        the options are :meth:`start`'s."""
+        return await (await self.start(scenario, target, **options)).wait()
+
+    async def start(
         self,
         scenario: str | Path,
         target: str | None,
@@ -408,14 +391,15 @@ class Sipp:
         media_port: int | None = None,
         trace_msg: bool = False,
         extra_args: Iterable[str] = (),
-    ) -> SippResult:
-        """Run SIPp to completion without blocking the event loop (the bot's).
+    ) -> SippRun:
+        """Start SIPp and return at once; ``await run.wait()`` for its result.
 
         ``target`` is ``"127.0.0.1:PORT"`` (the bot) for UAC scenarios, ``None``
-        for UAS ones.  ``keys`` are passed as ``-key name value`` over
-        :data:`DEFAULT_KEYS`; ``Path`` values are made absolute.  ``timeout_s``
-        becomes SIPp's ``-timeout``; Python kills it ``KILL_GRACE_S`` later.
-        ``trace_msg`` fills ``SippResult.messages_log_text``.
+        for UAS ones (then ``await run.listening()`` before anything dials it).
+        ``keys`` are passed as ``-key name value`` over :data:`DEFAULT_KEYS`;
+        ``Path`` values are made absolute.  ``timeout_s`` becomes SIPp's
+        ``-timeout``; Python kills it ``KILL_GRACE_S`` later.  ``trace_msg``
+        fills ``SippResult.messages_log_text``.
         """
         prep = self._prepare(
             scenario, target, local_port=local_port, keys=keys, inf_file=inf_file,
@@ -429,19 +413,53 @@ class Sipp:
             stderr=asyncio.subprocess.PIPE,
             cwd=prep.tmp,
         )
+        return SippRun(self, prep, proc)
+
+
+class SippRun:
+    """One SIPp process started by :meth:`Sipp.start`."""
+
+    def __init__(self, sipp: Sipp, prep: _Prepared, proc: asyncio.subprocess.Process) -> None:
+        self._sipp = sipp
+        self._prep = prep
+        self._proc = proc
+        self._communicate = asyncio.ensure_future(proc.communicate())
+        self.local_port = prep.local_port
+
+    async def listening(self, timeout_s: float = 5.0) -> None:
+        """Return once SIPp has bound its SIP port (a UAS is ready to be dialled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not udp_bound(self.local_port, self._sipp.local_ip):
+            if self._communicate.done():
+                result = await self.wait()
+                raise RuntimeError(f"SIPp exited before it listened\n{result.describe()}")
+            if loop.time() > deadline:
+                raise TimeoutError(f"SIPp did not bind UDP {self.local_port} in {timeout_s}s")
+            await asyncio.sleep(0.01)
+
+    async def wait(self) -> SippResult:
+        prep, proc = self._prep, self._proc
         timed_out = False
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout_s + KILL_GRACE_S)
+            out, err = await asyncio.wait_for(
+                asyncio.shield(self._communicate), prep.timeout_s + KILL_GRACE_S
+            )
         except (TimeoutError, asyncio.CancelledError) as exc:
             timed_out = isinstance(exc, TimeoutError)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            out, err = await proc.communicate()
+            self.kill()
+            out, err = await self._communicate
             if not timed_out:
                 shutil.rmtree(prep.tmp, ignore_errors=True)
                 raise
         assert proc.returncode is not None
-        return self._collect(prep, proc.returncode, out, err, timed_out)
+        return self._sipp._collect(prep, proc.returncode, out, err, timed_out)
+
+    def kill(self) -> None:
+        """Kill SIPp if it still runs (teardown of a test that failed half-way)."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
 
 
 def environ_hint() -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-from webhooks_testkit import SECRET, Receiver, ScriptedSender, free_port
+from webhooks_testkit import SECRET, Receiver, ScriptedSender
 
+from tests.ports import free_port
 from voicebot.clock import ManualClock
 from webhooks import configure_connection, ensure_schema
 
@@ -48,4 +49,4 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 def closed_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/hook"
+    return f"http://127.0.0.1:{free_port(udp=False)}/hook"

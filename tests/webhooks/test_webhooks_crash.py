@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 import aiosqlite
-from webhooks_testkit import SECRET, Receiver, free_port
+from webhooks_testkit import SECRET, Receiver
 
+from tests.ports import free_port
 from webhooks import Endpoint, SystemClock, enqueue
 from webhooks.outbox import count_by_status
 
@@ -69,7 +70,7 @@ async def wait_until(predicate, timeout: float, what: str, log: Path) -> None:
 async def test_sigkill_mid_flight_loses_nothing(
     conn: aiosqlite.Connection, db_path: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = free_port(udp=False)
     url = f"http://127.0.0.1:{port}/hook"
     log = tmp_path / "dispatcher.log"
     endpoint = Endpoint(url, [SECRET])

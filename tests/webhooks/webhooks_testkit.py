@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
 import time
 from dataclasses import dataclass
 
@@ -142,10 +141,3 @@ class Receiver:
         if mode == "ok":
             return web.json_response({"ok": True})
         return web.Response(status=int(mode), text=f"mode {mode}")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
