@@ -96,14 +96,17 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, A
 
 
 def _journal_row(settings: Settings, sip_call_id: str) -> Any:
-    """The bot's journal row for this call, through its HTTP API."""
+    """The bot's categorization of this call, through its HTTP API (the menu's table is
+    /api/v1/categorizations; /api/v1/calls is the PBX call log)."""
     host = settings.http.host if settings.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    request = urllib.request.Request(f"http://{host}:{settings.http.port}/api/v1/calls?limit=50")
+    request = urllib.request.Request(
+        f"http://{host}:{settings.http.port}/api/v1/categorizations?limit=50"
+    )
     if settings.http.api_token:
         request.add_header("Authorization", f"Bearer {settings.http.api_token.get_secret_value()}")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            calls = json.load(response)["calls"]
+            calls = json.load(response)["categorizations"]
     except (OSError, ValueError, KeyError) as error:
         return f"not available from the HTTP API ({error})"
     for row in calls:
