@@ -11,6 +11,7 @@ row is durable before the bot sends BYE.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,8 +25,8 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import CODECS, Codec
 from voicebot.media.prompt_library import PromptLibrary
-from voicebot.media.session import RtpPortPool, RtpSession
-from voicebot.sip.call import CallCancelled, IncomingCall
+from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
+from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,14 @@ class CategorizationCall:
         media = self._call.media
         codec = CODECS[media.codec_name]
         self._codec = codec
-        endpoint = await self._env.ports.allocate()
+        try:
+            endpoint = await self._env.ports.allocate()
+        except RtpPortsExhausted as exc:
+            # Another process holds ports of our range: a refusal, not a crash.
+            self.log.warning("call.refused", reason="rtp_ports_exhausted", error=str(exc))
+            with contextlib.suppress(CallCancelled, CallEnded):
+                await self._call.reject(503)
+            return
         session = RtpSession(
             endpoint,
             (media.remote_host, media.remote_port),
@@ -101,6 +109,8 @@ class CategorizationCall:
             self._env.media_clock,
             dtmf_payload_type=media.telephone_event_pt,
             on_key=self._rtp_key,
+            # NAT: the phone's media may come from its signalling IP, not the SDP address.
+            learn_from=(self._call.source[0],),
             logger=self.log,
         )
         self._session = session
@@ -139,6 +149,7 @@ class CategorizationCall:
             self._cancel_timer()
             await session.close()
             self._env.counters.rtp_malformed += session.stats.malformed
+            self._env.counters.rtp_refused += session.stats.refused
 
     async def _load_categories(self) -> None:
         if self._env.categories is None:

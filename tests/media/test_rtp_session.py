@@ -155,29 +155,115 @@ async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) 
     raw.close()
 
 
-async def test_symmetric_rtp_latches_to_observed_source(
+async def udp_peer_on(host: str) -> tuple[asyncio.DatagramTransport, Receiver, int]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Receiver, local_addr=(host, 0))
+    return transport, protocol, transport.get_extra_info("sockname")[1]
+
+
+def audio(seq: int) -> bytes:
+    return bytes(RtpPacket(0, seq, 160 * seq, 5, payload=b"\xff" * 160))
+
+
+async def test_nat_source_on_a_trusted_ip_latches_after_four_in_sequence_packets(
     pool: RtpPortPool, clock: MediaClock
 ) -> None:
+    """Behind NAT the phone sends from another port of its IP: learned, like
+    Asterisk's strictrtp, only after 4 consecutive in-sequence packets."""
     sdp_peer, sdp_receiver, sdp_port = await udp_peer()
     nat_peer, nat_receiver, nat_port = await udp_peer()
-    stranger, _stranger_receiver, _ = await udp_peer()
-    audio: list[bytes] = []
+    heard: list[bytes] = []
     session = RtpSession(
-        await pool.allocate(), (HOST, sdp_port), PCMU, clock, on_audio=audio.append
+        await pool.allocate(), (HOST, sdp_port), PCMU, clock, on_audio=heard.append
     )
     await session.start()
     await wait_for(lambda: len(sdp_receiver.datagrams) >= 2)
     target = (HOST, session.local_port)
-    nat_peer.sendto(bytes(RtpPacket(0, 1, 160, 5, payload=b"\xff" * 160)), target)
+    for seq in (1, 2, 4, 5, 6):  # a gap restarts the count: 4, 5, 6 are only 3
+        nat_peer.sendto(audio(seq), target)
+    await wait_for(lambda: session.stats.learning == 5)
+    assert session.remote == (HOST, sdp_port) and heard == []
+    nat_peer.sendto(audio(7), target)  # the 4th in a row
     await wait_for(lambda: len(nat_receiver.datagrams) >= 3)
     assert session.remote == (HOST, nat_port)
-    assert audio == [b"\x00\x00" * 160]
-    stranger.sendto(bytes(RtpPacket(0, 2, 320, 6, payload=b"\xff" * 160)), target)
-    await wait_for(lambda: session.stats.foreign == 1)
-    assert session.remote == (HOST, nat_port)
+    assert heard == [b"\x00\x00" * 160] and session.stats.relatched == 1
     await session.close()
-    for transport in (sdp_peer, nat_peer, stranger):
+    for transport in (sdp_peer, nat_peer):
         transport.close()
+
+
+async def test_stranger_ip_never_latches_however_well_it_sends(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    """The attack: valid, in-sequence RTP and keys from 127.0.0.2 before the
+    phone's first packet; the session stays on the SDP address and hears none of it."""
+    phone, phone_receiver, phone_port = await udp_peer()
+    stranger, stranger_receiver, _ = await udp_peer_on("127.0.0.2")
+    keys: list[str] = []
+    session = RtpSession(
+        await pool.allocate(),
+        (HOST, phone_port),
+        PCMU,
+        clock,
+        dtmf_payload_type=DTMF_PT,
+        on_key=keys.append,
+        learn_from=["127.0.0.1"],
+    )
+    await session.start()
+    target = (HOST, session.local_port)
+    sender = DtmfSender(DTMF_PT, ssrc=66)
+    seq, timestamp = 0, 0
+    for key in "9#0#1":
+        for packet, _ in sender.packets(key, seq, timestamp):
+            stranger.sendto(bytes(packet), target)
+            seq += 1
+        timestamp += 1600
+    for n in range(10):
+        stranger.sendto(audio(seq + n), target)
+    await wait_for(lambda: session.stats.refused == 5 * 8 + 10)
+    assert keys == [] and session.remote == (HOST, phone_port)
+    assert stranger_receiver.datagrams == []
+    sender = DtmfSender(DTMF_PT, ssrc=77)
+    for packet, _ in sender.packets("3", 100, 5000):
+        phone.sendto(bytes(packet), target)
+    await wait_for(lambda: keys == ["3"])
+    await wait_for(lambda: len(phone_receiver.datagrams) >= 3)
+    await session.close()
+    phone.close()
+    stranger.close()
+
+
+async def test_a_live_stream_is_not_taken_over_from_its_own_ip(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    phone, _phone_receiver, phone_port = await udp_peer()
+    other, _other_receiver, _ = await udp_peer()
+    session = RtpSession(await pool.allocate(), (HOST, phone_port), PCMU, clock)
+    await session.start()
+    target = (HOST, session.local_port)
+    phone.sendto(audio(1), target)
+    await wait_for(lambda: session.stats.packets_received == 1)
+    for seq in range(10, 20):
+        other.sendto(audio(seq), target)
+    await wait_for(lambda: session.stats.refused == 10)
+    assert session.remote == (HOST, phone_port)
+    await session.close()
+    phone.close()
+    other.close()
+
+
+async def test_pool_hands_out_ports_at_random() -> None:
+    low, high = free_even_range(count=40)
+    pool = RtpPortPool(HOST, low, high)
+    endpoints = [await pool.allocate() for _ in range(8)]
+    ports = [e.port for e in endpoints]
+    try:
+        assert len(set(ports)) == 8 and all(p % 2 == 0 and low <= p <= high for p in ports)
+        # in order they would be low, low+2, ...: the chance a random draw is that is ~1e-12
+        assert ports != sorted(ports) or ports[-1] - ports[0] != 14
+    finally:
+        for endpoint in endpoints:
+            endpoint.close()
 
 
 async def test_send_keys_round_trip_between_sessions(pool: RtpPortPool, clock: MediaClock) -> None:

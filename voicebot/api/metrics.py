@@ -26,6 +26,7 @@ class CallCounters:
     keys_rfc4733: int = 0
     keys_info: int = 0
     rtp_malformed: int = 0
+    rtp_refused: int = 0  # RTP from a source the call does not take media from
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class _VoicebotCollector(Collector):
             "voicebot_rtp_malformed",
             "RTP datagrams dropped as malformed",
             value=calls.rtp_malformed,
+        )
+        yield CounterMetricFamily(
+            "voicebot_rtp_refused",
+            "RTP datagrams refused: not from the call's media source (strict RTP)",
+            value=calls.rtp_refused,
         )
         yield GaugeMetricFamily(
             "voicebot_active_calls", "Calls in the menu now", value=self._sources.active_calls()

@@ -5,15 +5,21 @@ shared `MediaClock` drives sending), no unbounded receive buffer (packets are
 handled as they arrive and nothing is queued), malformed datagrams are counted
 and dropped instead of killing the receiver, and the sequence number wraps
 mod 2^16 on a normal full-size packet.
+
+Nobody else's media: a session takes RTP only from the SDP address, and
+re-latches (NAT) only to a source on a trusted IP after several in-sequence
+packets (see `RtpSession`); ports are drawn at random from the range, so the
+next call's port cannot be guessed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +31,20 @@ from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
 from voicebot.media.player import PromptPlayer
 from voicebot.media.rtp import SEQ_MODULO, TIMESTAMP_MODULO, RtpPacket, RtpParseError
 from voicebot.media.telephone_event import EVENT_KEYS, DtmfDetector, DtmfSender, TelephoneEvent
+from voicebot.refusal_log import RefusalLog
 
 Address = tuple[str, int]
 Logger = structlog.typing.FilteringBoundLogger
+
+#: In-sequence packets a new source must send before we re-latch to it
+#: (Asterisk's strictrtp learning, `probation` in rtp.conf, also defaults to 4).
+PROBATION_PACKETS = 4
+#: A re-latch is considered only once the current source has been silent this long,
+#: so a sender on a trusted IP cannot take over a stream that is alive.
+RELATCH_SILENCE_S = 0.5
+
+# Port choice must not be guessable by a stranger: the OS's randomness.
+_random = random.SystemRandom()
 
 
 class RtpPortsExhausted(RuntimeError):
@@ -72,9 +89,12 @@ class RtpEndpoint:
 class RtpPortPool:
     """Even ports in [min_port, max_port] (RFC 3550 §11: RTP even, RTCP the odd one above).
 
-    Allocation walks on from the last port handed out, so a just-released
-    port is the last to be reused and late packets of an old call do not
-    land in a new one. Ports some other process holds are skipped.
+    A port is drawn at random among the free ones: handed out in order, the
+    next call's port was predictable and an attacker could spray it with RTP
+    before the phone's first packet. Recently released ports (a quarter of
+    the range) are drawn only when nothing else is free, so late packets of an
+    old call rarely land in a new one. Ports some other process holds are
+    skipped.
     """
 
     def __init__(self, host: str, min_port: int, max_port: int) -> None:
@@ -85,33 +105,48 @@ class RtpPortPool:
         self.min_port, self.max_port = min_port, max_port
         self._ports = range(first, max_port + 1, 2)
         self._in_use: set[int] = set()
-        self._cursor = 0
+        self._resting: deque[int] = deque(maxlen=len(self._ports) // 4)
 
     @property
     def in_use(self) -> frozenset[int]:
         return frozenset(self._in_use)
 
+    @property
+    def size(self) -> int:
+        """How many calls the range can carry (one even port each)."""
+        return len(self._ports)
+
+    def _candidates(self) -> list[int]:
+        resting = set(self._resting)
+        fresh = [p for p in self._ports if p not in self._in_use and p not in resting]
+        _random.shuffle(fresh)
+        return fresh + [p for p in self._resting if p not in self._in_use]  # oldest first
+
     async def allocate(self) -> RtpEndpoint:
         loop = asyncio.get_running_loop()
-        for _ in range(len(self._ports)):
-            port = self._ports[self._cursor]
-            self._cursor = (self._cursor + 1) % len(self._ports)
-            if port in self._in_use:
-                continue
+        for port in self._candidates():
             try:
                 transport, protocol = await loop.create_datagram_endpoint(
                     _RtpProtocol, local_addr=(self.host, port)
                 )
             except OSError:
                 continue
+            if port in self._in_use:  # taken by a concurrent allocate() meanwhile
+                transport.close()
+                continue
             self._in_use.add(port)
+            with contextlib.suppress(ValueError):
+                self._resting.remove(port)
             return RtpEndpoint(self, port, transport, protocol)
         raise RtpPortsExhausted(
             f"no free even RTP port in {self.min_port}-{self.max_port} on {self.host}"
         )
 
     def release(self, port: int) -> None:
-        self._in_use.discard(port)
+        if port in self._in_use:
+            self._in_use.discard(port)
+            if self._resting.maxlen:
+                self._resting.append(port)
 
 
 @dataclass(slots=True)
@@ -120,7 +155,19 @@ class RtpStats:
     packets_received: int = 0
     malformed: int = 0
     keys: int = 0
-    foreign: int = 0  # valid RTP from another address after we latched
+    refused: int = 0  # valid RTP from a source we do not take media from
+    learning: int = 0  # packets of a trusted new source before it earned the latch
+    relatched: int = 0  # times the send target moved to a learned source (NAT)
+    send_errors: int = 0  # sends the OS refused
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A source on a trusted IP that is sending in sequence: latched after PROBATION_PACKETS."""
+
+    address: Address
+    next_seq: int
+    count: int
 
 
 @dataclass(slots=True)
@@ -134,11 +181,16 @@ class _KeyPress:
 class RtpSession:
     """One call's media: sends a frame per clock tick, reports keys and audio as they arrive.
 
-    Symmetric RTP (RFC 4961; Asterisk's comedia/strictrtp): the first valid
-    RTP packet latches the send target to its source address, which may
-    differ from the SDP one behind NAT; after that, packets from any other
-    address are counted in `stats.foreign` and dropped, so a stranger
-    cannot hijack the stream.
+    Whose packets count (Asterisk's strictrtp with learning): media is taken
+    from the SDP address (`remote`). Behind NAT the phone's packets come from
+    another address, so a source whose IP is trusted (the SDP `c=` IP, or one
+    in `learn_from`: the SIP peer's signalling IP) becomes the new `remote`
+    after PROBATION_PACKETS consecutive in-sequence packets, and only while
+    the current source is silent. Everything else is refused, counted in
+    `stats.refused` and logged as one rate-limited `rtp.source_refused` line.
+    The first version latched to whichever address sent the first valid
+    packet: RTP sprayed from 127.0.0.2 before the phone's first packet took
+    the call over, and the manager's keys were lost.
     """
 
     def __init__(
@@ -151,10 +203,14 @@ class RtpSession:
         dtmf_payload_type: int | None = None,
         on_key: Callable[[str], None] | None = None,
         on_audio: Callable[[bytes], None] | None = None,
+        learn_from: Iterable[str] = (),
         logger: Logger | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.remote = remote
+        self._trusted_ips = frozenset({remote[0], *learn_from})
+        self._candidate: _Candidate | None = None
+        self._heard_at: float | None = None  # loop time of the last packet from `remote`
         self.codec = codec
         self.dtmf_payload_type = dtmf_payload_type
         self.on_key = on_key
@@ -163,12 +219,12 @@ class RtpSession:
         self.stats = RtpStats()
         self._clock = clock
         self._log = logger or get_logger()
+        self._refusals = RefusalLog(self._log)
         self._detector = DtmfDetector()
         self._ssrc = random.getrandbits(32)
         self._seq = random.getrandbits(16)
         self._timestamp = random.getrandbits(32)
         self._last_tick: int | None = None
-        self._latched = False
         self._presses: deque[_KeyPress] = deque()
         self._outgoing: deque[RtpPacket | None] = deque()  # DTMF packets; None = audio tick
         self._closed = False
@@ -236,9 +292,15 @@ class RtpSession:
         packet.ssrc = self._ssrc
         if packet.payload_type != self.dtmf_payload_type:
             packet.timestamp = self._timestamp
-        self.endpoint.transport.sendto(bytes(packet), self.remote)
-        self.stats.packets_sent += 1
         self._seq = (self._seq + 1) % SEQ_MODULO
+        try:
+            self.endpoint.transport.sendto(bytes(packet), self.remote)
+        except (OSError, OverflowError, ValueError) as exc:
+            # Never let one call's bad target take it off the media clock.
+            self.stats.send_errors += 1
+            self._refusals.refused("rtp.send_failed", remote=self.remote, error=str(exc)[:100])
+            return
+        self.stats.packets_sent += 1
 
     def _next_dtmf_packet(self) -> RtpPacket | None:
         if not self._outgoing and self._presses:
@@ -264,7 +326,7 @@ class RtpSession:
             packet = RtpPacket.parse(data)
             if packet.payload_type == self.dtmf_payload_type:
                 TelephoneEvent.parse(packet.payload)  # fully valid before it may latch
-                if not self._accept_source(addr):
+                if not self._accept_source(addr, packet.sequence):
                     return
                 key = self._detector.feed(packet)
                 if key is not None:
@@ -273,7 +335,7 @@ class RtpSession:
                     if self.on_key is not None:
                         self.on_key(key)
             elif packet.payload_type == self.codec.payload_type:
-                if not self._accept_source(addr):
+                if not self._accept_source(addr, packet.sequence):
                     return
                 if self.on_audio is not None:
                     self.on_audio(self.codec.decode(packet.payload))
@@ -282,14 +344,38 @@ class RtpSession:
         except Exception:
             self._log.exception("rtp_receive_callback_failed")
 
-    def _accept_source(self, addr: Address) -> bool:
-        if not self._latched:
-            self._latched = True
-            if addr != self.remote:
-                self._log.info("rtp_symmetric_latch", sdp_remote=self.remote, observed=addr)
-                self.remote = addr
-        elif addr != self.remote:
-            self.stats.foreign += 1
+    def _accept_source(self, addr: Address, seq: int) -> bool:
+        now = asyncio.get_running_loop().time()
+        if addr == self.remote:
+            self._candidate = None
+            self._heard_at = now
+            self.stats.packets_received += 1
+            return True
+        alive = self._heard_at is not None and now - self._heard_at < RELATCH_SILENCE_S
+        if addr[0] not in self._trusted_ips or alive:
+            self.stats.refused += 1
+            self._refusals.refused(
+                "rtp.source_refused",
+                source=f"{addr[0]}:{addr[1]}",
+                remote=f"{self.remote[0]}:{self.remote[1]}",
+                reason="live_stream" if addr[0] in self._trusted_ips else "untrusted_ip",
+                refused=self.stats.refused,
+            )
             return False
+        candidate = self._candidate
+        if candidate is None or candidate.address != addr or seq != candidate.next_seq:
+            candidate = self._candidate = _Candidate(addr, seq, 0)  # (re)start probation
+        candidate.count += 1
+        candidate.next_seq = (seq + 1) % SEQ_MODULO
+        if candidate.count < PROBATION_PACKETS:
+            self.stats.learning += 1
+            return False
+        self._log.info(
+            "rtp.source_latched", sdp_remote=self.remote, observed=addr, after=candidate.count
+        )
+        self.remote = addr
+        self._candidate = None
+        self._heard_at = now
+        self.stats.relatched += 1
         self.stats.packets_received += 1
         return True

@@ -10,16 +10,14 @@ too; beyond it the request is dropped. Buckets are kept per source IP in a
 bounded table: when it is full, idle (full) buckets go first, then the
 oldest, so a spoofed-source flood costs a fixed amount of memory.
 
-What it never does: I/O or logging of its own except through `RefusalLog`,
-which writes one warning line per kind of refusal per interval, carrying how
-many were suppressed since the last line.
+What it never does: I/O or logging; refusals are logged by the user agent
+through `voicebot.refusal_log.RefusalLog`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 MAX_SOURCES = 4096
 
@@ -86,32 +84,3 @@ class SourceLimiter:
             del self._buckets[ip]
         while len(self._buckets) >= self._max:
             del self._buckets[next(iter(self._buckets))]  # the oldest entry
-
-
-class RefusalLog:
-    """Expected refusals as warnings, at most one line per event per `interval` seconds.
-
-    The first refusal of a kind is logged at once; those within the next
-    `interval` are only counted, and the next line says how many there were
-    (`suppressed`). 500 INVITEs/s gives about one line a second, not 500
-    tracebacks.
-    """
-
-    def __init__(
-        self, log: Any, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._log = log
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def refused(self, event: str, **fields: Any) -> None:
-        now = self._clock()
-        last = self._last.get(event)
-        if last is not None and now - last < self._interval:
-            self._suppressed[event] = self._suppressed.get(event, 0) + 1
-            return
-        self._last[event] = now
-        suppressed = self._suppressed.pop(event, 0)
-        self._log.warning(event, suppressed=suppressed, **fields)

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicebot.logs import get_logger
+from voicebot.refusal_log import RefusalLog
 from voicebot.settings import SipSettings
-from voicebot.sip.admission import RefusalLog, SourceLimiter
+from voicebot.sip.admission import SourceLimiter
 from voicebot.sip.call import CallCancelled, CallEnded, CallFailed, IncomingCall, OutgoingCall
 from voicebot.sip.capabilities import ALLOW, options_response, unsupported_response
 from voicebot.sip.dialog import SHUTDOWN, Dialog, UasEarly, await_quietly
