@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from voicebot.api import calls, categories, openapi
+from voicebot.api import calls, categories, openapi, reports
 from voicebot.api.context import JOURNAL_API_KEY, JournalApi
 
 
@@ -13,4 +13,5 @@ def install(app: web.Application, api: JournalApi) -> None:
     app[JOURNAL_API_KEY] = api
     calls.register(app)
     categories.register(app)
+    reports.register(app)
     openapi.register(app)

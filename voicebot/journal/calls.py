@@ -81,12 +81,9 @@ _COLUMNS = (
     "category_name",
     "value",
 )
-SELECT_CALLS = (
-    "SELECT "
-    + ", ".join(f"c.{name}" for name in _COLUMNS)
-    + ", COALESCE(k.spam, 0) AS spam FROM calls c"
-    " LEFT JOIN categories k ON k.code = c.category_code"
-)
+CALL_COLUMNS = ", ".join(f"c.{name}" for name in _COLUMNS) + ", COALESCE(k.spam, 0) AS spam"
+CALLS_FROM = "FROM calls c LEFT JOIN categories k ON k.code = c.category_code"
+SELECT_CALLS = f"SELECT {CALL_COLUMNS} {CALLS_FROM}"
 
 
 def iso(seconds: float | None) -> str | None:

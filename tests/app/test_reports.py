@@ -1,0 +1,288 @@
+"""Reports over a known set of calls, every figure hand-computed.
+
+The day is Sunday 2026-10-25 in Europe/Kyiv, when clocks go back at 04:00
+EEST to 03:00 EET: the local day runs 2026-10-24T21:00Z to 2026-10-25T22:00Z
+(25 hours) and 03:30 happens twice. Windows: unique 7 days, target 60 s.
+
+    id  UTC start    local (Kyiv)    dir client status   mgr wait talk category
+    c1  10-24 20:59:59 Sat 23:59:59  in  A      answered 201   5  100  -   (the day before)
+    d1  10-18 00:30:00 (a week ago)  in  D      answered 201   2   10  -
+    e1  10-18 00:30:01               in  E      answered 201   2   10  -
+    c2  10-25 00:30:00 Sun 03:30 EEST in A      missed   201  20    0  -
+    d2  10-25 00:30:00 Sun 03:30 EEST in D      answered 201   2   61  2 (100)  7 d after d1
+    e2  10-25 00:30:00 Sun 03:30 EEST in E      answered 201   2   59  9 (0)    7 d - 1 s
+    c3  10-25 01:30:00 Sun 03:30 EET in  B      missed   202  30    0  -
+    c4  10-25 06:00:00 Sun 08:00     in  A      answered 201  10   60  1 (1500.5)
+    c5  10-25 07:00:00 Sun 09:00     out C      answered 202   8   30  2 (100)
+    c6  10-25 08:00:00 Sun 10:00     in  C      busy     202   0    0  -
+    c9  10-25 12:00:00 Sun 14:00     in  F      answered 202   4  200  -
+    c7  10-25 21:59:59 Sun 23:59:59  in  anon   missed   -    15    0  -
+    c8  10-25 22:00:00 Mon 00:00     in  B      answered 202   3  120  -   (the day after)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from voicebot.app import VoicebotApp
+from voicebot.journal import CallOutcome, CallStart
+from voicebot.settings import Settings
+
+TOKEN = "r3port"
+A, B, C, D, E, F = (f"+38050{n}{n}{n}{n}{n}{n}{n}" for n in range(1, 7))
+DAY = "from=2026-10-25&to=2026-10-25"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(f"2026-{text}+00:00")
+
+
+CALLS: list[dict[str, Any]] = [
+    # id, start, direction, client, status, manager, wait, talk
+    {"id": "c1", "t": "10-24T20:59:59", "dir": "inbound", "n": A, "s": "answered", "m": "201",
+     "w": 5, "k": 100},
+    {"id": "d1", "t": "10-18T00:30:00", "dir": "inbound", "n": D, "s": "answered", "m": "201",
+     "w": 2, "k": 10},
+    {"id": "e1", "t": "10-18T00:30:01", "dir": "inbound", "n": E, "s": "answered", "m": "201",
+     "w": 2, "k": 10},
+    {"id": "c2", "t": "10-25T00:30:00", "dir": "inbound", "n": A, "s": "missed", "m": "201",
+     "w": 20, "k": 0},
+    {"id": "d2", "t": "10-25T00:30:00", "dir": "inbound", "n": D, "s": "answered", "m": "201",
+     "w": 2, "k": 61},
+    {"id": "e2", "t": "10-25T00:30:00", "dir": "inbound", "n": E, "s": "answered", "m": "201",
+     "w": 2, "k": 59},
+    {"id": "c3", "t": "10-25T01:30:00", "dir": "inbound", "n": B, "s": "missed", "m": "202",
+     "w": 30, "k": 0},
+    {"id": "c4", "t": "10-25T06:00:00", "dir": "inbound", "n": A, "s": "answered", "m": "201",
+     "w": 10, "k": 60},
+    {"id": "c5", "t": "10-25T07:00:00", "dir": "outbound", "n": C, "s": "answered", "m": "202",
+     "w": 8, "k": 30},
+    {"id": "c6", "t": "10-25T08:00:00", "dir": "inbound", "n": C, "s": "busy", "m": "202",
+     "w": 0, "k": 0},
+    {"id": "c9", "t": "10-25T12:00:00", "dir": "inbound", "n": F, "s": "answered", "m": "202",
+     "w": 4, "k": 200},
+    {"id": "c7", "t": "10-25T21:59:59", "dir": "inbound", "n": None, "s": "missed", "m": None,
+     "w": 15, "k": 0},
+    {"id": "c8", "t": "10-25T22:00:00", "dir": "inbound", "n": B, "s": "answered", "m": "202",
+     "w": 3, "k": 120},
+]  # fmt: skip
+CATEGORIZED = {
+    "c4": ("1", Decimal("1500.5")),
+    "d2": ("2", None),
+    "c5": ("2", None),
+    "e2": ("9", None),
+}
+
+
+def as_event(call: dict[str, Any]) -> dict[str, Any]:
+    start = at(call["t"])
+    company = "+380440000000"
+    inbound = call["dir"] == "inbound"
+    body: dict[str, Any] = {
+        "call_id": call["id"],
+        "direction": call["dir"],
+        "caller": (call["n"] or "anonymous") if inbound else company,
+        "callee": company if inbound else call["n"],
+        "status": call["s"],
+        "started_at": start.isoformat(),
+        "manager": call["m"],
+    }
+    if call["s"] == "answered":
+        answered = start + timedelta(seconds=call["w"])
+        body["answered_at"] = answered.isoformat()
+        body["ended_at"] = (answered + timedelta(seconds=call["k"])).isoformat()
+    else:
+        body["ended_at"] = (start + timedelta(seconds=call["w"])).isoformat()
+    return body
+
+
+@pytest.fixture
+async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
+    base = random.randrange(42000, 48000, 2)
+    settings = Settings(
+        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        storage={"database": tmp_path / "voicebot.db"},
+        http={"port": 0, "api_token": TOKEN},
+        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
+    )
+    app = VoicebotApp(settings)
+    await app.start()
+    assert app.journal is not None and app.call_log is not None and app.categories is not None
+    await app.categories.update("1", "Продаж", None, spam=False)
+    http = aiohttp.ClientSession(
+        base_url=f"http://127.0.0.1:{app.http_port}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        for call in CALLS:
+            async with http.post("/api/v1/calls/events", json=as_event(call)) as response:
+                assert response.status == 201, await response.text()
+        menu_at = at("10-25T13:00:00")
+        for pbx_id, (code, value) in CATEGORIZED.items():
+            name = {"1": "Продаж", "2": "asked for the address", "9": "spam"}[code]
+            value = value if value is not None else Decimal({"2": 100, "9": 0}[code])
+            await app.journal.start_call(
+                CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
+            )
+            await app.journal.finish_call(
+                f"menu-{pbx_id}",
+                CallOutcome("confirmed", code, name, value, "", 1, "confirmed", menu_at),
+            )
+            await app.call_log.record_categorization(f"menu-{pbx_id}")
+        yield app, http
+    finally:
+        await http.close()
+        await app.stop()
+
+
+async def get_json(http: aiohttp.ClientSession, path: str) -> Any:
+    async with http.get(path) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def get_csv(http: aiohttp.ClientSession, path: str) -> list[list[str]]:
+    async with http.get(path) as response:
+        assert response.status == 200
+        assert response.content_type == "text/csv"
+        raw = await response.read()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM, for Excel
+    return list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+
+
+async def test_call_types_at_the_window_edges(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    page = await get_json(http, f"/api/v1/calls?{DAY}&limit=100")
+    types = {c["pbx_call_id"]: c["types"] for c in page["calls"]}
+    assert types == {
+        "c2": ["repeated", "missed"],  # A called 3.5 h before (c1, the evening before)
+        "d2": ["unique", "target", "unique-target"],  # exactly 7 days after d1
+        "e2": ["repeated", "spam"],  # 7 days minus a second after e1; 59 s is short
+        "c3": ["unique", "missed"],
+        "c4": ["repeated", "target"],  # 60 s of talk is exactly the target
+        "c5": [],  # outbound, 30 s
+        "c6": ["unique", "missed"],  # the earlier call with C was ours (outbound)
+        "c9": ["unique", "target", "unique-target"],
+        "c7": ["missed"],  # anonymous: neither unique nor repeated
+    }
+    unique = await get_json(http, f"/api/v1/calls?{DAY}&type=unique")
+    assert [c["pbx_call_id"] for c in unique["calls"]] == ["c9", "c6", "c3", "d2"]
+
+
+async def test_missed_and_unprocessed(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    report = await get_json(http, f"/api/v1/reports/missed?{DAY}")
+    assert report["period"] == {
+        "from": "2026-10-24T21:00:00Z",
+        "to": "2026-10-25T22:00:00Z",  # 25 hours: the clocks went back
+        "timezone": "Europe/Kyiv",
+    }
+    assert (report["missed"], report["unprocessed"], report["truncated"]) == (4, 2, False)
+    assert [(c["pbx_call_id"], c["unprocessed"]) for c in report["calls"]] == [
+        ("c7", True),  # anonymous: nobody can call back
+        ("c6", True),  # C was called before the busy call, never after
+        ("c3", False),  # B got through on Monday (c8)
+        ("c2", False),  # A got through at 08:00 (c4)
+    ]
+    theirs = await get_json(http, f"/api/v1/reports/missed?{DAY}&manager=202")
+    assert (theirs["missed"], theirs["unprocessed"]) == (2, 1)
+
+    rows = await get_csv(http, f"/api/v1/reports/missed?{DAY}&format=csv")
+    assert rows[0] == [
+        "id", "started_at", "client_number", "company_number", "manager", "status", "wait_s",
+        "unprocessed",
+    ]  # fmt: skip
+    by_time = [(r[1], r[2], r[5], r[6], r[7]) for r in rows[1:]]
+    assert by_time == [
+        ("2026-10-25 23:59:59", "", "missed", "15.0", "yes"),
+        ("2026-10-25 10:00:00", C, "busy", "0.0", "yes"),
+        ("2026-10-25 03:30:00", B, "missed", "30.0", "no"),  # 03:30 EET, the second one
+        ("2026-10-25 03:30:00", A, "missed", "20.0", "no"),  # 03:30 EEST
+    ]
+
+
+async def test_categories_by_count_and_value(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    report = await get_json(http, f"/api/v1/reports/categories?{DAY}")
+    assert report["totals"] == [
+        {"code": "1", "name": "Продаж", "manager": None, "calls": 1, "value_sum": 1500.5},
+        {"code": "2", "name": "asked for the address", "manager": None, "calls": 2,
+         "value_sum": 200.0},
+        {"code": "9", "name": "spam", "manager": None, "calls": 1, "value_sum": 0.0},
+    ]  # fmt: skip
+    assert [
+        (r["code"], r["manager"], r["calls"], r["value_sum"]) for r in report["by_manager"]
+    ] == [
+        ("1", "201", 1, 1500.5),
+        ("2", "201", 1, 100.0),
+        ("2", "202", 1, 100.0),
+        ("9", "201", 1, 0.0),
+    ]
+    rows = await get_csv(http, f"/api/v1/reports/categories?{DAY}&format=csv")
+    assert rows[0] == ["code", "name", "manager", "calls", "value_sum"]
+    assert ["1", "Продаж", "(all)", "1", "1500.5"] in rows
+    assert len(rows) == 1 + 4 + 3
+
+
+async def test_hour_by_weekday_in_local_time(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    report = await get_json(http, f"/api/v1/reports/hourly?{DAY}")
+    sunday = report["calls"][6]
+    assert report["weekdays"][6] == "Sun"
+    # 03:30 twice: c2, d2, e2 at 03:30 EEST and c3 at 03:30 EET.
+    expected = {3: 4, 8: 1, 9: 1, 10: 1, 14: 1, 23: 1}
+    assert {h: n for h, n in enumerate(sunday) if n} == expected
+    assert sum(map(sum, report["calls"])) == 9
+    assert {h: n for h, n in enumerate(report["missed"][6]) if n} == {3: 2, 10: 1, 23: 1}
+    rows = await get_csv(http, f"/api/v1/reports/hourly?{DAY}&format=csv")
+    assert rows[0][:3] == ["weekday", "00", "01"] and rows[7][0] == "Sun"
+    assert rows[7][1 + 3] == "4"
+
+
+async def test_summary_inbound_and_outbound_apart(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    report = await get_json(http, f"/api/v1/reports/summary?{DAY}")
+    assert report["directions"] == [
+        # answered c4 d2 e2 c9: waits 10 2 2 4, talks 60 61 59 200
+        {"direction": "inbound", "calls": 8, "answered": 4, "missed": 4,
+         "answered_ratio": 0.5, "avg_wait_s": 4.5, "avg_talk_s": 95.0},
+        {"direction": "outbound", "calls": 1, "answered": 1, "missed": 0,
+         "answered_ratio": 1.0, "avg_wait_s": 8.0, "avg_talk_s": 30.0},
+    ]  # fmt: skip
+    rows = await get_csv(http, f"/api/v1/reports/summary?{DAY}&format=csv")
+    assert rows[1] == ["inbound", "8", "4", "4", "0.5", "4.5", "95.0"]
+
+
+async def test_categorization_coverage_per_manager(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    report = await get_json(http, f"/api/v1/reports/coverage?{DAY}")
+    assert report["managers"] == [
+        {"manager": "201", "answered": 3, "categorized": 3, "coverage": 1.0},
+        {"manager": "202", "answered": 2, "categorized": 1, "coverage": 0.5},  # c9 not
+    ]
+    week = await get_json(http, "/api/v1/reports/coverage?from=2026-10-18&to=2026-10-25")
+    # c1, d1, e1 and (after midnight local) nothing else join 201's answered calls.
+    assert week["managers"][0] == {
+        "manager": "201",
+        "answered": 6,
+        "categorized": 3,
+        "coverage": 0.5,
+    }
+
+
+async def test_report_refusals(loaded: tuple[VoicebotApp, Any]) -> None:
+    _, http = loaded
+    for bad, field in (("format=xml", "format"), ("from=2026-02-30", "from")):
+        async with http.get(f"/api/v1/reports/summary?{bad}") as response:
+            assert response.status == 400
+            assert (await response.json())["field"] == field

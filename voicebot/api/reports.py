@@ -1,0 +1,317 @@
+"""Reports over HTTP, each as JSON or, with `?format=csv`, as CSV in UTF-8
+with a BOM (so Excel opens Cyrillic names right) and local times.
+
+    GET /api/v1/reports/missed       missed and unprocessed calls
+    GET /api/v1/reports/categories   count and value sum per category and manager
+    GET /api/v1/reports/hourly       calls by hour of day x weekday
+    GET /api/v1/reports/summary      answered/missed, avg wait and talk, per direction
+    GET /api/v1/reports/coverage     share of answered calls categorized, per manager
+
+Without `from`, a report covers the last 7 days (today included) in
+`journal.timezone`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from voicebot.api.calls import CallOut
+from voicebot.api.context import JournalApi, journal_api
+from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, resolve
+from voicebot.api.schema import ErrorBody, Operation, QueryModel, add_operation, parse_query, refuse
+from voicebot.journal import reports
+from voicebot.journal.reports import WEEKDAYS, ReportScope
+
+DEFAULT_DAYS = 7
+
+
+class ReportQuery(QueryModel):
+    from_: PeriodText | None = FromField
+    to: PeriodText | None = ToField
+    manager: str | None = Field(None, max_length=64, description="only this manager's calls")
+    format: Literal["json", "csv"] = "json"
+
+
+class PeriodOut(BaseModel):
+    from_: str | None = Field(serialization_alias="from")
+    to: str | None
+    timezone: str
+
+
+class MissedCallOut(CallOut):
+    unprocessed: bool
+
+
+class MissedReportOut(BaseModel):
+    period: PeriodOut
+    missed: int
+    unprocessed: int
+    truncated: bool = Field(description="more missed calls than listed; counts are complete")
+    calls: list[MissedCallOut]
+
+
+class CategoryRowOut(BaseModel):
+    code: str
+    name: str
+    manager: str | None
+    calls: int
+    value_sum: float
+
+
+class CategoryReportOut(BaseModel):
+    period: PeriodOut
+    totals: list[CategoryRowOut]
+    by_manager: list[CategoryRowOut]
+
+
+class HourlyReportOut(BaseModel):
+    period: PeriodOut
+    weekdays: list[str]
+    calls: list[list[int]] = Field(description="[weekday][hour], Monday first, local time")
+    missed: list[list[int]]
+
+
+class SummaryRowOut(BaseModel):
+    direction: Literal["inbound", "outbound"]
+    calls: int
+    answered: int
+    missed: int
+    answered_ratio: float | None
+    avg_wait_s: float | None
+    avg_talk_s: float | None
+
+
+class SummaryReportOut(BaseModel):
+    period: PeriodOut
+    directions: list[SummaryRowOut]
+
+
+class CoverageRowOut(BaseModel):
+    manager: str
+    answered: int
+    categorized: int
+    coverage: float
+
+
+class CoverageReportOut(BaseModel):
+    period: PeriodOut
+    managers: list[CoverageRowOut]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def local_text(seconds: float | None, zone: ZoneInfo) -> str:
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def scope_of(request: web.Request, api: JournalApi) -> tuple[ReportScope, PeriodOut, ReportQuery]:
+    query = parse_query(request, ReportQuery)
+    try:
+        period = resolve(
+            query.from_, query.to, api.zone, default_days=DEFAULT_DAYS, now=api.clock.now()
+        )
+    except PeriodError as exc:
+        raise refuse(request, 400, str(exc), exc.field) from None
+    scope = ReportScope(period.since, period.until, api.zone, api.call_log.rules, query.manager)
+    out = PeriodOut(from_=_iso(period.since), to=_iso(period.until), timezone=api.zone.key)
+    return scope, out, query
+
+
+def csv_response(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> web.Response:
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return web.Response(
+        body=buffer.getvalue().encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+def json_response(model: BaseModel) -> web.Response:
+    return web.Response(text=model.model_dump_json(by_alias=True), content_type="application/json")
+
+
+# -- the reports as models (the dashboard uses these too) ----------------------
+
+
+async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> MissedReportOut:
+    report = await reports.missed(api.call_log.connection, scope)
+    rules = api.call_log.rules
+    return MissedReportOut(
+        period=period,
+        missed=report.missed,
+        unprocessed=report.unprocessed,
+        truncated=report.truncated,
+        calls=[
+            MissedCallOut.model_validate(m.call.as_json(rules) | {"unprocessed": m.unprocessed})
+            for m in report.calls
+        ],
+    )
+
+
+async def category_report(
+    api: JournalApi, scope: ReportScope, period: PeriodOut
+) -> CategoryReportOut:
+    report = await reports.categories(api.call_log.connection, scope)
+    return CategoryReportOut(
+        period=period,
+        totals=[CategoryRowOut.model_validate(r, from_attributes=True) for r in report.totals],
+        by_manager=[
+            CategoryRowOut.model_validate(r, from_attributes=True) for r in report.by_manager
+        ],
+    )
+
+
+async def hourly_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> HourlyReportOut:
+    report = await reports.hourly(api.call_log.connection, scope)
+    return HourlyReportOut(
+        period=period, weekdays=list(WEEKDAYS), calls=report.calls, missed=report.missed
+    )
+
+
+async def summary_report(
+    api: JournalApi, scope: ReportScope, period: PeriodOut
+) -> SummaryReportOut:
+    rows = await reports.summary(api.call_log.connection, scope)
+    return SummaryReportOut(
+        period=period,
+        directions=[SummaryRowOut.model_validate(r, from_attributes=True) for r in rows],
+    )
+
+
+async def coverage_report(
+    api: JournalApi, scope: ReportScope, period: PeriodOut
+) -> CoverageReportOut:
+    rows = await reports.coverage(api.call_log.connection, scope)
+    return CoverageReportOut(
+        period=period,
+        managers=[CoverageRowOut.model_validate(r, from_attributes=True) for r in rows],
+    )
+
+
+# -- CSV shapes ------------------------------------------------------------------
+
+
+def missed_csv(report: MissedReportOut, zone: ZoneInfo) -> web.Response:
+    def local(text: str | None) -> str:
+        if text is None:
+            return ""
+        return local_text(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), zone)
+
+    return csv_response(
+        "missed",
+        ["id", "started_at", "client_number", "company_number", "manager", "status", "wait_s",
+         "unprocessed"],
+        (
+            [c.id, local(c.started_at), c.client_number or "", c.company_number or "",
+             c.manager or "", c.status, "" if c.wait_s is None else c.wait_s,
+             "yes" if c.unprocessed else "no"]
+            for c in report.calls
+        ),
+    )  # fmt: skip
+
+
+def category_csv(report: CategoryReportOut, zone: ZoneInfo) -> web.Response:
+    rows = [[r.code, r.name, r.manager or "", r.calls, r.value_sum] for r in report.by_manager]
+    rows += [[r.code, r.name, "(all)", r.calls, r.value_sum] for r in report.totals]
+    return csv_response("categories", ["code", "name", "manager", "calls", "value_sum"], rows)
+
+
+def hourly_csv(report: HourlyReportOut, zone: ZoneInfo) -> web.Response:
+    return csv_response(
+        "hourly",
+        ["weekday", *(f"{h:02d}" for h in range(24))],
+        ([day, *counts] for day, counts in zip(report.weekdays, report.calls, strict=True)),
+    )
+
+
+def summary_csv(report: SummaryReportOut, zone: ZoneInfo) -> web.Response:
+    fields = list(SummaryRowOut.model_fields)
+    return csv_response(
+        "summary",
+        fields,
+        ([("" if (v := getattr(r, f)) is None else v) for f in fields] for r in report.directions),
+    )
+
+
+def coverage_csv(report: CoverageReportOut, zone: ZoneInfo) -> web.Response:
+    fields = list(CoverageRowOut.model_fields)
+    return csv_response(
+        "coverage", fields, ([getattr(r, f) for f in fields] for r in report.managers)
+    )
+
+
+def _handler(
+    build: Callable[[JournalApi, ReportScope, PeriodOut], Awaitable[Any]],
+    as_csv: Callable[[Any, ZoneInfo], web.Response],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        api = journal_api(request)
+        scope, period, query = scope_of(request, api)
+        report = await build(api, scope, period)
+        if query.format == "csv":
+            return as_csv(report, api.zone)
+        return json_response(report)
+
+    return handle
+
+
+REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
+    "missed": ("Missed and unprocessed calls", missed_report, missed_csv, MissedReportOut),
+    "categories": (
+        "Calls and value sum per category and manager",
+        category_report,
+        category_csv,
+        CategoryReportOut,
+    ),
+    "hourly": ("Calls by hour of day and weekday", hourly_report, hourly_csv, HourlyReportOut),
+    "summary": (
+        "Answered/missed ratio, average wait and talk, inbound and outbound apart",
+        summary_report,
+        summary_csv,
+        SummaryReportOut,
+    ),
+    "coverage": (
+        "Share of each manager's answered calls that got a category",
+        coverage_report,
+        coverage_csv,
+        CoverageReportOut,
+    ),
+}
+
+
+def register(app: web.Application) -> None:
+    for name, (summary, build, as_csv, model) in REPORTS.items():
+        path = f"/api/v1/reports/{name}"
+        app.router.add_get(path, _handler(build, as_csv))
+        add_operation(
+            app,
+            Operation(
+                "GET",
+                path,
+                summary,
+                "reports",
+                {200: model, 400: ErrorBody},
+                query=ReportQuery,
+                csv=True,
+                operation_id=f"report_{name}",
+            ),
+        )
