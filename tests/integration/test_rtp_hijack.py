@@ -16,11 +16,11 @@ from tests.integration.conftest import (
     finished,
     needs_raw,
     needs_sipp,
-    rtp_range,
     target,
     wait_rows,
 )
 from tests.integration.test_calls import KEYS, SIPP_TIMEOUT_S, assert_confirmed_3_1500
+from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.runner import Sipp, scenario_path
 from voicebot.app import VoicebotApp
@@ -85,8 +85,7 @@ async def spray(app: VoicebotApp, ports: list[int], after_answer_s: float) -> in
 async def test_rtp_sprayed_from_a_stranger_before_the_phone_does_not_take_the_call(
     make_bot: MakeBot, tmp_path: Path
 ) -> None:
-    low, _ = rtp_range()
-    high = low + 7  # 4 even ports: the attacker can cover them all
+    low, high = rtp_window(calls=2, slack=2)  # 4 even ports: the attacker covers them all
     bot = await make_bot(sip={"rtp_port_min": low, "rtp_port_max": high})
     pcap = write_dtmf_pcap(tmp_path / "keys.pcap", KEYS, lead_in_ms=200, gap_ms=250)
     scenario = late_media_scenario(tmp_path / "uac_dtmf_late.xml", pause_ms=1500)

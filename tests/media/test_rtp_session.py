@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from tests.media.conftest import HOST
-from tests.ports import free_udp_span
+from tests.ports import free_udp_span, rtp_window
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMA, PCMU
 from voicebot.media.rtp import RtpPacket
@@ -253,7 +253,7 @@ async def test_a_live_stream_is_not_taken_over_from_its_own_ip(
 
 
 async def test_pool_hands_out_ports_at_random() -> None:
-    low, high = free_even_range(count=40)
+    low, high = rtp_window(calls=36)
     pool = RtpPortPool(HOST, low, high)
     endpoints = [await pool.allocate() for _ in range(8)]
     ports = [e.port for e in endpoints]
