@@ -36,15 +36,14 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from voicebot.journal.database import connector
 from webhooks import (
     DeliveryPolicy,
     Dispatcher,
     Endpoint,
     SystemClock,
-    configure_connection,
     encode_body,
     enqueue,
-    ensure_schema,
     new_webhook_id,
     post_signed,
 )
@@ -153,10 +152,8 @@ async def outbox_throughput(receiver: ReceiverProcess, db: Path, n: int) -> tupl
     endpoint = Endpoint(receiver.url, [SECRET])
     clock = SystemClock()
     async with aiohttp.ClientSession() as session, aiosqlite.connect(db) as conn:
-        await configure_connection(conn)
-        await ensure_schema(conn)
         await receiver.reset(session)
-        dispatcher = Dispatcher(db, [endpoint], DeliveryPolicy(), clock)
+        dispatcher = Dispatcher(connector(db), [endpoint], DeliveryPolicy(), clock)
         await dispatcher.start()
         try:
             started = time.perf_counter()
@@ -180,9 +177,8 @@ async def outbox_latency(receiver: ReceiverProcess, db: Path, n: int) -> list[fl
     clock = SystemClock()
     sent: dict[str, float] = {}
     async with aiohttp.ClientSession() as session, aiosqlite.connect(db) as conn:
-        await configure_connection(conn)
         await receiver.reset(session)
-        dispatcher = Dispatcher(db, [endpoint], DeliveryPolicy(), clock)
+        dispatcher = Dispatcher(connector(db), [endpoint], DeliveryPolicy(), clock)
         await dispatcher.start()
         try:
             await asyncio.sleep(0.1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from voicebot.journal.database import connector
 from voicebot.settings import Settings, WebhookSettings
 from webhooks import STANDARD_SCHEDULE, Clock, DeliveryPolicy, Dispatcher, Endpoint
 
@@ -46,7 +47,7 @@ def build_dispatcher(
     """The dispatcher for `voicebot run`; `dispatcher.endpoints` is the list to
     pass to `webhooks.enqueue`, and `dispatcher.metrics` the counters for /metrics."""
     return Dispatcher(
-        settings.storage.database,
+        connector(settings.storage.database),
         endpoints_from_settings(settings.webhooks),
         policy_from_settings(settings.webhooks),
         clock,

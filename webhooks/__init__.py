@@ -4,7 +4,7 @@ signatures, retry schedule, dead letters, replay.
 Knows nothing of SIP or the menu, and never imports `voicebot`: it takes an
 event type and a JSON-able payload and guarantees at-least-once delivery.
 
-    await ensure_schema(conn)                       # once, at start-up
+    # the application opens the database and applies webhooks.schema.MIGRATIONS
     ids = await enqueue(conn, "call.categorized", data, endpoints, now=clock.now())
     await conn.commit()                             # with the caller's own row
     dispatcher.notify()
@@ -22,6 +22,7 @@ from webhooks.model import (
 )
 from webhooks.outbox import (
     DeliveryRecord,
+    Outbox,
     count_by_status,
     enable_endpoint,
     encode_body,
@@ -30,10 +31,11 @@ from webhooks.outbox import (
     new_webhook_id,
     replay,
 )
-from webhooks.schema import SCHEMA_VERSION, configure_connection, ensure_schema
+from webhooks.schema import MIGRATIONS, SCHEMA_VERSION
 from webhooks.signing import sign, signed_headers
 
 __all__ = [
+    "MIGRATIONS",
     "SCHEMA_VERSION",
     "STANDARD_SCHEDULE",
     "AttemptResult",
@@ -43,13 +45,12 @@ __all__ = [
     "Dispatcher",
     "DispatcherMetrics",
     "Endpoint",
+    "Outbox",
     "SystemClock",
-    "configure_connection",
     "count_by_status",
     "enable_endpoint",
     "encode_body",
     "enqueue",
-    "ensure_schema",
     "list_deliveries",
     "new_webhook_id",
     "post_signed",

@@ -25,12 +25,15 @@ them back to `pending` (their attempt is not counted, as its outcome is
 unknown). The receiver may therefore see an event twice — at-least-once —
 always with the same webhook-id. One dispatcher per database file.
 
-Database discipline: the dispatcher's connection is in autocommit mode and
-every use of it is serialised by one asyncio lock. Each write is a single
-statement (the claim is one `UPDATE … RETURNING`) or an explicit
-`BEGIN IMMEDIATE` transaction, so a write never has to upgrade a read
-snapshot — the case where SQLite answers SQLITE_BUSY at once instead of
-waiting for the application's writer (the journal) to commit.
+Database discipline: the dispatcher never opens the file itself; it is given
+`connect`, a coroutine function returning a connection that the application
+opened (PRAGMAs set, schema migrated, autocommit mode). Every use of that
+connection is serialised by one asyncio lock. Each write is a single
+statement (the claim is one `UPDATE … RETURNING`, issued by `_write_returning`,
+never by `_read`) or an explicit `BEGIN IMMEDIATE` transaction, so a write
+never has to upgrade a read snapshot — the case where SQLite answers
+SQLITE_BUSY at once instead of waiting for the application's writer (the
+journal) to commit.
 
 Scheduling reads the injected clock's `now()` (wall time: due times must
 survive a restart), so tests drive it with a manual clock and `run_once()`.
@@ -43,7 +46,6 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -54,8 +56,9 @@ from webhooks.client import AttemptResult, post_signed
 from webhooks.model import Clock, DeliveryPolicy, DispatcherMetrics, Endpoint, SystemClock
 from webhooks.outbox import disabled_endpoints
 from webhooks.retry import next_delay, parse_retry_after
-from webhooks.schema import configure_connection, ensure_schema
 
+# Opens the application's database: PRAGMAs set, schema migrated, autocommit.
+Connect = Callable[[], Awaitable[aiosqlite.Connection]]
 # (endpoint, webhook_id, body, webhook-timestamp, timeout_s) -> outcome
 Sender = Callable[[Endpoint, str, bytes, int, float], Awaitable[AttemptResult]]
 
@@ -74,7 +77,7 @@ class Claim:
 class Dispatcher:
     def __init__(
         self,
-        db_path: Path | str,
+        connect: Connect,
         endpoints: Sequence[Endpoint],
         policy: DeliveryPolicy | None = None,
         clock: Clock | None = None,
@@ -86,7 +89,7 @@ class Dispatcher:
         prune_interval_s: float = 3600.0,
         logger: Any = None,
     ) -> None:
-        self.db_path = Path(db_path)
+        self._connect = connect
         self._endpoints = {endpoint.url: endpoint for endpoint in endpoints}
         self.policy = policy or DeliveryPolicy()
         self.clock: Clock = clock or SystemClock()
@@ -120,13 +123,10 @@ class Dispatcher:
     # -- lifecycle --------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, migrate, recover rows a dead process left in flight."""
+        """Connect, recover rows a dead process left in flight."""
         if self._conn is not None:
             return
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.db_path, isolation_level=None)
-        await configure_connection(self._conn)
-        await ensure_schema(self._conn)
+        self._conn = await self._connect()
         recovered = await self._write(
             "UPDATE webhooks_deliveries SET status = 'pending' WHERE status = 'in_flight'"
         )
@@ -258,6 +258,14 @@ class Dispatcher:
         return self._conn
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A SELECT; never a statement that writes (see `_write_returning`)."""
+        if not sql.lstrip().upper().startswith("SELECT"):
+            raise ValueError("_read runs SELECTs only; writes go through _write*")
+        async with self._lock, self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One writing statement with RETURNING, its own (autocommit) transaction."""
         async with self._lock, self._db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
@@ -340,7 +348,7 @@ class Dispatcher:
                 continue
             # One statement claims and reads: atomic without a transaction,
             # and safe against another process claiming the same rows.
-            rows = await self._read(
+            rows = await self._write_returning(
                 "UPDATE webhooks_deliveries SET status = 'in_flight'"
                 " WHERE id IN (SELECT id FROM webhooks_deliveries"
                 "   WHERE status = 'pending' AND endpoint_url = ? AND next_attempt_at <= ?"

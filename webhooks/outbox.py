@@ -202,3 +202,29 @@ async def enable_endpoint(conn: aiosqlite.Connection, url: str) -> bool:
     cursor = await conn.execute("DELETE FROM webhooks_endpoint_state WHERE url = ?", (url,))
     await conn.commit()
     return cursor.rowcount > 0
+
+
+class Outbox:
+    """The outbox as operators and the HTTP API see it: queries over one
+    connection the application opened, so no caller reaches for the journal's
+    connection to ask about deliveries."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def deliveries(
+        self,
+        *,
+        statuses: Iterable[str] | None = None,
+        webhook_id: str | None = None,
+        limit: int = 100,
+    ) -> list[DeliveryRecord]:
+        return await list_deliveries(
+            self._conn, statuses=statuses, webhook_id=webhook_id, limit=limit
+        )
+
+    async def counts(self) -> dict[str, int]:
+        return await count_by_status(self._conn)
+
+    async def disabled_endpoints(self) -> dict[str, str]:
+        return await disabled_endpoints(self._conn)

@@ -60,11 +60,10 @@ async def test_api_needs_the_bearer_token(app: VoicebotApp) -> None:
 async def test_calls_lists_journal_rows(app: VoicebotApp) -> None:
     assert app.journal is not None
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    await app.journal.start_call(
-        CallStart("call_x", "sip-1", "pbx-1", "201", "+380441234567", "PCMA", now)
-    )
+    start = CallStart("call_x", "sip-1", "pbx-1", "201", "+380441234567", "PCMA", now)
+    await app.journal.start_call(start)
     await app.journal.finish_call(
-        "call_x",
+        start,
         CallOutcome(
             "confirmed", "2", "asked for the address", Decimal(100), "2##1", 1, "confirmed", now
         ),
@@ -114,11 +113,10 @@ async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
     try:
         assert running.journal is not None
         now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-        await running.journal.start_call(
-            CallStart("call_w", "sip-w", None, "201", None, "PCMU", now)
-        )
+        start = CallStart("call_w", "sip-w", None, "201", None, "PCMU", now)
+        await running.journal.start_call(start)
         ids = await running.journal.finish_call(
-            "call_w",
+            start,
             CallOutcome("confirmed", "1", "sale", Decimal(5), "1#5#1", 1, "confirmed", now),
         )
         url = f"http://127.0.0.1:{running.http_port}/api/v1/webhooks/deliveries"

@@ -80,11 +80,10 @@ async def categorize(
     value: Decimal | None = Decimal("1500.50"),
     manager: str = "201",
 ) -> None:
-    await journal.start_call(
-        CallStart(call_id, f"sip-{call_id}", pbx_call_id, manager, "+380441234567", "PCMA", at)
-    )
+    start = CallStart(call_id, f"sip-{call_id}", pbx_call_id, manager, "+380441234567", "PCMA", at)
+    await journal.start_call(start)
     await journal.finish_call(
-        call_id,
+        start,
         CallOutcome("confirmed", code, name, value, f"{code}#1#1", 1, "confirmed", at),
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from voicebot.journal import CallOutcome, CallStart, Journal
 from voicebot.journal.migrations import MIGRATIONS
+from voicebot.journal.store import JournalUnavailable
 from webhooks import Endpoint
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -50,7 +53,9 @@ async def test_schema_versioned_and_wal(tmp_path: Path) -> None:
     await journal.close()
     with sqlite3.connect(tmp_path / "j.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM journal_schema").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT MAX(version) FROM journal_schema").fetchone()[0] == len(
+            MIGRATIONS
+        )
     # Reopening applies nothing twice.
     journal = await Journal.open(tmp_path / "j.db")
     await journal.close()
@@ -59,7 +64,7 @@ async def test_schema_versioned_and_wal(tmp_path: Path) -> None:
 async def test_confirmed_row_and_its_webhook_commit_together(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db", [ENDPOINT])
     await journal.start_call(start())
-    ids = await journal.finish_call("call_1", confirmed())
+    ids = await journal.finish_call(start("call_1"), confirmed())
     row = await journal.get("call_1")
     await journal.close()
     assert row is not None
@@ -96,7 +101,7 @@ async def test_incomplete_row_fires_no_categorized_webhook(tmp_path: Path) -> No
         end_reason="remote_bye",
         ended_at=T1,
     )
-    assert await journal.finish_call("call_1", outcome) == []
+    assert await journal.finish_call(start("call_1"), outcome) == []
     row = await journal.get("call_1")
     await journal.close()
     assert row is not None and row.status == "incomplete" and row.digits == "3#15"
@@ -107,7 +112,7 @@ async def test_failed_enqueue_rolls_back_the_row(tmp_path: Path) -> None:
     await journal.start_call(start())
     await journal.connection.execute("DROP TABLE webhooks_deliveries")
     with pytest.raises(sqlite3.OperationalError):
-        await journal.finish_call("call_1", confirmed())
+        await journal.finish_call(start("call_1"), confirmed())
     row = await journal.get("call_1")
     await journal.close()
     assert row is not None and row.status == "in_progress", "row and event commit together"
@@ -117,7 +122,7 @@ async def test_interrupted_calls_become_incomplete(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db")
     await journal.start_call(start("call_a"))
     await journal.start_call(start("call_b"))
-    await journal.finish_call("call_b", confirmed())
+    await journal.finish_call(start("call_b"), confirmed())
     # The process dies here: call_a stays in_progress on disk.
     await journal.close()
     journal = await Journal.open(tmp_path / "j.db")
@@ -132,9 +137,63 @@ async def test_interrupted_calls_become_incomplete(tmp_path: Path) -> None:
 async def test_whole_number_value_is_an_integer_in_json(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db")
     await journal.start_call(start())
-    await journal.finish_call("call_1", confirmed(Decimal("1500")))
+    await journal.finish_call(start("call_1"), confirmed(Decimal("1500")))
     row = await journal.get("call_1")
     recent = await journal.recent(status="confirmed")
     await journal.close()
     assert row is not None and row.categorized_event()["value"] == 1500
     assert [r.call_id for r in recent] == ["call_1"]
+
+
+def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another connection (as another process would) holds the write lock."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert locked.wait(5)
+    return thread
+
+
+async def test_a_locked_database_is_retried_until_it_frees(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "j.db", [ENDPOINT], write_deadline_s=10)
+    holder = hold_write_lock(tmp_path / "j.db", 1.5)
+    began = time.monotonic()
+    ids = await journal.finish_call(start(), confirmed())
+    waited = time.monotonic() - began
+    holder.join()
+    row = await journal.get("call_1")
+    await journal.close()
+    assert waited >= 1.0, "committed while another process held the lock?"
+    assert row is not None and row.status == "confirmed" and len(ids) == 1
+
+
+async def test_a_database_locked_past_the_deadline_is_unavailable(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "j.db", [ENDPOINT], write_deadline_s=0.5)
+    holder = hold_write_lock(tmp_path / "j.db", 2.0)
+    with pytest.raises(JournalUnavailable, match="locked"):
+        await journal.finish_call(start(), confirmed())
+    holder.join()
+    assert await journal.get("call_1") is None  # nothing half-written
+    await journal.close()
+
+
+async def test_finishing_twice_stores_once_and_enqueues_once(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "j.db", [ENDPOINT])
+    # No answer-time row (the database was locked then): finish creates it.
+    first = await journal.finish_call(start(), confirmed())
+    again = await journal.finish_call(start(), confirmed(Decimal("1")))
+    row = await journal.get("call_1")
+    await journal.close()
+    assert len(first) == 1 and again == []
+    assert row is not None and row.value == Decimal("1500.50")
+    with sqlite3.connect(tmp_path / "j.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM webhooks_messages").fetchone()[0] == 1

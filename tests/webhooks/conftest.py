@@ -11,7 +11,7 @@ from webhooks_testkit import SECRET, Receiver, ScriptedSender
 
 from tests.ports import free_port
 from voicebot.clock import ManualClock
-from webhooks import configure_connection, ensure_schema
+from voicebot.journal.database import open_database
 
 
 @pytest.fixture
@@ -22,9 +22,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 async def conn(db_path: Path) -> AsyncIterator[aiosqlite.Connection]:
     """The application's connection (the journal's, in production)."""
-    connection = await aiosqlite.connect(db_path)
-    await configure_connection(connection)
-    await ensure_schema(connection)
+    connection = await open_database(db_path)
     yield connection
     await connection.close()
 

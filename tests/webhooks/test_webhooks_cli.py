@@ -13,6 +13,7 @@ import pytest
 from webhooks_testkit import SECRET, Receiver
 
 from voicebot.cli import main
+from voicebot.journal.database import connector, open_database
 from voicebot.settings import load_settings
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
 from webhooks import (
@@ -21,9 +22,7 @@ from webhooks import (
     Dispatcher,
     Endpoint,
     SystemClock,
-    configure_connection,
     enqueue,
-    ensure_schema,
 )
 from webhooks.outbox import count_by_status
 
@@ -49,20 +48,20 @@ async def _seed(db: Path) -> list[str]:
     """Two events: one delivered, one dead-lettered (receiver said 500)."""
     db.parent.mkdir(parents=True, exist_ok=True)
     endpoint = Endpoint(URL, [SECRET])
-    async with aiosqlite.connect(db) as conn:
-        await configure_connection(conn)
-        await ensure_schema(conn)
+    conn = await open_database(db)
+    try:
         ids = []
         for n in range(2):
             ids += await enqueue(conn, "call.categorized", {"n": n}, [endpoint], now=_now())
-        await conn.commit()
+    finally:
+        await conn.close()
     answers = iter([200, 500])
 
     async def sender(*_: object) -> AttemptResult:
         return AttemptResult(status=next(answers), body=b"boom")
 
     policy = DeliveryPolicy(schedule=(0,), concurrency_per_endpoint=1)
-    async with Dispatcher(db, [endpoint], policy, sender=sender) as d:
+    async with Dispatcher(connector(db), [endpoint], policy, sender=sender) as d:
         while await d.run_once():
             pass
     return ids
@@ -83,7 +82,6 @@ def test_settings_map_onto_webhooks_types(configured: Path) -> None:
     assert (endpoint.url, endpoint.secrets, endpoint.events) == (URL, [SECRET], ["call.*"])
     dispatcher = build_dispatcher(settings)
     assert dispatcher.policy.max_attempts == 1 and dispatcher.policy.timeout_s == 15
-    assert dispatcher.db_path == configured
 
 
 def test_list_and_replay(configured: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from webhooks_testkit import SECRET, ScriptedSender
 
 from voicebot.clock import ManualClock
+from voicebot.journal.database import connector
 from webhooks import AttemptResult, DeliveryPolicy, Dispatcher, Endpoint, enqueue
 from webhooks.outbox import count_by_status, enable_endpoint, list_deliveries, replay
 
@@ -39,7 +40,13 @@ async def put(conn, clock, endpoints=(A,), n: int = 1) -> list[str]:
 
 def dispatcher(db_path, clock, sender, endpoints=(A,), policy=NO_JITTER, **kw) -> Dispatcher:
     return Dispatcher(
-        db_path, list(endpoints), policy, clock, sender=sender, rng=random.Random(3), **kw
+        connector(db_path),
+        list(endpoints),
+        policy,
+        clock,
+        sender=sender,
+        rng=random.Random(3),
+        **kw,
     )
 
 

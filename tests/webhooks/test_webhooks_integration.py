@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 from webhooks_testkit import SECRET, SECRET_2, Receiver
 
+from voicebot.journal.database import connector
 from webhooks import DeliveryPolicy, Dispatcher, Endpoint, SystemClock, enqueue
 from webhooks.outbox import count_by_status, list_deliveries
 
@@ -40,7 +41,7 @@ async def until(predicate, timeout: float = 5.0) -> None:
 async def test_delivery_verifies_with_standardwebhooks(conn, db_path, receiver: Receiver) -> None:
     endpoint = Endpoint(receiver.url, [SECRET])
     [webhook_id] = await put(conn, [endpoint])
-    async with Dispatcher(db_path, [endpoint], FAST) as d:
+    async with Dispatcher(connector(db_path), [endpoint], FAST) as d:
         await d.run_once()
     [request] = receiver.received
     assert request.verified and request.webhook_id == webhook_id
@@ -56,7 +57,7 @@ async def test_rotation_either_secret_verifies(conn, db_path, receiver: Receiver
     receiver.secrets = [SECRET_2]  # the receiver already switched to the new secret
     endpoint = Endpoint(receiver.url, [SECRET, SECRET_2])
     await put(conn, [endpoint])
-    async with Dispatcher(db_path, [endpoint], FAST) as d:
+    async with Dispatcher(connector(db_path), [endpoint], FAST) as d:
         await d.run_once()
     assert receiver.received[0].verified
     assert len(receiver.received[0].headers["webhook-signature"].split(" ")) == 2
@@ -68,7 +69,7 @@ async def test_500_then_ok_is_retried_with_the_same_webhook_id(
     receiver.script = ["500", "500"]
     endpoint = Endpoint(receiver.url, [SECRET])
     [webhook_id] = await put(conn, [endpoint])
-    d = Dispatcher(db_path, [endpoint], FAST, poll_interval_s=0.05)
+    d = Dispatcher(connector(db_path), [endpoint], FAST, poll_interval_s=0.05)
     await d.start()
     try:
         await until(lambda: _status_is(conn, "delivered"))
@@ -84,7 +85,7 @@ async def test_hang_past_the_timeout_is_a_failed_attempt(conn, db_path, receiver
     endpoint = Endpoint(receiver.url, [SECRET])
     policy = DeliveryPolicy(timeout_s=0.3, schedule=(0, 0.05), jitter=0)
     await put(conn, [endpoint])
-    async with Dispatcher(db_path, [endpoint], policy) as d:
+    async with Dispatcher(connector(db_path), [endpoint], policy) as d:
         started = time.monotonic()
         await d.run_once()
         assert 0.25 < time.monotonic() - started < 2
@@ -102,7 +103,7 @@ async def test_connection_refused_is_retried_until_the_receiver_is_up(
     endpoint = Endpoint(closed_url, [SECRET])
     await put(conn, [endpoint], n=3)
     policy = DeliveryPolicy(timeout_s=1, schedule=(0,) + (0.05,) * 50, jitter=0)
-    d = Dispatcher(db_path, [endpoint], policy, poll_interval_s=0.05)
+    d = Dispatcher(connector(db_path), [endpoint], policy, poll_interval_s=0.05)
     await d.start()
     receiver = Receiver([SECRET])
     try:
@@ -122,7 +123,7 @@ async def test_410_gone_disables_the_endpoint(conn, db_path, receiver: Receiver)
     endpoint = Endpoint(receiver.url, [SECRET])
     await put(conn, [endpoint], n=5)
     policy = DeliveryPolicy(timeout_s=1, schedule=FAST.schedule, concurrency_per_endpoint=1)
-    async with Dispatcher(db_path, [endpoint], policy) as d:
+    async with Dispatcher(connector(db_path), [endpoint], policy) as d:
         while await d.run_once():
             pass
         assert d.disabled and d.metrics.endpoints_disabled == 1
@@ -135,7 +136,7 @@ async def test_429_retry_after_is_honoured(conn, db_path, receiver: Receiver) ->
     receiver.retry_after = "30"
     endpoint = Endpoint(receiver.url, [SECRET])
     await put(conn, [endpoint])
-    async with Dispatcher(db_path, [endpoint], FAST) as d:
+    async with Dispatcher(connector(db_path), [endpoint], FAST) as d:
         await d.run_once()
         row = (await list_deliveries(conn))[0]
         assert row.last_status == 429
@@ -152,7 +153,7 @@ async def test_a_hanging_receiver_does_not_starve_another(conn, db_path) -> None
     endpoints = [Endpoint(slow.url, [SECRET]), Endpoint(fast.url, [SECRET])]
     await put(conn, endpoints, n=30)
     policy = DeliveryPolicy(timeout_s=10, schedule=FAST.schedule, concurrency_per_endpoint=4)
-    d = Dispatcher(db_path, endpoints, policy, poll_interval_s=0.05)
+    d = Dispatcher(connector(db_path), endpoints, policy, poll_interval_s=0.05)
     await d.start()
     try:
         await fast.wait_for(30, timeout=5)
@@ -185,7 +186,7 @@ async def test_application_writes_concurrently_with_delivery(
     SQLITE_BUSY, nothing stuck in flight (regression: a write upgrading a
     read snapshot on the dispatcher's shared connection failed at once)."""
     endpoint = Endpoint(receiver.url, [SECRET])
-    d = Dispatcher(db_path, [endpoint], FAST, poll_interval_s=0.05)
+    d = Dispatcher(connector(db_path), [endpoint], FAST, poll_interval_s=0.05)
     await d.start()
     try:
         with capture_logs() as logs:

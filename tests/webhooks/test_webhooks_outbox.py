@@ -14,10 +14,11 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from webhooks_testkit import SECRET, SECRET_2
 
-from webhooks import DeliveryPolicy, Endpoint, enqueue, ensure_schema, sign, signed_headers
+from voicebot.journal.database import open_database
+from webhooks import DeliveryPolicy, Endpoint, enqueue, sign, signed_headers
 from webhooks.outbox import list_deliveries
 from webhooks.retry import next_delay, parse_retry_after
-from webhooks.schema import SCHEMA_VERSION, schema_version
+from webhooks.schema import SCHEMA_VERSION
 from webhooks.signing import decode_secret
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -105,19 +106,21 @@ async def test_body_is_standard_webhooks_shape_fixed_at_enqueue(
 async def test_enqueue_commits_with_the_callers_row_or_not_at_all(
     conn: aiosqlite.Connection,
 ) -> None:
-    await conn.execute("CREATE TABLE categorizations (id INTEGER PRIMARY KEY, code TEXT)")
-    await conn.commit()
+    # The application's connection is in autocommit mode: its transactions are explicit.
+    await conn.execute("CREATE TABLE caller_rows (id INTEGER PRIMARY KEY, code TEXT)")
 
-    await conn.execute("INSERT INTO categorizations (code) VALUES ('1')")
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute("INSERT INTO caller_rows (code) VALUES ('1')")
     await enqueue(conn, "call.categorized", {"n": 1}, [A], now=NOW)
     assert conn.in_transaction, "enqueue must not commit the caller's transaction"
-    await conn.rollback()
+    await conn.execute("ROLLBACK")
     assert await list_deliveries(conn) == []
 
-    await conn.execute("INSERT INTO categorizations (code) VALUES ('2')")
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute("INSERT INTO caller_rows (code) VALUES ('2')")
     await enqueue(conn, "call.categorized", {"n": 2}, [A], now=NOW)
-    await conn.commit()
-    async with conn.execute("SELECT COUNT(*) FROM categorizations") as cursor:
+    await conn.execute("COMMIT")
+    async with conn.execute("SELECT COUNT(*) FROM caller_rows") as cursor:
         assert (await cursor.fetchone())[0] == 1
     assert len(await list_deliveries(conn)) == 1
 
@@ -132,12 +135,11 @@ async def test_unserialisable_data_writes_nothing(conn: aiosqlite.Connection) ->
 
 
 async def test_schema_is_versioned_and_idempotent(db_path) -> None:
-    async with aiosqlite.connect(db_path) as db:
-        assert await schema_version(db) == 0
-        assert await ensure_schema(db) == SCHEMA_VERSION
-        assert await ensure_schema(db) == SCHEMA_VERSION
-        async with db.execute("SELECT COUNT(*) FROM webhooks_schema") as cursor:
-            assert (await cursor.fetchone())[0] == SCHEMA_VERSION
+    for _ in range(2):  # the second open applies nothing again
+        db = await open_database(db_path)
+        async with db.execute("SELECT COUNT(*), MAX(version) FROM webhooks_schema") as cursor:
+            assert tuple(await cursor.fetchone()) == (SCHEMA_VERSION, SCHEMA_VERSION)
+        await db.close()
 
 
 # -- retry arithmetic ------------------------------------------------------

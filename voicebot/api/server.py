@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from voicebot.api.metrics import metrics_text
 from voicebot.journal.store import Journal
-from webhooks.outbox import STATUS_FILTERS, list_deliveries
+from webhooks.outbox import STATUS_FILTERS
 
 HealthProvider = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,8 +106,7 @@ async def _deliveries(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 1000)
     except ValueError:
         return web.json_response({"error": "limit must be an integer"}, status=400)
-    records = await list_deliveries(
-        journal.connection,
+    records = await journal.outbox.deliveries(
         statuses=STATUS_FILTERS[status] if status else None,
         webhook_id=request.query.get("webhook_id"),
         limit=limit,

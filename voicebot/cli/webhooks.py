@@ -21,14 +21,13 @@ from typing import Any
 import aiohttp
 import aiosqlite
 
+from voicebot.journal.database import open_database
 from voicebot.settings import Settings, load_settings
 from voicebot.webhook_service import endpoints_from_settings
 from webhooks import (
-    configure_connection,
     count_by_status,
     enable_endpoint,
     encode_body,
-    ensure_schema,
     list_deliveries,
     new_webhook_id,
     post_signed,
@@ -90,12 +89,7 @@ def _sync(
 
 
 async def _open(settings: Settings) -> aiosqlite.Connection:
-    path = settings.storage.database
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path)
-    await configure_connection(conn)
-    await ensure_schema(conn)
-    return conn
+    return await open_database(settings.storage.database)
 
 
 def _when(seconds: float | None) -> str:

@@ -44,7 +44,7 @@ from voicebot.journal.call_types import (
     call_types,
     sql_parameters,
 )
-from voicebot.journal.migrations import migrate
+from voicebot.journal.database import open_database
 from voicebot.logs import get_logger
 
 Source = Literal["pbx", "cdr", "menu", "callback"]
@@ -258,13 +258,7 @@ def _parse_iso(text: str) -> float:
 
 async def connect(path: Path) -> aiosqlite.Connection:
     """A connection to the journal's file, migrated, in autocommit mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA busy_timeout=5000")
-    await migrate(conn)
-    return conn
+    return await open_database(path)
 
 
 class CallLog:
