@@ -16,7 +16,17 @@ from ivr.actions import (
     StopPlayback,
 )
 from ivr.entry import MAX_VALUE_DIGITS, Category
-from ivr.events import KEYPAD, Digit, Event, Hangup, PromptFinished, Start, TimerFired
+from ivr.events import (
+    KEYPAD,
+    Digit,
+    Event,
+    Hangup,
+    PromptFinished,
+    Saved,
+    SaveFailed,
+    Start,
+    TimerFired,
+)
 from ivr.menu import Menu, MenuConfig, State
 
 __all__ = [
@@ -36,6 +46,8 @@ __all__ = [
     "Play",
     "PromptFinished",
     "Save",
+    "SaveFailed",
+    "Saved",
     "Start",
     "StartTimer",
     "State",

@@ -80,7 +80,10 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class Save:
-    """Store `result`. Comes exactly once per call, before any `HangUp`."""
+    """Store `result`. Comes exactly once per call, before any `HangUp`.
+
+    The call answers with `Saved()` once `result` is durable, or `SaveFailed()`;
+    the menu says "saved" only after `Saved()`."""
 
     result: MenuResult
 

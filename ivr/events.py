@@ -43,4 +43,14 @@ class Hangup:
     """The far end hung up (BYE received, media lost, call torn down)."""
 
 
-Event: TypeAlias = Start | Digit | PromptFinished | TimerFired | Hangup
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """The `Save` the menu asked for is durable (committed, or safely spooled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveFailed:
+    """The `Save` the menu asked for could not be made durable anywhere."""
+
+
+Event: TypeAlias = Start | Digit | PromptFinished | TimerFired | Hangup | Saved | SaveFailed

@@ -12,10 +12,15 @@
 # 2. `handle` never raises. An event that means nothing in the current state
 #    (a stray key, a late timer, a second `Start`) returns `[]`. A phone line
 #    delivers plenty of those; none of them may end a call.
-# 3. `Save` is emitted exactly once per call, and it comes before `HangUp` in
-#    the same list. After it the menu is `DONE` and every event returns `[]`.
+# 3. `Save` is emitted exactly once per call, and before any `HangUp`. The
+#    menu then waits (`SAVING`) for the call to report `Saved()` (durable) or
+#    `SaveFailed()`, and only then says "saved" (or "not_saved"): a manager
+#    never hears "saved" for an entry that is not stored. After a hang-up the
+#    menu is `DONE` and every event returns `[]`.
 # 4. Between `Start` and `Save` exactly one of "a prompt is playing" and "a
-#    timer is armed" holds, so the call never waits for nothing. A timer is
+#    timer is armed" holds, so the call never waits for nothing (while
+#    `SAVING`, the call waits for its own save, and plays a hold tone if the
+#    database keeps it waiting). A timer is
 #    armed only while collecting an entry or awaiting the confirmation; leaving
 #    those states by a key emits `CancelTimer`.
 # 5. Timer tokens only grow; `TimerFired` with any token but the armed one is
@@ -50,10 +55,12 @@
 # `max_attempts` times, then the menu ends incomplete, keeping the answers.
 # Without confirmation the read-back ends with "saved" directly.
 #
-# The goodbye ("saved" / "not_saved") is not interrupted by keys. `Save` and
-# `HangUp` follow when it has played. A hang-up while it plays saves what was
-# decided: a manager who pressed "1" and hung up on "saved" has confirmed. A
-# hang-up anywhere else saves an incomplete result with what had been accepted.
+# When the outcome is decided the menu emits `Save` and waits for `Saved()`;
+# then it plays the goodbye ("saved" / "not_saved", after the read-back when
+# there is no confirmation step), which keys do not interrupt, and `HangUp`
+# follows when it has played. `SaveFailed()` plays "not_saved" instead. A
+# hang-up after `Save` changes nothing (the outcome is already being stored).
+# A hang-up before it saves an incomplete result with what had been accepted.
 #
 # Keys: 0-9, `*` and the terminator drive the menu; A-D (when not the
 # terminator) do nothing, not even barge in, but like every keypad key they are
@@ -84,7 +91,17 @@ from ivr.actions import (
     StopPlayback,
 )
 from ivr.entry import Category, parse_value, spell, spell_value
-from ivr.events import KEYPAD, Digit, Event, Hangup, PromptFinished, Start, TimerFired
+from ivr.events import (
+    KEYPAD,
+    Digit,
+    Event,
+    Hangup,
+    PromptFinished,
+    Saved,
+    SaveFailed,
+    Start,
+    TimerFired,
+)
 
 #: Free `*` restarts per call, per allowed attempt (see the theory above).
 RESTARTS_PER_ATTEMPT = 3
@@ -136,8 +153,9 @@ class State(Enum):
     COLLECTING_ENTRY = "collecting_entry"  # keys of an entry; timer armed
     PROMPTING_CONFIRM = "prompting_confirm"  # read-back and/or "confirm" plays
     AWAITING_CONFIRM = "awaiting_confirm"  # "1" or "2"; timer armed
-    CLOSING = "closing"  # "saved" / "not_saved" plays; outcome decided
-    DONE = "done"  # saved; nothing more happens
+    SAVING = "saving"  # outcome decided, Save emitted; awaiting Saved / SaveFailed
+    CLOSING = "closing"  # stored: "saved" / "not_saved" plays, then HangUp
+    DONE = "done"  # nothing more happens
 
 
 class Question(Enum):
@@ -168,7 +186,8 @@ class Menu:
         self._confirm_asks = 0
         self._category: Category | None = None
         self._value: Decimal | None = None
-        self._outcome: Status = "incomplete"  # decided on entering CLOSING
+        self._outcome: Status = "incomplete"  # decided on entering SAVING
+        self._goodbye_lead: tuple[str, ...] = ()  # the read-back said before "saved"
         self._tokens = itertools.count(1)
         self._timer: int | None = None  # token of the armed timer
         self._result: MenuResult | None = None
@@ -190,7 +209,7 @@ class Menu:
         if (
             isinstance(event, Digit)
             and event.key in KEYPAD
-            and self._state not in (State.IDLE, State.DONE)
+            and self._state not in (State.IDLE, State.SAVING, State.CLOSING, State.DONE)
         ):
             self._keys.append(event.key)
 
@@ -198,8 +217,11 @@ class Menu:
             # -- in any state ------------------------------------------------
             case State.DONE, _:
                 return []
+            case State.SAVING | State.CLOSING, Hangup():
+                self._state = State.DONE  # the outcome is stored or being stored
+                return []
             case _, Hangup():
-                return self._save()  # the line is gone: no HangUp
+                return self._save(hung_up=True)  # the line is gone: no HangUp
             case _, TimerFired(token=token) if token != self._timer:
                 return []  # stale: replaced or cancelled
             case _, Digit(key=key) if key not in self._menu_keys:
@@ -226,8 +248,16 @@ class Menu:
             case State.AWAITING_CONFIRM, TimerFired():
                 self._timer = None
                 return self._ask_confirm_again()
+            case State.SAVING, Saved():
+                self._state = State.CLOSING
+                word = "saved" if self._outcome == "confirmed" else "not_saved"
+                return [Play((*self._goodbye_lead, word))]
+            case State.SAVING, SaveFailed():
+                self._state = State.CLOSING
+                return [Play(("not_saved",))]
             case State.CLOSING, PromptFinished():
-                return [*self._save(), HangUp()]
+                self._state = State.DONE
+                return [HangUp()]
             case _:
                 return []  # not for this state (keys during the goodbye, a second Start…)
 
@@ -329,19 +359,19 @@ class Menu:
     # -- the end ----------------------------------------------------------------
 
     def _close(self, outcome: Status, lead: tuple[str, ...] = ()) -> list[Action]:
-        self._state = State.CLOSING
         self._outcome = outcome
-        return [Play((*lead, "saved" if outcome == "confirmed" else "not_saved"))]
+        self._goodbye_lead = lead
+        return self._save(hung_up=False)
 
-    def _save(self) -> list[Action]:
+    def _save(self, *, hung_up: bool) -> list[Action]:
         self._result = MenuResult(
-            status=self._outcome if self._state is State.CLOSING else "incomplete",
+            status=self._outcome if not hung_up else "incomplete",
             category=self._category,
             value=self._value,
             digits="".join(self._keys),
             attempts=self._attempts,
         )
-        self._state = State.DONE
+        self._state = State.DONE if hung_up else State.SAVING
         self._timer = None
         return [Save(self._result)]
 

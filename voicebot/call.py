@@ -4,8 +4,20 @@ the pure `ivr.Menu` and the journal.
 The menu decides, this module only performs: events from the wire (RFC 4733
 or SIP INFO keys, prompt finished, timer, hang-up) go into one queue and are
 fed to the menu one at a time; the actions it returns are carried out in
-order (a Save is awaited before the HangUp that follows it), so the journal
-row is durable before the bot sends BYE.
+order.
+
+A `Save` is answered with `Saved()` only once the entry is durable: committed
+to the journal (retried with backoff while the manager hears a hold tone), or,
+if the database stays unavailable past its deadline, appended to the fsync'd
+spool that is replayed into the journal later. Only then does the menu say
+"saved". `SaveFailed()` (neither would take it) makes it say "not_saved".
+
+The `in_progress` row written at answer time is best effort and never holds
+the call up: a locked database only delays it, and the final save creates
+the row if it never came.
+
+`shutdown()` (the app stopping) ends the menu where it is: what was keyed is
+saved as `incomplete`, end reason `shutdown`, then the bot sends BYE.
 """
 
 from __future__ import annotations
@@ -20,13 +32,21 @@ from decimal import Decimal
 import ivr
 from voicebot.api.metrics import CallCounters
 from voicebot.clock import Clock
-from voicebot.journal.store import CallOutcome, CallStart, Journal
+from voicebot.journal.spool import Spool
+from voicebot.journal.store import CallOutcome, CallStart, Journal, JournalUnavailable
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import CODECS, Codec
 from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
+from voicebot.media.tone import hold_tone_frames
 from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
+
+#: The answer-time row may hold the database this long; the call goes on regardless.
+START_ROW_DEADLINE_S = 1.0
+#: A save faster than this is not worth a hold tone.
+HOLD_TONE_AFTER_S = 0.3
+SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +88,8 @@ class MenuEnvironment:
     categories: Callable[[], Awaitable[Mapping[str, ivr.Category]]] | None = None
     # Called with our call id after every save (the call log files it).
     after_save: Callable[[str], Awaitable[object]] | None = None
+    # Where a finished call goes when the journal stays unavailable.
+    spool: Spool | None = None
 
 
 class CategorizationCall:
@@ -88,6 +110,18 @@ class CategorizationCall:
         self._session: RtpSession | None = None
         self._codec: Codec | None = None
         self._end_reason = "menu_finished"
+        self._start: CallStart | None = None
+        self._start_row: asyncio.Task[None] | None = None
+        self._shutting_down = False
+
+    def shutdown(self) -> None:
+        """End the menu now (the app is stopping): save what was keyed as
+        `incomplete` / `shutdown`, then hang up with BYE."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self._end_reason = SHUTDOWN
+        self._events.put_nowait(ivr.Hangup())
 
     async def run(self) -> None:
         await self._load_categories()
@@ -128,25 +162,28 @@ class CategorizationCall:
                 client_number=self.identity.client_number,
                 rtp_local=session.local_port,
             )
-            await self._env.journal.start_call(
-                CallStart(
-                    call_id=self.call_id,
-                    sip_call_id=self._call.call_id,
-                    pbx_call_id=self.identity.pbx_call_id,
-                    manager=self.identity.manager,
-                    client_number=self.identity.client_number,
-                    codec=codec.name,
-                    started_at=self._env.clock.now(),
-                )
+            self._start = CallStart(
+                call_id=self.call_id,
+                sip_call_id=self._call.call_id,
+                pbx_call_id=self.identity.pbx_call_id,
+                manager=self.identity.manager,
+                client_number=self.identity.client_number,
+                codec=codec.name,
+                started_at=self._env.clock.now(),
             )
+            self._start_row = asyncio.create_task(self._write_start_row(self._start))
             await session.start()
             watcher = asyncio.create_task(self._watch_hangup())
             try:
                 await self._drive()
             finally:
                 watcher.cancel()
+            if self._shutting_down:
+                await self._call.hangup()
         finally:
             self._cancel_timer()
+            if self._start_row is not None:
+                await self._start_row
             await session.close()
             self._env.counters.rtp_malformed += session.stats.malformed
             self._env.counters.rtp_refused += session.stats.refused
@@ -161,6 +198,15 @@ class CategorizationCall:
             self.log.warning("categories.empty")
             return
         self._menu = ivr.Menu(replace(self._env.menu_config, categories=categories))
+
+    async def _write_start_row(self, start: CallStart) -> None:
+        try:
+            await self._env.journal.start_call(start, deadline_s=START_ROW_DEADLINE_S)
+        except JournalUnavailable as error:
+            # The final save carries the start too and creates the row then.
+            self.log.warning("journal.start_deferred", problem=str(error))
+        except Exception as error:
+            self.log.error("journal.start_failed", error=repr(error))
 
     # -- events in ---------------------------------------------------------
 
@@ -212,14 +258,29 @@ class CategorizationCall:
             case ivr.CancelTimer():
                 self._cancel_timer()
             case ivr.Save(result=result):
-                await self._save(result)
+                stored = await self._save_holding(result)
+                if not self._menu.finished:
+                    self._events.put_nowait(ivr.Saved() if stored else ivr.SaveFailed())
             case ivr.HangUp():
                 self._end_reason = "menu_finished"
                 await self._call.hangup()
             case _:
                 self.log.warning("call.unknown_action", action=repr(action))
 
-    async def _save(self, result: ivr.MenuResult) -> None:
+    async def _save_holding(self, result: ivr.MenuResult) -> bool:
+        """Save; if that takes a while, the manager hears the hold tone meanwhile."""
+        saving = asyncio.create_task(self._save(result))
+        done, _ = await asyncio.wait({saving}, timeout=HOLD_TONE_AFTER_S)
+        if not done and self._session is not None and self._codec is not None:
+            codec = self._codec
+            seconds = self._env.journal.write_deadline_s + 5
+            self._session.player.play(hold_tone_frames(codec.name, codec.encode, seconds))
+            self.log.info("call.holding", reason="journal write pending")
+        return await saving
+
+    async def _save(self, result: ivr.MenuResult) -> bool:
+        """Make the outcome durable: the journal, else the spool. True if either took it."""
+        assert self._start is not None
         outcome = CallOutcome(
             status=result.status,
             category_code=result.category.code if result.category else None,
@@ -230,28 +291,66 @@ class CategorizationCall:
             end_reason=self._end_reason if result.status == "incomplete" else "confirmed",
             ended_at=self._env.clock.now(),
         )
-        webhook_ids = await self._env.journal.finish_call(self.call_id, outcome)
+        details = {
+            "status": outcome.status,
+            "category": outcome.category_code,
+            "value": str(outcome.value) if outcome.value is not None else None,
+            "digits": outcome.digits,
+            "end_reason": outcome.end_reason,
+        }
+        if self._start_row is not None:
+            # Never race the answer-time INSERT (it is bounded by its own deadline).
+            await self._start_row
+        try:
+            webhook_ids = await self._env.journal.finish_call(self._start, outcome)
+        except JournalUnavailable as error:
+            return await self._spool(outcome, str(error), details)
+        except Exception as error:
+            self.log.error("call.save_failed", error=repr(error), **details)
+            return await self._spool(outcome, repr(error), details)
+        self._count(outcome)
+        self.log.info("call.saved", webhook_ids=webhook_ids, **details)
+        if webhook_ids and self._env.on_saved is not None:
+            self._env.on_saved(webhook_ids)
+        await self._after_save()
+        return True
+
+    async def _after_save(self) -> None:
+        if self._env.after_save is None:
+            return
+        try:
+            await self._env.after_save(self.call_id)
+        except Exception as exc:
+            # The categorization is stored; filing it in the call log can
+            # be redone from the journal, so the call goes on.
+            self.log.error("call_log.file_failed", error=repr(exc))
+
+    async def _spool(self, outcome: CallOutcome, problem: str, details: dict[str, object]) -> bool:
+        assert self._start is not None
+        spool = self._env.spool
+        if spool is None:
+            self.log.error("call.save_failed", problem=problem, **details)
+            return False
+        try:
+            await spool.append(self._start, outcome)
+        except OSError as error:
+            self.log.error(
+                "call.save_failed",
+                problem=problem,
+                spool=str(spool.path),
+                spool_error=str(error),
+                **details,
+            )
+            return False
+        self._count(outcome)
+        self.log.warning("call.spooled", problem=problem, spool=str(spool.path), **details)
+        return True
+
+    def _count(self, outcome: CallOutcome) -> None:
         if outcome.status == "confirmed":
             self._env.counters.confirmed += 1
         else:
             self._env.counters.incomplete += 1
-        self.log.info(
-            "call.saved",
-            status=outcome.status,
-            category=outcome.category_code,
-            value=str(outcome.value) if outcome.value is not None else None,
-            digits=outcome.digits,
-            webhooks=len(webhook_ids),
-        )
-        if webhook_ids and self._env.on_saved is not None:
-            self._env.on_saved(webhook_ids)
-        if self._env.after_save is not None:
-            try:
-                await self._env.after_save(self.call_id)
-            except Exception as exc:
-                # The categorization is stored; filing it in the call log can
-                # be redone from the journal, so the call goes on.
-                self.log.error("call_log.file_failed", error=repr(exc))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -121,6 +121,9 @@ class IvrSettings(Section):
     digit_timeout_s: float = Field(4.0, gt=0, le=60)
     max_attempts: int = Field(3, ge=1, le=10)
     prompts_dir: Path | None = None
+    # On SIGTERM, calls in the menu get this long to finish before the bot
+    # hangs up on them (saving what was keyed as incomplete / shutdown).
+    shutdown_grace_s: float = Field(20.0, ge=0, le=600)
 
     @model_validator(mode="after")
     def _asks_something(self) -> IvrSettings:
@@ -140,6 +143,13 @@ class Category(Section):
 
 class StorageSettings(Section):
     database: Path = Path("data/voicebot.db")
+    # How long a call's save may retry a locked / failing database (the
+    # manager hears a hold tone) before the entry goes to the spool instead.
+    write_deadline_s: float = Field(5.0, gt=0, le=60)
+    # The spool (JSON lines, fsync'd) lives here; default: next to the database.
+    spool_dir: Path | None = None
+    # How often spooled entries are replayed into the journal while running.
+    spool_replay_interval_s: float = Field(10.0, gt=0, le=3600)
 
 
 class HttpSettings(Section):

@@ -12,6 +12,7 @@ bot said.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ class PromptTranscript:
         self._index = {pcm: next(iter(seen)) for pcm, seen in owners.items() if len(seen) == 1}
         self._last: tuple[str, int] | None = None
         self.prompts: list[str] = []
+        # When each entry of `prompts` began to be heard (time.monotonic()), so a
+        # test can order what the bot said against what it stored.
+        self.heard_at: list[float] = []
         self.speech_frames = 0
         self.frames_since_speech = 0
 
@@ -69,6 +73,7 @@ class PromptTranscript:
         # in "1500") starts over at a lower frame number.
         if self._last is None or self._last[0] != name or number <= self._last[1]:
             self.prompts.append(name)
+            self.heard_at.append(time.monotonic())
         self._last = seen
 
     @property
@@ -87,6 +92,7 @@ class CallReport:
     sip_call_id: str | None = None
     ended: str | None = None
     heard: list[str] = field(default_factory=list)
+    heard_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     heard_speech_s: float = 0.0
     rtp_received: int = 0
     rtp_sent: int = 0
@@ -124,8 +130,13 @@ async def place_call(
     hang up (or hang up after `style.timeout_s`), and report."""
     style = style or KeyingStyle()
 
-    async def refuse(call: IncomingCall) -> None:
-        await call.reject(486, "Busy Here")
+    refusals: set[asyncio.Task[None]] = set()
+
+    def refuse(call: IncomingCall) -> None:
+        # A phone that is dialling out is busy for anyone calling it.
+        task = asyncio.get_running_loop().create_task(call.reject(486, "Busy Here"))
+        refusals.add(task)
+        task.add_done_callback(refusals.discard)
 
     phone = UserAgent(
         SipSettings(
@@ -183,6 +194,7 @@ async def place_call(
             await session.close()
         if transcript is not None:
             report.heard = transcript.prompts
+            report.heard_at = transcript.heard_at
             report.heard_speech_s = transcript.speech_s
         await clock.stop()
         await phone.stop()

@@ -37,7 +37,8 @@ needs_raw = pytest.mark.skipif(
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings of a test bot; `sip=` / `ivr=` overrides are merged into those sections."""
+    """Settings of a test bot; `sip=` / `ivr=` / `storage=` overrides are merged
+    into those sections."""
     rtp_min, rtp_max = rtp_window(calls=16)
     sip: dict[str, Any] = {
         "mode": "peer",
@@ -61,7 +62,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
             {"code": "2", "name": "address", "value": 100},
             {"code": "3", "name": "existing order"},
         ],
-        storage={"database": tmp_path / "journal" / "voicebot.db"},
+        storage={"database": tmp_path / "journal" / "voicebot.db", **overrides.pop("storage", {})},
         http={"host": "127.0.0.1", "port": 0},
         webhooks=overrides.pop("webhooks", {"endpoints": []}),
         log={"level": "info", "format": "console"},

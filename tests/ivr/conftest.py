@@ -22,6 +22,7 @@ from ivr import (
     Play,
     PromptFinished,
     Save,
+    Saved,
     Start,
     StartTimer,
     StopPlayback,
@@ -36,10 +37,30 @@ CATEGORIES = {
 }
 
 
-class Call:
-    """Plays the app's side: one player, one timer slot, actions performed in order."""
+class SaveOf:
+    """Equal to any `Save` (or to one with this `status`): the goodbye tests check
+    *when* Save comes; `Call.saved` checks what it holds."""
 
-    def __init__(self, **config: object) -> None:
+    def __init__(self, status: str | None = None) -> None:
+        self.status = status
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Save) and self.status in (None, other.result.status)
+
+    def __repr__(self) -> str:
+        return f"SaveOf({self.status!r})"
+
+
+class Call:
+    """Plays the app's side: one player, one timer slot, actions performed in order.
+
+    A `Save` is answered with `Saved()` at once (the journal committed), and
+    the menu's reply is appended to the actions returned, unless the call was
+    made with `auto_store=False` (then the test sends `stored()` itself).
+    """
+
+    def __init__(self, auto_store: bool = True, **config: object) -> None:
+        self.auto_store = auto_store
         self.categories = CATEGORIES
         self.menu = Menu(MenuConfig(CATEGORIES, **config))  # type: ignore[arg-type]
         self.playing = False
@@ -59,10 +80,12 @@ class Call:
             self.token = None
         for action in actions:
             self._perform(action)
+        if self.auto_store and self.menu.state.value == "saving" and not self.hung_up:
+            actions = [*actions, *self.send(Saved())]
         if isinstance(event, Hangup) or self.menu.finished:
             assert self.menu.finished
             assert len(self.saves) == 1
-        elif self.menu.state.value != "idle":
+        elif self.menu.state.value not in ("idle", "saving"):
             # Never waiting for nothing: exactly one of prompt / timer.
             assert self.playing != (self.token is not None), (self.playing, self.token)
         return actions
@@ -108,6 +131,9 @@ class Call:
     def timeout(self) -> list[Action]:
         assert self.token is not None, "no timer armed"
         return self.send(TimerFired(self.token))
+
+    def stored(self) -> list[Action]:
+        return self.send(Saved())
 
     def hangup(self) -> list[Action]:
         return self.send(Hangup())

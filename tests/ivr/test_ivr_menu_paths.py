@@ -17,22 +17,26 @@ from ivr import (
     Play,
     PromptFinished,
     Save,
+    SaveFailed,
     Start,
     StartTimer,
     State,
     StopPlayback,
     TimerFired,
 )
+from tests.ivr.conftest import SaveOf
 
+#: the Save emitted when the outcome is decided (its result is checked via `c.saved`)
+ANY_SAVE = SaveOf()
 FIRST = StartTimer(8.0, ANY)  # waiting for the first key of an entry
 NEXT = StartTimer(4.0, ANY)  # waiting for the next key
 SAID_3 = ("you_entered_category", "digit_3")
 SAID_1500 = ("you_entered_value", "digit_1", "digit_5", "digit_0", "digit_0")
 
 
-def to_confirm(call, keys="3#1500#"):
+def to_confirm(call, keys="3#1500#", **options):
     """Start a call and key `keys` with every prompt played out; returns the call."""
-    c = call()
+    c = call(**options)
     c.start()
     c.played()
     for key in keys:
@@ -69,13 +73,35 @@ def test_happy_path_3_1500_confirmed(call):
     assert c.menu.state is State.PROMPTING_CONFIRM
     assert c.played() == [FIRST]
     assert c.menu.state is State.AWAITING_CONFIRM
-    assert c.press("1") == [CancelTimer(), Play(("saved",))]
-    assert c.menu.state is State.CLOSING
-    assert c.menu.result is None and not c.menu.finished
     expected = result("confirmed", cat, Decimal("1500"), "3#1500#1", 1)
-    assert c.played() == [Save(expected), HangUp()]
+    assert c.press("1") == [CancelTimer(), Save(expected), Play(("saved",))]
+    assert c.menu.state is State.CLOSING
+    assert not c.menu.finished
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(expected)
     assert c.menu.finished and c.menu.state is State.DONE
     assert c.menu.result == expected
+
+
+def test_saved_is_said_only_after_the_call_reports_the_save_durable(call):
+    c = to_confirm(call, auto_store=False)
+    expected = result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#1", 1)
+    # The outcome is decided: Save, and nothing said yet.
+    assert c.press("1") == [StopPlayback(), Save(expected)]
+    assert c.menu.state is State.SAVING
+    assert c.press("1") == [] and c.press("2") == []  # keys while saving change nothing
+    assert c.menu.result == expected
+    assert c.stored() == [Play(("saved",))]
+    assert c.menu.state is State.CLOSING
+    assert c.played() == [HangUp()]
+
+
+def test_a_save_that_failed_says_not_saved(call):
+    c = to_confirm(call, auto_store=False)
+    c.press("1")
+    assert c.send(SaveFailed()) == [Play(("not_saved",))]
+    assert c.played() == [HangUp()]
+    assert c.saved.result.status == "confirmed"  # what the menu asked to store
 
 
 def test_timer_tokens_grow_and_the_armed_one_is_the_last(call):
@@ -209,10 +235,8 @@ def test_unknown_code_then_the_right_one(call):
     c.keys("1500#")
     c.played()
     c.press("1")
-    assert c.played() == [
-        Save(result("confirmed", c.categories["3"], Decimal("1500"), "7#3#1500#1", 2)),
-        HangUp(),
-    ]
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(result("confirmed", c.categories["3"], Decimal("1500"), "7#3#1500#1", 2))
 
 
 def test_codes_are_matched_literally(call):
@@ -246,9 +270,10 @@ def test_wrong_codes_until_max_attempts_end_incomplete(call):
     c.played()
     assert c.keys("8#")[-1] == [CancelTimer(), Play(("unknown_category", "ask_category"))]
     c.played()
-    assert c.keys("9#")[-1] == [CancelTimer(), Play(("not_saved",))]
+    assert c.keys("9#")[-1] == [CancelTimer(), ANY_SAVE, Play(("not_saved",))]
     assert c.menu.state is State.CLOSING
-    assert c.played() == [Save(result("incomplete", None, None, "7#8#9#", 3)), HangUp()]
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(result("incomplete", None, None, "7#8#9#", 3))
 
 
 @pytest.mark.parametrize("max_attempts", [1, 2, 5])
@@ -259,7 +284,7 @@ def test_max_attempts_is_the_number_of_tries(call, max_attempts):
         c.played()
         assert c.keys("7#")[-1] == [CancelTimer(), Play(("unknown_category", "ask_category"))]
     c.played()
-    assert c.keys("7#")[-1] == [CancelTimer(), Play(("not_saved",))]
+    assert c.keys("7#")[-1] == [CancelTimer(), ANY_SAVE, Play(("not_saved",))]
     c.played()
     assert c.saved.result.attempts == max_attempts
     assert c.saved.result.status == "incomplete"
@@ -288,8 +313,9 @@ def test_silence_throughout_ends_incomplete(call):
     c.played()
     assert c.timeout() == [Play(("no_input", "ask_category"))]
     c.played()
-    assert c.timeout() == [Play(("not_saved",))]
-    assert c.played() == [Save(result("incomplete", None, None, "", 3)), HangUp()]
+    assert c.timeout() == [ANY_SAVE, Play(("not_saved",))]
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(result("incomplete", None, None, "", 3))
 
 
 def test_terminator_alone_for_the_category_is_no_input(call):
@@ -306,7 +332,7 @@ def test_silence_on_the_value_keeps_the_category(call):
     c.played()
     c.timeout()
     c.played()
-    assert c.timeout() == [Play(("not_saved",))]
+    assert c.timeout() == [ANY_SAVE, Play(("not_saved",))]
     c.played()
     assert c.saved.result == result("incomplete", c.categories["3"], None, "3#", 3)
 
@@ -366,7 +392,7 @@ def test_a_key_during_the_greeting_stops_it_first(call):
         Play((*SAID_3, "you_entered_value", "no_value", "confirm")),
     ]
     # and the answer barges into the read-back
-    assert c.press("1") == [StopPlayback(), Play(("saved",))]
+    assert c.press("1") == [StopPlayback(), ANY_SAVE, Play(("saved",))]
     c.played()
     assert c.saved.result == result("confirmed", c.categories["3"], None, "3##1", 1)
 
@@ -419,7 +445,7 @@ def test_restarts_beyond_the_free_ones_use_attempts(call):
     for _ in range(6):  # 3 free restarts per allowed attempt
         assert c.press("*")[-1] == Play(("ask_category",))
     assert c.press("*") == [StopPlayback(), Play(("ask_category",))]  # charged: attempt 2
-    assert c.press("*") == [StopPlayback(), Play(("not_saved",))]  # no attempt left
+    assert c.press("*") == [StopPlayback(), ANY_SAVE, Play(("not_saved",))]  # no attempt left
     c.played()
     assert c.saved.result == result("incomplete", None, None, "*" * 8, 2)
 
@@ -469,7 +495,7 @@ def test_invalid_values_until_max_attempts_keep_the_category(call):
         c.played()
         assert c.keys("1**#")[-1] == [CancelTimer(), Play(("invalid_value", "ask_value"))]
     c.played()
-    assert c.keys("1**#")[-1] == [CancelTimer(), Play(("not_saved",))]
+    assert c.keys("1**#")[-1] == [CancelTimer(), ANY_SAVE, Play(("not_saved",))]
     c.played()
     assert c.saved.result == result("incomplete", c.categories["3"], None, "3#1**#1**#1**#", 3)
 
@@ -484,7 +510,7 @@ def test_the_attempt_budget_is_shared_by_the_whole_call(call):
     c.played()
     assert c.keys("1**#")[-1] == [CancelTimer(), Play(("invalid_value", "ask_value"))]  # 3
     c.played()
-    assert c.keys("1**#")[-1] == [CancelTimer(), Play(("not_saved",))]
+    assert c.keys("1**#")[-1] == [CancelTimer(), ANY_SAVE, Play(("not_saved",))]
     c.played()
     assert c.saved.result == result("incomplete", c.categories["3"], None, "7#3#1**#1**#", 3)
 
@@ -531,7 +557,7 @@ def test_confirm_2_on_the_last_attempt_ends_incomplete_with_the_answers(call):
     c.played()
     c.keys("1500#")
     c.played()
-    assert c.press("2") == [CancelTimer(), Play(("not_saved",))]
+    assert c.press("2") == [CancelTimer(), ANY_SAVE, Play(("not_saved",))]
     c.played()
     assert c.saved.result == result(
         "incomplete", c.categories["3"], Decimal("1500"), "3#1500#23#1500#23#1500#2", 3
@@ -545,7 +571,7 @@ def test_other_keys_ask_to_confirm_again(call, key):
     assert c.played() == [FIRST]
     assert c.press(key) == [CancelTimer(), Play(("confirm",))]
     c.played()
-    assert c.press("1") == [CancelTimer(), Play(("saved",))]
+    assert c.press("1") == [CancelTimer(), ANY_SAVE, Play(("saved",))]
     c.played()
     assert c.saved.result.status == "confirmed"
     assert c.saved.result.attempts == 1
@@ -558,22 +584,21 @@ def test_confirm_silence_ends_incomplete_with_the_answers(call):
     assert c.played() == [FIRST]
     assert c.timeout() == [Play(("confirm",))]
     assert c.played() == [FIRST]
-    assert c.timeout() == [Play(("not_saved",))]
-    assert c.played() == [
-        Save(result("incomplete", c.categories["3"], Decimal("1500"), "3#1500#", 1)),
-        HangUp(),
-    ]
+    assert c.timeout() == [ANY_SAVE, Play(("not_saved",))]
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(result("incomplete", c.categories["3"], Decimal("1500"), "3#1500#", 1))
 
 
 def test_confirm_wrong_keys_are_bounded_too(call):
     c = to_confirm(call)
     assert c.press("5") == [StopPlayback(), Play(("confirm",))]
     assert c.press("5") == [StopPlayback(), Play(("confirm",))]
-    assert c.press("5") == [StopPlayback(), Play(("not_saved",))]
+    assert c.press("5") == [StopPlayback(), ANY_SAVE, Play(("not_saved",))]
     assert c.press("1") == []  # the goodbye is not interrupted
     c.played()
+    # The key pressed during the goodbye came after the save: not in the log.
     assert c.saved.result == result(
-        "incomplete", c.categories["3"], Decimal("1500"), "3#1500#5551", 1
+        "incomplete", c.categories["3"], Decimal("1500"), "3#1500#555", 1
     )
 
 
@@ -618,9 +643,16 @@ def test_hangup_during_the_read_back_keeps_the_answers(call):
 def test_hangup_while_saved_plays_is_still_confirmed(call):
     c = to_confirm(call)
     c.press("1")
-    assert c.hangup() == [
-        Save(result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#1", 1))
-    ]
+    assert c.hangup() == []  # saved before "saved" played
+    assert c.saved == Save(result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#1", 1))
+
+
+def test_hangup_while_the_save_is_pending_saves_nothing_more(call):
+    c = to_confirm(call, auto_store=False)
+    c.press("1")
+    assert c.menu.state is State.SAVING
+    assert c.hangup() == []
+    assert c.menu.finished and c.saved.result.status == "confirmed"
 
 
 def test_hangup_while_not_saved_plays_is_incomplete(call):
@@ -628,7 +660,8 @@ def test_hangup_while_not_saved_plays_is_incomplete(call):
     c.start()
     c.keys("7#")
     assert c.menu.state is State.CLOSING
-    assert c.hangup() == [Save(result("incomplete", None, None, "7#", 1))]
+    assert c.hangup() == []
+    assert c.saved == Save(result("incomplete", None, None, "7#", 1))
 
 
 def test_after_save_nothing_happens(call):
@@ -696,13 +729,11 @@ def test_without_confirmation_the_read_back_ends_with_saved(call):
     c.played()
     c.keys("3#")
     c.played()
-    assert c.keys("1500#")[-1] == [CancelTimer(), Play((*SAID_3, *SAID_1500, "saved"))]
+    assert c.keys("1500#")[-1] == [CancelTimer(), ANY_SAVE, Play((*SAID_3, *SAID_1500, "saved"))]
     assert c.menu.state is State.CLOSING
-    assert c.press("2") == []  # nothing to correct any more; logged all the same
-    assert c.played() == [
-        Save(result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#2", 1)),
-        HangUp(),
-    ]
+    assert c.press("2") == []  # nothing to correct any more (and saved already)
+    assert c.played() == [HangUp()]
+    assert c.saved == Save(result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#", 1))
 
 
 def test_category_only_without_confirmation(call):
@@ -711,7 +742,7 @@ def test_category_only_without_confirmation(call):
     assert c.keys("42#") == [
         [StopPlayback(), NEXT],
         [NEXT],
-        [CancelTimer(), Play(("you_entered_category", "digit_4", "digit_2", "saved"))],
+        [CancelTimer(), ANY_SAVE, Play(("you_entered_category", "digit_4", "digit_2", "saved"))],
     ]
     c.played()
     assert c.saved.result == result("confirmed", c.categories["42"], Decimal("0.50"), "42#", 1)

@@ -20,6 +20,8 @@ from ivr import (
     Play,
     PromptFinished,
     Save,
+    Saved,
+    SaveFailed,
     Start,
     StartTimer,
     State,
@@ -42,12 +44,15 @@ def reach(c, state):
         "collecting_entry+4": ["start", "played", "4"],
         "prompting_confirm": ["start", "played", *"3#", "played", *"1500#"],
         "awaiting_confirm": ["start", "played", *"3#", "played", *"1500#", "played"],
-        "closing": ["start", "played", *"3#", "played", *"1500#", "played", "1"],
-        "done": ["start", "played", *"3#", "played", *"1500#", "played", "1", "played"],
+        "saving": ["start", "played", *"3#", "played", *"1500#", "played", "1"],
+        "closing": ["start", "played", *"3#", "played", *"1500#", "played", "1", "saved"],
+        "done": ["start", "played", *"3#", "played", *"1500#", "played", "1", "saved", "played"],
     }[state]
     for step in steps:
         if step == "start":
             c.start()
+        elif step == "saved":
+            c.stored()
         elif step == "played":
             c.played()
         else:
@@ -68,7 +73,25 @@ def saved(status, digits, attempts, category=True, value=True):
     ]
 
 
-EVENTS = ["start", "1", "2", "#", "*", "A", "prompt_finished", "timer", "hangup"]
+EVENTS = [
+    "start",
+    "1",
+    "2",
+    "#",
+    "*",
+    "A",
+    "prompt_finished",
+    "timer",
+    "hangup",
+    "saved",
+    "save_failed",
+]
+
+
+def no_save_pending(state):
+    """A save report when no save was asked for means nothing."""
+    return {"saved": ([], state), "save_failed": ([], state)}
+
 
 # (state reached, event) -> (actions, next state). Rows missing a cell are bugs.
 TABLE = {
@@ -82,6 +105,7 @@ TABLE = {
         "prompt_finished": ([], S.IDLE),
         "timer": ([], S.IDLE),
         "hangup": (saved("incomplete", "", 0, False, False), S.DONE),
+        **no_save_pending(S.IDLE),
     },
     "prompting_entry": {
         "start": ([], S.PROMPTING_ENTRY),
@@ -93,6 +117,7 @@ TABLE = {
         "prompt_finished": ([FIRST], S.COLLECTING_ENTRY),
         "timer": ([], S.PROMPTING_ENTRY),
         "hangup": (saved("incomplete", "", 1, False, False), S.DONE),
+        **no_save_pending(S.PROMPTING_ENTRY),
     },
     "collecting_entry": {
         "start": ([], S.COLLECTING_ENTRY),
@@ -104,6 +129,7 @@ TABLE = {
         "prompt_finished": ([], S.COLLECTING_ENTRY),
         "timer": ([Play(("no_input", "ask_category"))], S.PROMPTING_ENTRY),
         "hangup": (saved("incomplete", "", 1, False, False), S.DONE),
+        **no_save_pending(S.COLLECTING_ENTRY),
     },
     "collecting_entry+4": {
         "start": ([], S.COLLECTING_ENTRY),
@@ -115,10 +141,11 @@ TABLE = {
         "prompt_finished": ([], S.COLLECTING_ENTRY),
         "timer": ([Play(("unknown_category", "ask_category"))], S.PROMPTING_ENTRY),
         "hangup": (saved("incomplete", "4", 1, False, False), S.DONE),
+        **no_save_pending(S.COLLECTING_ENTRY),
     },
     "prompting_confirm": {
         "start": ([], S.PROMPTING_CONFIRM),
-        "1": ([StopPlayback(), Play(("saved",))], S.CLOSING),
+        "1": ([StopPlayback(), *saved("confirmed", "3#1500#1", 1)], S.SAVING),
         "2": ([StopPlayback(), Play(("ask_category",))], S.PROMPTING_ENTRY),
         "#": ([StopPlayback(), Play(("confirm",))], S.PROMPTING_CONFIRM),
         "*": ([StopPlayback(), Play(("confirm",))], S.PROMPTING_CONFIRM),
@@ -126,10 +153,11 @@ TABLE = {
         "prompt_finished": ([FIRST], S.AWAITING_CONFIRM),
         "timer": ([], S.PROMPTING_CONFIRM),
         "hangup": (saved("incomplete", "3#1500#", 1), S.DONE),
+        **no_save_pending(S.PROMPTING_CONFIRM),
     },
     "awaiting_confirm": {
         "start": ([], S.AWAITING_CONFIRM),
-        "1": ([CancelTimer(), Play(("saved",))], S.CLOSING),
+        "1": ([CancelTimer(), *saved("confirmed", "3#1500#1", 1)], S.SAVING),
         "2": ([CancelTimer(), Play(("ask_category",))], S.PROMPTING_ENTRY),
         "#": ([CancelTimer(), Play(("confirm",))], S.PROMPTING_CONFIRM),
         "*": ([CancelTimer(), Play(("confirm",))], S.PROMPTING_CONFIRM),
@@ -137,6 +165,20 @@ TABLE = {
         "prompt_finished": ([], S.AWAITING_CONFIRM),
         "timer": ([Play(("confirm",))], S.PROMPTING_CONFIRM),
         "hangup": (saved("incomplete", "3#1500#", 1), S.DONE),
+        **no_save_pending(S.AWAITING_CONFIRM),
+    },
+    "saving": {
+        "start": ([], S.SAVING),
+        "1": ([], S.SAVING),
+        "2": ([], S.SAVING),
+        "#": ([], S.SAVING),
+        "*": ([], S.SAVING),
+        "A": ([], S.SAVING),
+        "prompt_finished": ([], S.SAVING),
+        "timer": ([], S.SAVING),
+        "hangup": ([], S.DONE),  # the save is on its way; nothing more to store
+        "saved": ([Play(("saved",))], S.CLOSING),
+        "save_failed": ([Play(("not_saved",))], S.CLOSING),
     },
     "closing": {
         "start": ([], S.CLOSING),
@@ -145,9 +187,10 @@ TABLE = {
         "#": ([], S.CLOSING),
         "*": ([], S.CLOSING),
         "A": ([], S.CLOSING),
-        "prompt_finished": ([*saved("confirmed", "3#1500#1", 1), HangUp()], S.DONE),
+        "prompt_finished": ([HangUp()], S.DONE),
         "timer": ([], S.CLOSING),
-        "hangup": (saved("confirmed", "3#1500#1", 1), S.DONE),
+        "hangup": ([], S.DONE),
+        **no_save_pending(S.CLOSING),
     },
     "done": {event: ([], S.DONE) for event in EVENTS},
 }
@@ -163,6 +206,10 @@ def event_for(c, name):
             return TimerFired(c.last_token)
         case "hangup":
             return Hangup()
+        case "saved":
+            return Saved()
+        case "save_failed":
+            return SaveFailed()
         case key:
             return Digit(key)
 
@@ -176,7 +223,7 @@ def test_the_table_covers_every_event(state):
     ("state", "event"), [(state, event) for state in TABLE for event in EVENTS]
 )
 def test_state_event(call, state, event):
-    c = call()
+    c = call(auto_store=False)
     reach(c, state)
     assert c.menu.state.value == state.split("+")[0]
     expected_actions, expected_state = TABLE[state][event]

@@ -1,0 +1,100 @@
+"""Another process holds the database's write lock for 20 s, from before the
+call is answered until well after the manager confirmed.
+
+The call must not stall at answer time; "saved" may only be said once the
+entry is durable (here: in the fsync'd spool, as the lock outlives the
+journal's write deadline); and once the lock is gone the spool is replayed
+into the journal and the webhook outbox, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+import sys
+import time
+
+from tests.integration.conftest import MakeBot, target, wait_rows
+from voicebot.journal.spool import spool_path
+from voicebot.softphone import KeyingStyle, place_call
+
+LOCK_S = 20.0
+SECRET = "whsec_" + base64.b64encode(b"voicebot-locked-db-secret-012345").decode()
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+async def test_saved_is_said_only_once_stored_and_the_spool_reaches_the_journal(
+    make_bot: MakeBot,
+) -> None:
+    bot = await make_bot(
+        storage={"write_deadline_s": 3, "spool_replay_interval_s": 0.5},
+        webhooks={"endpoints": [{"url": "http://127.0.0.1:9/hook", "secret": SECRET}]},
+    )
+    database = bot.settings.storage.database
+    spool = spool_path(database)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLD_LOCK,
+        str(database),
+        str(LOCK_S),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert (await asyncio.wait_for(holder.stdout.readline(), 10)).strip() == b"locked"
+    locked_at = time.monotonic()
+
+    spooled_at: list[float] = []
+
+    async def watch_spool() -> None:
+        while not spooled_at:
+            if spool.exists() and spool.stat().st_size > 0:
+                spooled_at.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch_spool())
+    try:
+        report = await place_call(
+            target(bot),
+            "3#1500#1",
+            headers={"X-Call-ID": "pbx-locked"},
+            style=KeyingStyle(listen_s=0.8, timeout_s=40),
+        )
+    finally:
+        watcher.cancel()
+    # The lock was held from before the INVITE: the call still ran its menu.
+    assert report.answered and report.heard[0] == "greeting", report
+    assert report.ended == "bot hung up", report
+    assert report.heard[-1] == "saved", report.heard
+    saved_at = report.heard_at[-1]
+    # "saved" came after the entry was durable, and without waiting out the lock.
+    assert spooled_at, "the entry never reached the spool"
+    assert spooled_at[0] <= saved_at, (spooled_at[0] - locked_at, saved_at - locked_at)
+    assert saved_at < locked_at + LOCK_S, saved_at - locked_at
+
+    assert await asyncio.wait_for(holder.wait(), LOCK_S + 10) == 0
+    (row,) = await wait_rows(
+        bot, lambda rows: len(rows) == 1 and rows[0]["status"] != "in_progress", timeout=15
+    )
+    assert row["status"] == "confirmed", row
+    assert row["digits"] == "3#1500#1" and row["value"] == "1500", row
+    assert row["pbx_call_id"] == "pbx-locked", row
+    with sqlite3.connect(database) as conn:
+        bodies = [body for (body,) in conn.execute("SELECT body FROM webhooks_messages")]
+    conn.close()
+    assert len(bodies) == 1 and row["call_id"] in bodies[0], bodies
+
+    # Replayed, so the spool is emptied (replaying twice is covered in tests/journal).
+    deadline = time.monotonic() + 5
+    while spool.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not spool.exists()
