@@ -1,14 +1,25 @@
 """Wiring and lifecycle of `voicebot run`: one asyncio process holding the SIP
 user agent, the media clock, the journal, the HTTP API and the webhook
 dispatcher. Start order is storage first (so no call is answered that could
-not be stored), SIP last; stop order is the reverse: new calls refused, calls
-in progress ended with BYE, un-register, then the dispatcher and database."""
+not be stored; the spool is replayed before anything else), SIP last.
+
+The app owns its calls: the UA hands each incoming call over and keeps no
+task for it. Stop order:
+
+1. new INVITEs are refused with 503 + Retry-After;
+2. calls in the menu get `ivr.shutdown_grace_s` to finish;
+3. the rest are ended: what was keyed is saved as `incomplete`, end reason
+   `shutdown`, then BYE;
+4. the UA un-registers and closes, then the HTTP API, the dispatcher, and
+   the database.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import math
 import signal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +36,7 @@ from voicebot.clock import Clock, SystemClock
 from voicebot.journal.call_types import TypeRules
 from voicebot.journal.calls import CallLog
 from voicebot.journal.categories import CategoryCatalogue
+from voicebot.journal.spool import Spool, spool_path
 from voicebot.journal.store import Journal
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
@@ -32,7 +44,7 @@ from voicebot.media.g711 import CODECS
 from voicebot.media.prompt_library import PROMPT_NAMES, PromptLibrary
 from voicebot.media.session import RtpPortPool
 from voicebot.settings import Settings
-from voicebot.sip.call import IncomingCall
+from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.user_agent import UserAgent
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
 
@@ -71,7 +83,9 @@ class VoicebotApp:
         self._runner: web.AppRunner | None = None
         self._dispatcher: Any = None
         self._media_clock = MediaClock()
-        self._calls: set[asyncio.Task[None]] = set()
+        self._calls: dict[asyncio.Task[None], CategorizationCall] = {}
+        self._spool: Spool | None = None
+        self._spool_task: asyncio.Task[None] | None = None
         self._env: MenuEnvironment | None = None
         self.counters = CallCounters()
         self.http_port: int | None = None
@@ -80,7 +94,8 @@ class VoicebotApp:
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            # Undo quietly: the caller reports why the start failed, in one line.
+            await self.stop(quiet=True)
             raise
 
     async def _start(self) -> None:
@@ -90,15 +105,23 @@ class VoicebotApp:
             # Encode every prompt once per codec now, not on a call's first play.
             for name in PROMPT_NAMES:
                 prompts.frames(name, codec.name, codec.encode)
-        self.journal = await Journal.open(s.storage.database, endpoints_from_settings(s.webhooks))
-        recovered = await self.journal.recover_interrupted(self.clock.now())
-        if recovered:
-            self.log.warning("journal.recovered_interrupted_calls", count=recovered)
+        self.journal = await Journal.open(
+            s.storage.database,
+            endpoints_from_settings(s.webhooks),
+            write_deadline_s=s.storage.write_deadline_s,
+        )
         self.call_log = await CallLog.open(
             s.storage.database,
             TypeRules.from_settings(s.journal.unique_window_days, s.journal.target_min_talk_s),
             self.clock,
         )
+        self._spool = Spool(spool_path(s.storage.database, s.storage.spool_dir))
+        # Before recovery: a spooled call finishes its row instead of being
+        # marked interrupted.
+        await self._replay_spool()
+        recovered = await self.journal.recover_interrupted(self.clock.now())
+        if recovered:
+            self.log.warning("journal.recovered_interrupted_calls", count=recovered)
         self.categories = CategoryCatalogue(
             self.call_log.connection,
             self.call_log.write_lock,
@@ -110,6 +133,7 @@ class VoicebotApp:
             self.log.info("categories.seeded", count=seeded)
         self._dispatcher = build_dispatcher(s, self.clock)
         await self._dispatcher.start()
+        self._spool_task = asyncio.create_task(self._replay_spool_forever(), name="spool-replay")
         ports = RtpPortPool(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
         self._env = MenuEnvironment(
             menu_config=menu_config(s),
@@ -122,6 +146,7 @@ class VoicebotApp:
             on_saved=lambda ids: self._dispatcher.notify(),
             categories=self.categories.menu_categories,
             after_save=self.call_log.record_categorization,
+            spool=self._spool,
         )
         registry = build_registry(
             MetricsSources(
@@ -192,33 +217,97 @@ class VoicebotApp:
             ok = ok and state == "registered"
         return {"ok": ok, "sip": sip, "active_calls": len(self._calls)}
 
-    async def _on_incoming_call(self, call: IncomingCall) -> None:
+    async def _replay_spool(self) -> None:
+        if self._spool is None or self.journal is None:
+            return
+        for start, outcome, webhook_ids in await self._spool.replay(self.journal):
+            self.log.info(
+                "call.saved",
+                call_id=start.call_id,
+                sip_call_id=start.sip_call_id,
+                status=outcome.status,
+                digits=outcome.digits,
+                end_reason=outcome.end_reason,
+                webhook_ids=webhook_ids,
+                source="spool",
+            )
+            if webhook_ids and self._dispatcher is not None:
+                self._dispatcher.notify()
+            if self.call_log is not None:
+                try:
+                    await self.call_log.record_categorization(start.call_id)
+                except Exception as error:
+                    self.log.error("call_log.file_failed", call_id=start.call_id, error=repr(error))
+
+    async def _replay_spool_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.storage.spool_replay_interval_s)
+            try:
+                await self._replay_spool()
+            except Exception as error:
+                self.log.error("spool.replay_failed", error=repr(error))
+
+    def _on_incoming_call(self, call: IncomingCall) -> None:
+        """The UA hands a call over; from here on the app owns it."""
         assert self._env is not None
         session = CategorizationCall(call, self._env)
-        task = asyncio.current_task()
-        if task is not None:
-            self._calls.add(task)
+        task = asyncio.get_running_loop().create_task(
+            self._run_call(session, call), name=f"call-{session.call_id}"
+        )
+        self._calls[task] = session
+        task.add_done_callback(lambda done: self._calls.pop(done, None))
+
+    async def _run_call(self, session: CategorizationCall, call: IncomingCall) -> None:
         try:
             await session.run()
+        except CallCancelled:
+            session.log.info("call.cancelled_before_answer")
         except Exception:
             self.counters.failed += 1
             session.log.exception("call.failed")
             with contextlib.suppress(Exception):
                 await call.hangup()
-        finally:
-            if task is not None:
-                self._calls.discard(task)
 
-    async def stop(self) -> None:
-        """Idempotent; also undoes a start that failed half-way."""
-        self.log.info("voicebot.stopping", active_calls=len(self._calls))
+    async def _end_calls(self) -> None:
+        """Steps 2 and 3 of the stop: grace for the menus, then end the rest."""
+        if not self._calls:
+            return
+        grace = self.settings.ivr.shutdown_grace_s
+        self.log.info("voicebot.draining", active_calls=len(self._calls), grace_s=grace)
+        _, running = await asyncio.wait(set(self._calls), timeout=grace)
+        if not running:
+            return
+        self.log.warning("voicebot.ending_calls", active_calls=len(running))
+        for task in running:
+            session = self._calls.get(task)
+            if session is not None:
+                session.shutdown()
+        # Each saves (bounded by the journal's deadline, then the spool) and sends BYE.
+        deadline = self.settings.storage.write_deadline_s + 5
+        _, stuck = await asyncio.wait(running, timeout=deadline)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            self.log.error("voicebot.calls_cancelled", count=len(stuck))
+            await asyncio.wait(stuck)
+
+    async def stop(self, *, quiet: bool = False) -> None:
+        """Idempotent; also undoes a start that failed half-way (`quiet`: no log)."""
+        if not quiet:
+            self.log.info("voicebot.stopping", active_calls=len(self._calls))
         if self.user_agent is not None:
-            # Refuses new calls, ends calls in progress with BYE, un-registers.
+            retry_after = math.ceil(self.settings.ivr.shutdown_grace_s) + 10
+            self.user_agent.refuse_new_calls(retry_after)
+        await self._end_calls()
+        if self.user_agent is not None:
+            # Un-registers and closes the socket (BYE for anything still up).
             await self.user_agent.stop()
             self.user_agent = None
-        if self._calls:
-            # Each call saves its journal row (incomplete) before its task ends.
-            await asyncio.wait(set(self._calls), timeout=5)
+        if self._spool_task is not None:
+            self._spool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spool_task
+            self._spool_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -233,7 +322,8 @@ class VoicebotApp:
         if self.journal is not None:
             await self.journal.close()
             self.journal = None
-        self.log.info("voicebot.stopped")
+        if not quiet:
+            self.log.info("voicebot.stopped")
 
 
 async def serve(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.ports import free_port
+from tests.sip.handoff import each_call
 from tests.sipp_harness.runner import Sipp, SippResult, SippRun
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallCancelled, IncomingCall
@@ -97,7 +98,7 @@ async def test_registers_answering_the_challenge_with_a_qop_digest(
     §22.2/§22.3); both carry an RFC 2617 qop=auth digest SIPp logged for us."""
     port = free_port()
     run = await registrar(sipp, scenario, port)
-    ua = UserAgent(register_settings(port), never_called)
+    ua = UserAgent(register_settings(port), each_call(never_called))
     await ua.start()
     try:
         result = await run.wait()
@@ -123,7 +124,7 @@ async def test_registers_answering_the_challenge_with_a_qop_digest(
 
 async def test_start_does_not_wait_for_a_silent_registrar(sipp: Sipp) -> None:
     port = free_port()
-    ua = UserAgent(register_settings(port), never_called)
+    ua = UserAgent(register_settings(port), each_call(never_called))
     began = time.monotonic()
     await ua.start()
     assert time.monotonic() - began < 0.5
@@ -156,7 +157,7 @@ async def test_answered_without_the_app(
     """The UA answers these itself (the scenario checks the status and headers);
     the app is never called."""
     overrides = {"allowed_peers": allowed_peers} if allowed_peers is not None else {}
-    ua = UserAgent(peer_settings(**overrides), never_called)
+    ua = UserAgent(peer_settings(**overrides), each_call(never_called))
     await ua.start()
     try:
         result = await dial(sipp, scenario, ua)
@@ -176,7 +177,7 @@ async def test_cancel_before_answer_gets_487_and_is_never_answered(sipp: Sipp) -
             outcome["answer"] = "CallCancelled"
         outcome["ended"] = call.ended.result()
 
-    ua = UserAgent(peer_settings(), slow_app)
+    ua = UserAgent(peer_settings(), each_call(slow_app))
     await ua.start()
     try:
         result = await dial(sipp, "invite_cancel.xml", ua)
@@ -209,7 +210,7 @@ async def test_call_with_pbx_headers_answered_then_remote_bye(sipp: Sipp) -> Non
         seen["answered"] = True
         seen["ended"] = await asyncio.wait_for(call.ended, 5)
 
-    ua = UserAgent(peer_settings(), app)
+    ua = UserAgent(peer_settings(), each_call(app))
     await ua.start()
     try:
         result = await dial(sipp, "call_bye.xml", ua)
@@ -240,7 +241,7 @@ async def test_info_digits_delivered_and_answered_200(sipp: Sipp) -> None:
         await call.ended
         done.set()
 
-    ua = UserAgent(peer_settings(), app)
+    ua = UserAgent(peer_settings(), each_call(app))
     await ua.start()
     try:
         result = await dial(sipp, "call_info.xml", ua)

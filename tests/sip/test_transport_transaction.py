@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from tests.sip.handoff import each_call
 from voicebot.settings import SipSettings
 from voicebot.sip.call import IncomingCall
 from voicebot.sip.message import SipRequest, SipResponse, parse_message
@@ -45,7 +46,7 @@ class Peer:
 
 
 async def started() -> UserAgent:
-    ua = UserAgent(SipSettings(bind_port=0), nobody)
+    ua = UserAgent(SipSettings(bind_port=0), each_call(nobody))
     await ua.start()
     return ua
 

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.sip.handoff import each_call
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallCancelled, CallFailed, IncomingCall
 from voicebot.sip.user_agent import UserAgent
@@ -16,8 +17,8 @@ async def unused(call: IncomingCall) -> None:
 
 
 async def pair(app) -> tuple[UserAgent, UserAgent]:
-    bot = UserAgent(SipSettings(bind_port=0), app)
-    phone = UserAgent(SipSettings(bind_port=0, user_agent="voicebot-simulator"), unused)
+    bot = UserAgent(SipSettings(bind_port=0), each_call(app))
+    phone = UserAgent(SipSettings(bind_port=0, user_agent="voicebot-simulator"), each_call(unused))
     await bot.start()
     await phone.start()
     return bot, phone

@@ -21,6 +21,7 @@ import pyVoIP.VoIP  # must precede pyVoIP.SIP (circular import)
 from pyVoIP.SIP import InvalidAccountInfoError, SIPClient, SIPMessage, SIPParseError
 from pyVoIP.VoIP import CallState, VoIPPhone
 
+from tests.sip.handoff import each_call
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.message import SipResponse, parse_message
@@ -134,7 +135,7 @@ def test_stock_never_answers_options_and_other_methods(method: str) -> None:
 
 
 async def test_voicebot_answers_every_one_of_those_methods() -> None:
-    ua, peer = UserAgent(SipSettings(bind_port=0), never_called), Peer()
+    ua, peer = UserAgent(SipSettings(bind_port=0), each_call(never_called)), Peer()
     await ua.start()
     try:
         statuses = {}
@@ -315,7 +316,7 @@ async def test_voicebot_cancel_gets_200_and_487_and_answer_raises() -> None:
         else:
             outcome.set_result("answered")
 
-    ua, peer = UserAgent(SipSettings(bind_port=0), app), Peer()
+    ua, peer = UserAgent(SipSettings(bind_port=0), each_call(app)), Peer()
     await ua.start()
     try:
         peer.sock.sendto(request("INVITE", via=peer.address, body=SDP), ua.local_address)

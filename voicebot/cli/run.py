@@ -29,10 +29,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     configure_logging(settings.log.level, settings.log.format)
     from voicebot.app import serve
+    from voicebot.journal.database import DatabaseError
     from voicebot.media.prompt_library import PromptError
 
     try:
         asyncio.run(serve(settings))
+    except DatabaseError as error:
+        # One line naming the file and the problem (storage.database).
+        get_logger().error("voicebot.start_failed", error=str(error))
+        return 1
     except PromptError as error:
         get_logger().error("voicebot.prompt_error", error=str(error))
         return 1

@@ -13,6 +13,11 @@ answered, or waiting for an ACK: each holds an RTP port) a 503 with
 Retry-After. None of these sends 100 Trying first. Every request that gets
 past them gets a final response whatever its handler raises (400 for what
 the parser refuses late, 500 for our bugs), so no transaction is left open.
+
+An accepted INVITE is handed to the application (`on_incoming_call(call)`,
+a plain call) and the UA keeps no task for it: the application owns its
+calls, so it decides how they end when it stops. `refuse_new_calls()` is the
+first step of that stop: every INVITE after it gets 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +35,7 @@ from voicebot.settings import SipSettings
 from voicebot.sip.admission import SourceLimiter
 from voicebot.sip.call import CallCancelled, CallEnded, CallFailed, IncomingCall, OutgoingCall
 from voicebot.sip.capabilities import ALLOW, options_response, unsupported_response
-from voicebot.sip.dialog import SHUTDOWN, Dialog, UasEarly, await_quietly
+from voicebot.sip.dialog import REJECTED, SHUTDOWN, Dialog, UasEarly, await_quietly
 from voicebot.sip.digest import DigestCredentials
 from voicebot.sip.message import (
     NameAddr,
@@ -66,7 +71,8 @@ __all__ = [
     "UserAgent",
 ]
 
-IncomingCallHandler = Callable[[IncomingCall], Awaitable[None]]
+#: Takes over an incoming call; must not block (start a task to run it).
+IncomingCallHandler = Callable[[IncomingCall], None]
 DialogKey = tuple[str, str, str | None]
 
 #: Retry-After (s) on a 503 for max_calls: about one short menu call.
@@ -113,7 +119,7 @@ class UserAgent:
         self._early: dict[TransactionKey, Dialog] = {}  # INVITE transaction -> dialog, for CANCEL
         self._incoming: set[Dialog] = set()  # UAS calls not ended: what max_calls counts
         self._outgoing: list[OutgoingCall] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._refuse_retry_after: int | None = None  # set: answer INVITEs 503
         self._allowed = settings.allowed_networks()
         self._advertised_host = settings.public_host or settings.bind_host
         self.registration: Registration | None = None
@@ -156,8 +162,16 @@ class UserAgent:
             )
             self.registration.start()
 
+    def refuse_new_calls(self, retry_after_s: int) -> None:
+        """From now on answer every new INVITE 503 Service Unavailable with
+        `Retry-After: retry_after_s` (RFC 3261 §21.5.4): the bot is stopping."""
+        self._refuse_retry_after = max(0, int(retry_after_s))
+
     async def stop(self) -> None:
-        """BYE every call, un-register, close the socket."""
+        """BYE any call still up (the application ends its own first),
+        un-register, close the socket."""
+        if self._refuse_retry_after is None:
+            self._refuse_retry_after = 0
         waits = []
         for dialog in list(self._dialogs.values()) + list(self._early.values()):
             waitable = dialog.state.hangup(dialog, SHUTDOWN)
@@ -171,10 +185,6 @@ class UserAgent:
             await asyncio.gather(*waits, return_exceptions=True)
         if self.registration is not None:
             await self.registration.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._transactions is not None:
             self._transactions.close()
         if self._transport is not None:
@@ -271,6 +281,20 @@ class UserAgent:
                 "sip.invite_rate_limited", source=source[0], call_id=invite.call_id
             )
             self._refuse_stateless(invite, source, 503, RATE_RETRY_AFTER_S)
+            return False
+        if self._refuse_retry_after is not None:
+            self._refusals.refused(
+                "sip.invite_refused", reason="stopping", source=source[0], call_id=invite.call_id
+            )
+            tx = self.transactions.server_transaction(invite, source, trying=False)
+            tx.respond(
+                build_response(
+                    invite,
+                    503,
+                    to_tag=new_tag(),
+                    headers=[("Retry-After", str(self._refuse_retry_after))],
+                )
+            )
             return False
         if len(self._incoming) >= self.max_calls:
             self.counters.overloaded += 1
@@ -453,24 +477,12 @@ class UserAgent:
             to_user=call.to_user,
             codec=media.codec_name,
         )
-        self._spawn(self._run_app(call, log), name=f"call-{invite.call_id}")
-
-    async def _run_app(self, call: IncomingCall, log: Any) -> None:
         try:
-            await self._on_incoming_call(call)
-        except CallCancelled:
-            log.info("sip_call_cancelled_before_answer")
-        except asyncio.CancelledError:
-            raise
+            self._on_incoming_call(call)
         except Exception:
-            log.exception("sip_call_handler_failed")
-            if not call.ended.done():
-                await call.hangup()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            log.exception("sip.call_handoff_failed")
+            if isinstance(dialog.state, UasEarly):
+                dialog.state.reject(dialog, 500, None, REJECTED)
 
     def _on_response(self, response: SipResponse, source: Address) -> None:
         if not self.transactions.receive_response(response):
