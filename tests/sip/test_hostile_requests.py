@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.sip.handoff import each_call
 from tests.sip.udp_peer import UdpPeer
 from voicebot.settings import SipSettings
 from voicebot.sip import user_agent as user_agent_module
@@ -67,7 +68,7 @@ async def make_ua() -> AsyncIterator[Callable[..., Awaitable[UserAgent]]]:
     agents: list[UserAgent] = []
 
     async def make(handler: Handler = nobody, **settings: Any) -> UserAgent:
-        ua = UserAgent(SipSettings(bind_port=0, **settings), handler, t1=T1)
+        ua = UserAgent(SipSettings(bind_port=0, **settings), each_call(handler), t1=T1)
         await ua.start()
         agents.append(ua)
         return ua
