@@ -131,11 +131,10 @@ async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.Cli
         for pbx_id, (code, value) in CATEGORIZED.items():
             name = {"1": "Продаж", "2": "asked for the address", "9": "spam"}[code]
             value = value if value is not None else Decimal({"2": 100, "9": 0}[code])
-            await app.journal.start_call(
-                CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
-            )
+            start = CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
+            await app.journal.start_call(start)
             await app.journal.finish_call(
-                f"menu-{pbx_id}",
+                start,
                 CallOutcome("confirmed", code, name, value, "", 1, "confirmed", menu_at),
             )
             await app.call_log.record_categorization(f"menu-{pbx_id}")
