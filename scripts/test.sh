@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One command that sets up and runs the tests on a fresh Debian/Ubuntu machine:
 # installs the Debian packages the integration tests drive when missing (SIPp
-# from sip-tester, sox, espeak-ng, baresip, tshark; systemd for systemd-analyze,
-# which checks config/voicebot.service), creates .venv with voicebot and its
-# test extras, then runs ruff and the whole pytest suite.
+# from sip-tester, sox, espeak-ng, baresip, tshark; chromium for the dashboard's
+# browser test; systemd for systemd-analyze, which checks config/voicebot.service),
+# creates .venv with voicebot and its test extras, then runs ruff and the whole
+# pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v sox >/dev/null || need+=(sox)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v baresip >/dev/null || need+=(baresip)
 command -v tshark >/dev/null || need+=(tshark)
+command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -16,6 +16,7 @@ REQUIRED_IN_CI = {
     "espeak-ng": "espeak-ng",
     "baresip": "baresip",
     "tshark": "tshark",
+    "chromium": "chromium",
     "systemd": "systemd-analyze",
 }
 

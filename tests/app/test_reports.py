@@ -106,6 +106,27 @@ def as_event(call: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+async def seed_known_calls(app: VoicebotApp, http: aiohttp.ClientSession) -> None:
+    """The table above, in through POST /api/v1/calls/events and the menu's
+    own path (a categorization filed on its PBX call by X-Call-ID)."""
+    assert app.journal is not None and app.call_log is not None and app.categories is not None
+    await app.categories.update("1", "Продаж", None, spam=False)
+    for call in CALLS:
+        async with http.post("/api/v1/calls/events", json=as_event(call)) as response:
+            assert response.status == 201, await response.text()
+    menu_at = at("10-25T13:00:00")
+    for pbx_id, (code, value) in CATEGORIZED.items():
+        name = {"1": "Продаж", "2": "asked for the address", "9": "spam"}[code]
+        value = value if value is not None else Decimal({"2": 100, "9": 0}[code])
+        start = CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
+        await app.journal.start_call(start)
+        await app.journal.finish_call(
+            start,
+            CallOutcome("confirmed", code, name, value, "", 1, "confirmed", menu_at),
+        )
+        await app.call_log.record_categorization(f"menu-{pbx_id}")
+
+
 @pytest.fixture
 async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
     base = random.randrange(42000, 48000, 2)
@@ -117,27 +138,12 @@ async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.Cli
     )
     app = VoicebotApp(settings)
     await app.start()
-    assert app.journal is not None and app.call_log is not None and app.categories is not None
-    await app.categories.update("1", "Продаж", None, spam=False)
     http = aiohttp.ClientSession(
         base_url=f"http://127.0.0.1:{app.http_port}",
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
     try:
-        for call in CALLS:
-            async with http.post("/api/v1/calls/events", json=as_event(call)) as response:
-                assert response.status == 201, await response.text()
-        menu_at = at("10-25T13:00:00")
-        for pbx_id, (code, value) in CATEGORIZED.items():
-            name = {"1": "Продаж", "2": "asked for the address", "9": "spam"}[code]
-            value = value if value is not None else Decimal({"2": 100, "9": 0}[code])
-            start = CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
-            await app.journal.start_call(start)
-            await app.journal.finish_call(
-                start,
-                CallOutcome("confirmed", code, name, value, "", 1, "confirmed", menu_at),
-            )
-            await app.call_log.record_categorization(f"menu-{pbx_id}")
+        await seed_known_calls(app, http)
         yield app, http
     finally:
         await http.close()

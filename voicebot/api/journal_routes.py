@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from voicebot.api import calls, categories, openapi, reports
+from voicebot.api import calls, categories, dashboard, openapi, reports
 from voicebot.api.context import JOURNAL_API_KEY, JournalApi
 
 
@@ -15,3 +15,4 @@ def install(app: web.Application, api: JournalApi) -> None:
     categories.register(app)
     reports.register(app)
     openapi.register(app)
+    dashboard.register(app)

@@ -1,0 +1,198 @@
+"""The dashboard at `/` on a real app: login with the API token and the
+session cookie it sets, escaping of what users typed, the three languages,
+and a headless Chromium (Debian's, driven by playwright) that logs in, reads
+the numbers off the page, compares them with the report endpoints, and saves
+screenshots at desktop width and at 390 px (a phone)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.app.test_reports import seed_known_calls
+from voicebot.api.dashboard import SESSION_COOKIE, session_valid
+from voicebot.app import VoicebotApp
+from voicebot.clock import ManualClock
+from voicebot.settings import Settings
+
+TOKEN = "dash-t0ken"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Sunday 2026-10-25 17:00 in Kyiv: "today" is the DST day of the report tests,
+# "this week" runs from Monday 2026-10-19.
+NOW = datetime.fromisoformat("2026-10-25T15:00:00+00:00")
+
+
+@pytest.fixture
+async def seeded(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
+    base = random.randrange(42000, 48000, 2)
+    settings = Settings(
+        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        storage={"database": tmp_path / "voicebot.db"},
+        http={"port": 0, "api_token": TOKEN},
+        ivr={"language": "uk"},
+        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
+    )
+    app = VoicebotApp(settings, clock=ManualClock(NOW))
+    await app.start()
+    try:
+        async with aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{app.http_port}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as http:
+            await seed_known_calls(app, http)
+        yield app
+    finally:
+        await app.stop()
+
+
+def browser_session(app: VoicebotApp) -> aiohttp.ClientSession:
+    # unsafe=True: keep cookies for a bare IP host, as a browser does.
+    return aiohttp.ClientSession(
+        base_url=f"http://127.0.0.1:{app.http_port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )
+
+
+async def test_login_sets_a_strict_httponly_session(seeded: VoicebotApp) -> None:
+    async with browser_session(seeded) as browser:
+        async with browser.get("/", allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/login"
+        async with browser.post("/login", data={"token": "nope"}) as response:
+            assert response.status == 401
+        async with browser.post("/login", data={"token": TOKEN}, allow_redirects=False) as response:
+            assert response.status == 303
+            cookie = response.cookies[SESSION_COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        assert TOKEN not in cookie.value and session_valid(TOKEN, cookie.value)
+        async with browser.get("/") as response:
+            assert response.status == 200
+            page = await response.text()
+            assert "script-src" not in response.headers["Content-Security-Policy"]
+        assert 'data-metric="missed-today">4<' in page
+        assert "Пропущені" in page  # ivr.language is uk
+        async with browser.get("/?lang=ru") as response:
+            assert "Пропущенные" in await response.text()
+        async with browser.get("/") as response:
+            assert "Пропущенные" in await response.text()  # the choice is remembered
+        async with browser.post("/logout", allow_redirects=False) as response:
+            assert response.status == 303
+        async with browser.get("/", allow_redirects=False) as response:
+            assert response.status == 303
+
+
+async def test_forged_or_stale_cookie_is_refused(seeded: VoicebotApp) -> None:
+    stale = "1000000000." + "0" * 64
+    for value in (stale, "garbage", "9" * 40 + ".x"):
+        async with browser_session(seeded) as browser:
+            browser.cookie_jar.update_cookies({SESSION_COOKIE: value})
+            async with browser.get("/", allow_redirects=False) as response:
+                assert response.status == 303, value
+
+
+async def test_what_users_typed_is_escaped(seeded: VoicebotApp) -> None:
+    assert seeded.categories is not None
+    await seeded.categories.update("2", "<script>alert(1)</script>", None, spam=False)
+    async with browser_session(seeded) as browser:
+        await browser.post("/login", data={"token": TOKEN})
+        async with browser.get("/") as response:
+            page = await response.text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed"
+)
+
+
+@needs_chromium
+async def test_browser_logs_in_and_the_page_matches_the_reports(
+    seeded: VoicebotApp, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    base = f"http://127.0.0.1:{seeded.http_port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(base_url=base, headers=auth) as api:
+        today = await _json(api, "/api/v1/reports/missed?from=2026-10-25&to=2026-10-25")
+        week = await _json(api, "/api/v1/reports/missed?from=2026-10-19&to=2026-10-25")
+        categories = await _json(api, "/api/v1/reports/categories?from=2026-10-19&to=2026-10-25")
+        summary = await _json(api, "/api/v1/reports/summary?from=2026-10-19&to=2026-10-25")
+        hourly = await _json(api, "/api/v1/reports/hourly?from=2026-10-19&to=2026-10-25")
+
+    artifacts = tmp_path / "screenshots"
+    artifacts.mkdir()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            for width, height in ((1280, 900), (390, 844)):
+                context = await browser.new_context(
+                    viewport={"width": width, "height": height}, locale="uk-UA"
+                )
+                page = await context.new_page()
+                await page.goto(base + "/")
+                assert page.url.endswith("/login")
+                await page.fill("#token", TOKEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(base + "/")
+
+                async def metric(name: str, page: Any = page) -> int:
+                    text = await page.text_content(f'[data-metric="{name}"]')
+                    return int(text.strip())
+
+                assert await metric("missed-today") == today["missed"] == 4
+                assert await metric("unprocessed-today") == today["unprocessed"] == 2
+                assert await metric("missed-week") == week["missed"]
+                assert await metric("unprocessed-week") == week["unprocessed"]
+                rows = await page.query_selector_all("#categories tr[data-code]")
+                shown = []
+                for row in rows:
+                    code = await row.get_attribute("data-code")
+                    manager = await row.get_attribute("data-manager")
+                    calls = await (await row.query_selector('[data-metric="calls"]')).text_content()
+                    value = await (await row.query_selector('[data-metric="value"]')).text_content()
+                    shown.append((code, manager or None, int(calls), float(value)))
+                assert shown == [
+                    (r["code"], r["manager"], r["calls"], r["value_sum"])
+                    for r in categories["by_manager"]
+                ]
+                inbound = summary["directions"][0]
+                row = page.locator('tr[data-direction="inbound"] [data-metric="calls"]')
+                assert int(await row.text_content()) == inbound["calls"]
+                cells = await page.query_selector_all("svg.heat rect[data-count]")
+                drawn = [int(await c.get_attribute("data-count")) for c in cells]
+                assert drawn == [n for day in hourly["calls"] for n in day]
+                # No "call back now" without a callbacks API; the page says so.
+                assert await page.locator("#callbacks-off").count() == 1
+                assert await page.get_by_role("button", name="call back now").count() == 0
+                overflow = await page.evaluate(
+                    "document.scrollingElement.scrollWidth - window.innerWidth"
+                )
+                offenders = await page.evaluate(
+                    """() => [...document.querySelectorAll('body *')]
+                        .filter(e => !e.closest('.scroll')
+                                && e.getBoundingClientRect().right > window.innerWidth)
+                        .map(e => e.tagName + '.' + e.getAttribute('class'))"""
+                )
+                assert overflow <= 0, f"page scrolls sideways at {width} px: {offenders}"
+                shot = artifacts / f"dashboard-{width}.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000
+                await context.close()
+        finally:
+            await browser.close()
+    print(f"screenshots: {artifacts}")
+
+
+async def _json(http: aiohttp.ClientSession, path: str) -> Any:
+    async with http.get(path) as response:
+        assert response.status == 200
+        return await response.json()
