@@ -1,0 +1,46 @@
+"""config/pbx/freeswitch.xml: well-formed, and every leg to the bot carries the
+headers, set on the channel that bridges to it before that bridge (FreeSWITCH
+copies sip_h_* variables into the INVITEs a channel sends afterwards). No
+FreeSWITCH runs here (Debian ships none): docs/pbx.md says so."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[2] / "config" / "pbx" / "freeswitch.xml"
+
+
+def extensions() -> dict[str, list[tuple[str, str]]]:
+    root = ET.fromstring(f"<context>{RECIPE.read_text(encoding='utf-8')}</context>")
+    return {
+        ext.get("name", ""): [
+            (a.get("application", ""), a.get("data", "")) for a in ext.iter("action")
+        ]
+        for ext in root.iter("extension")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"), [("voicebot_postcall", "post-call"), ("voicebot_missed", "missed")]
+)
+def test_the_legs_to_the_bot_set_every_header_before_the_bridge(name: str, reason: str) -> None:
+    actions = extensions()[name]
+    bridge = next(i for i, (app, data) in enumerate(actions) if app == "bridge")
+    assert "voicebot@" in actions[bridge][1]
+    headers = dict(data.split("=", 1) for app, data in actions[:bridge] if app == "set")
+    assert headers["sip_h_X-Call-Reason"] == reason
+    assert headers["sip_h_X-Call-ID"] == "${voicebot_call_id}"
+    assert headers["sip_h_X-Client-Number"] == "${voicebot_client}"
+    # never ${caller_id_number}: on the manager's leg of an incoming call that is the client
+    assert headers["sip_h_X-Manager"] == "${voicebot_manager}"
+
+
+def test_the_managers_leg_goes_on_to_the_bot_when_the_client_hangs_up() -> None:
+    found = extensions()
+    inbound = dict(found["voicebot_inbound"])
+    assert "{transfer_after_bridge=voicebot_postcall:XML:default," in inbound["bridge"]
+    outbound = [data for app, data in found["voicebot_outbound"] if app == "set"]
+    assert "transfer_after_bridge=voicebot_postcall:XML:default" in outbound
