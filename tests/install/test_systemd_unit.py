@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.settings import IvrSettings, StorageSettings
+from voicebot.sip import registration
+
 UNIT = Path(__file__).resolve().parents[2] / "config" / "voicebot.service"
 
 
@@ -54,5 +57,14 @@ def test_restarts_on_failure_and_stops_gracefully_on_sigterm() -> None:
     found = directives()
     assert found["Restart"] == ["on-failure"]
     assert found["KillSignal"] == ["SIGTERM"]
-    # voicebot's stop: BYE 1 s + un-REGISTER 2 s + calls 5 s + webhook POSTs 5 s
-    assert int(found["TimeoutStopSec"][0].removesuffix("s")) > 13
+    # VoicebotApp.stop() with default settings, at its longest: the menus' grace,
+    # the saves of the calls it ends, BYE, un-REGISTER, webhook POSTs in flight
+    longest_stop = (
+        IvrSettings().shutdown_grace_s
+        + StorageSettings().write_deadline_s
+        + 5
+        + 1
+        + registration.UNREGISTER_TIMEOUT
+        + 5
+    )
+    assert int(found["TimeoutStopSec"][0].removesuffix("s")) > longest_stop
