@@ -133,7 +133,7 @@ class Dispatcher:
         if recovered:
             self.metrics.recovered_in_flight += recovered
             self._log.warning(
-                "webhook deliveries recovered after restart",
+                "webhook.recovered",
                 count=recovered,
                 note="they were in flight when the previous process stopped; resending",
             )
@@ -153,7 +153,7 @@ class Dispatcher:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name="webhooks-dispatcher")
         self._log.info(
-            "webhook dispatcher started",
+            "webhook_dispatcher.started",
             endpoints=[url for url in self._endpoints if url not in self._disabled],
             disabled=list(self._disabled),
         )
@@ -246,7 +246,7 @@ class Dispatcher:
             )
         if removed:
             self.metrics.pruned += removed
-            self._log.info("webhook deliveries pruned", count=removed, older_than_s=cutoff)
+            self._log.info("webhook.pruned", count=removed, older_than_s=cutoff)
         return removed
 
     # -- internals --------------------------------------------------------
@@ -305,7 +305,7 @@ class Dispatcher:
             except Exception:
                 # A locked or briefly unavailable database must not kill
                 # delivery for good: log it and try again after a pause.
-                self._log.exception("webhook dispatcher pass failed; retrying")
+                self._log.exception("webhook_dispatcher.pass_failed")
                 await asyncio.sleep(min(self.poll_interval_s, 1.0))
                 continue
             if timeout > 0:
@@ -330,7 +330,7 @@ class Dispatcher:
         )
         for url, count in rows:
             self._log.warning(
-                "webhook deliveries for an endpoint no longer configured are waiting",
+                "webhook.orphaned",
                 endpoint=url,
                 count=count,
                 hint="add the endpoint back to settings to deliver them",
@@ -382,7 +382,8 @@ class Dispatcher:
         if count:
             self.metrics.dead_lettered += count
             self._log.error(
-                "webhook deliveries dead-lettered: endpoint disabled",
+                "webhook.dead_lettered",
+                reason="endpoint_disabled",
                 count=count,
                 endpoints=urls,
                 hint="voicebot webhooks enable URL, then voicebot webhooks replay --failed",
@@ -423,7 +424,7 @@ class Dispatcher:
                 # busy timeout, disk full). Put the row back so it is retried
                 # rather than stuck in flight until the next restart.
                 self._log.exception(
-                    "webhook outcome not recorded; will resend",
+                    "webhook.outcome_unrecorded",
                     webhook_id=claim.webhook_id,
                     endpoint=claim.endpoint_url,
                 )
@@ -457,7 +458,7 @@ class Dispatcher:
                 (attempt, now, now, result.status, claim.delivery_id),
             )
             self.metrics.delivered += 1
-            log.info("webhook delivered")
+            log.info("webhook.delivered")
             return
 
         self.metrics.failed_attempts += 1
@@ -465,7 +466,7 @@ class Dispatcher:
         if result.status == 410:
             await self._disable(claim, attempt, now, error)
             log.error(
-                "webhook endpoint disabled: receiver answered 410 Gone",
+                "webhook_endpoint.disabled",
                 hint="voicebot webhooks enable URL, then voicebot webhooks replay --failed",
             )
             return
@@ -483,7 +484,8 @@ class Dispatcher:
             )
             self.metrics.dead_lettered += 1
             log.error(
-                "webhook dead-lettered: attempts exhausted",
+                "webhook.dead_lettered",
+                reason="attempts_exhausted",
                 error=error,
                 hint=f"voicebot webhooks replay {claim.webhook_id}",
             )
@@ -495,7 +497,7 @@ class Dispatcher:
             (attempt, now, result.status, error, now + delay, claim.delivery_id),
         )
         log.warning(
-            "webhook attempt failed; will retry",
+            "webhook.attempt_failed",
             error=error,
             retry_in_s=round(delay, 3),
             retry_after_s=retry_after,

@@ -32,7 +32,7 @@ async def wait_keys(bot: BotProcess, pbx_call_id: str, n: int, timeout: float) -
     deadline = time.monotonic() + timeout
     while True:
         mark = f"pbx_call_id={pbx_call_id}"
-        keyed = [line for line in bot.lines if "dtmf_key" in line and mark in line]
+        keyed = [line for line in bot.lines if "rtp.key_received" in line and mark in line]
         if len(keyed) >= n:
             return
         assert time.monotonic() < deadline, f"{len(keyed)} keys of {pbx_call_id}:\n{bot.output()}"

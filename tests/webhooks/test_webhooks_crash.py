@@ -131,7 +131,7 @@ async def test_sigkill_mid_flight_loses_nothing(
     received = [r.webhook_id for r in receiver.received if r.verified]
     assert set(received) == expected, "every webhook-id arrived"
     assert all(r.verified for r in receiver.received), "all signatures verify"
-    assert "recovered after restart" in log.read_text()
+    assert "webhook.recovered" in log.read_text()
     assert len(received) - len(expected) >= 4, "in-flight ones came again, same webhook-id"
 
 

@@ -68,7 +68,7 @@ async def test_first_attempt_is_immediate_and_success_is_recorded(
     row = await only(conn)
     assert (row.status, row.attempts, row.last_status) == ("delivered", 1, 200)
     assert d.metrics.delivered == 1 and d.metrics.attempts == 1
-    [line] = [entry for entry in logs if entry["event"] == "webhook delivered"]
+    [line] = [entry for entry in logs if entry["event"] == "webhook.delivered"]
     assert line["webhook_id"] == webhook_id and line["endpoint"] == A.url and line["status"] == 200
 
 
@@ -93,7 +93,7 @@ async def test_full_retry_schedule_then_dead_letter(
     assert (row.status, row.attempts, row.last_status) == ("failed", 10, 500)
     assert row.next_attempt_at is None
     assert d.metrics.dead_lettered == 1 and d.metrics.failed_attempts == 10
-    assert any(e["event"] == "webhook dead-lettered: attempts exhausted" for e in logs)
+    assert any(e["event"] == "webhook.dead_lettered" for e in logs)
 
 
 async def test_connection_errors_and_timeouts_are_retried(
@@ -174,7 +174,7 @@ async def test_410_disables_the_endpoint_and_dead_letters_its_queue(
     rows = await list_deliveries(conn, limit=50)
     assert {r.status for r in rows if r.endpoint_url == A.url} == {"failed"}
     assert {r.status for r in rows if r.endpoint_url == B.url} == {"delivered"}
-    [line] = [e for e in logs if "410" in e["event"]]
+    [line] = [e for e in logs if e["event"] == "webhook_endpoint.disabled"]
     assert line["log_level"] == "error" and line["endpoint"] == A.url and line["status"] == 410
 
     # It stays disabled across a restart; new events to it are dead-lettered, not sent.

@@ -77,7 +77,7 @@ class MediaClock:
             elif -delay > self.max_lag_ticks * self.interval:
                 behind = int(-delay / self.interval)
                 self.skipped_ticks += behind
-                self._log.warning("media_clock_skipped", ticks=behind, lag_s=round(-delay, 3))
+                self._log.warning("media_clock.skipped", ticks=behind, lag_s=round(-delay, 3))
                 tick += behind
             self._tick(tick)
 
@@ -87,5 +87,5 @@ class MediaClock:
                 tickable.on_tick(tick)
             except Exception:
                 # One broken call must not silence every other call on the clock.
-                self._log.exception("media_tick_failed", tickable=repr(tickable))
+                self._log.exception("media_clock.tick_failed", tickable=repr(tickable))
                 self.unsubscribe(tickable)

@@ -237,7 +237,7 @@ class RtpSession:
         self.endpoint.protocol.handler = self._on_datagram
         self._clock.subscribe(self)
         self._log.info(
-            "rtp_started",
+            "rtp.started",
             local_port=self.local_port,
             remote=self.remote,
             codec=self.codec.name,
@@ -255,7 +255,7 @@ class RtpSession:
         for press in self._presses:
             if press.done is not None and not press.done.done():
                 press.done.cancel()
-        self._log.info("rtp_closed", **dataclasses.asdict(self.stats))
+        self._log.info("rtp.closed", **dataclasses.asdict(self.stats))
 
     def send_keys(
         self, keys: str, duration: float = 0.100, gap: float = 0.100
@@ -331,7 +331,7 @@ class RtpSession:
                 key = self._detector.feed(packet)
                 if key is not None:
                     self.stats.keys += 1
-                    self._log.info("dtmf_key", key=key, source="rfc4733")
+                    self._log.info("rtp.key_received", key=key, source="rfc4733")
                     if self.on_key is not None:
                         self.on_key(key)
             elif packet.payload_type == self.codec.payload_type:
@@ -342,7 +342,7 @@ class RtpSession:
         except RtpParseError:
             self.stats.malformed += 1
         except Exception:
-            self._log.exception("rtp_receive_callback_failed")
+            self._log.exception("rtp.callback_failed")
 
     def _accept_source(self, addr: Address, seq: int) -> bool:
         now = asyncio.get_running_loop().time()

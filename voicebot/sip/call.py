@@ -106,7 +106,7 @@ class IncomingCall:
         state = self._ensure_early()
         sdp = build_answer(self.media, local_rtp_host, local_rtp_port)
         state.answer(self._dialog, sdp)
-        self._dialog.log.info("sip_answered", rtp=f"{local_rtp_host}:{local_rtp_port}")
+        self._dialog.log.info("sip.answered", rtp=f"{local_rtp_host}:{local_rtp_port}")
         confirmed = self._dialog.confirmed
         waits: list[asyncio.Future[Any]] = [confirmed, self.ended]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

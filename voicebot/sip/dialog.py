@@ -136,7 +136,7 @@ class Dialog:
         return self.call_id, self.local_tag, self.remote_tag
 
     def transition(self, state: DialogState) -> None:
-        self.log.debug("sip_dialog_state", old=self.state.name, new=state.name)
+        self.log.debug("dialog.state_changed", old=self.state.name, new=state.name)
         self.state.leave()
         self.state = state
         state.enter(self)
@@ -146,7 +146,7 @@ class Dialog:
             self.transition(Terminated())
         self.host.forget(self)
         if not self.ended.done():
-            self.log.info("sip_call_ended", reason=reason)
+            self.log.info("dialog.ended", reason=reason)
             self.ended.set_result(reason)
         if not self.confirmed.done():
             self.confirmed.cancel()
@@ -339,7 +339,7 @@ class UasAnswered(DialogState):
     def _no_ack(self) -> None:
         dialog = self._dialog
         assert dialog is not None
-        dialog.log.warning("sip_ack_timeout")
+        dialog.log.warning("dialog.ack_timeout")
         dialog.send_bye(ACK_TIMEOUT)
 
     def on_request(self, dialog: Dialog, request: SipRequest, tx: ServerTransaction | None) -> None:
@@ -380,7 +380,7 @@ class Confirmed(DialogState):
             dialog.respond(tx, request, 200)
             key = info_key(request)
             if key is not None and dialog.deliver_key is not None:
-                dialog.log.info("sip_info_digit", key=key)
+                dialog.log.info("dialog.info_key", key=key)
                 dialog.deliver_key(key)
         elif method == "INVITE":
             self._reinvite(dialog, request, tx)

@@ -127,7 +127,9 @@ class Registration:
             try:
                 await asyncio.wait_for(self._attempt(expires=0), UNREGISTER_TIMEOUT)
             except (TimeoutError, TransactionTimeout, OSError) as exc:
-                self._log.info("sip_unregister_failed", error=str(exc) or type(exc).__name__)
+                self._log.info(
+                    "registration.unregister_failed", error=str(exc) or type(exc).__name__
+                )
         self._set_state(RegistrationState.UNREGISTERED, None)
         self.expires_at = None
 
@@ -138,7 +140,7 @@ class Registration:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let the loop die: a PBX may come back
-                self._log.exception("sip_register_error")
+                self._log.exception("registration.failed")
                 delay = self._fail(f"internal error: {exc}")
             await self._sleep(delay)
 
@@ -185,7 +187,7 @@ class Registration:
                 minimum = _seconds(response.headers.get("Min-Expires"))
                 if minimum is None or minimum <= expires:
                     return self._fail("423 without a usable Min-Expires")
-                self._log.info("sip_register_interval_too_brief", min_expires=minimum)
+                self._log.info("registration.interval_too_brief", min_expires=minimum)
                 expires = minimum
                 continue
             return self._fail(f"{status} {response.reason}".strip())

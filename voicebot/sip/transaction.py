@@ -238,7 +238,7 @@ class ServerInviteTransaction(ServerTransaction):
             self._after(T4 if self.layer.t1 >= T1 else self.layer.t1, self.terminate)
 
     def _timer_h(self) -> None:
-        self.layer.log.info("sip_ack_never_came", call_id=self.request.call_id)
+        self.layer.log.info("transaction.ack_missing", sip_call_id=self.request.call_id)
         self.terminate()
 
 

@@ -143,7 +143,7 @@ class SipTransport(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction timers deal with it.
-        self._log.debug("sip_udp_error", error=str(exc))
+        self._log.debug("sip.transport_error", error=str(exc))
 
     def _reject_malformed(self, data: bytes, source: Address, error: str) -> None:
         log = self._log.bind(source=f"{source[0]}:{source[1]}", error=error[:200])

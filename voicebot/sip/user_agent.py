@@ -151,7 +151,7 @@ class UserAgent:
         if not s.public_host and s.bind_host in ("0.0.0.0", "::", ""):
             self._advertised_host = _outbound_ip(s.server)
         self._log.info(
-            "sip_listening", address=f"{self.local_address[0]}:{self.local_address[1]}", mode=s.mode
+            "sip.listening", address=f"{self.local_address[0]}:{self.local_address[1]}", mode=s.mode
         )
         if s.mode == "register":
             self.registration = Registration(
@@ -189,7 +189,7 @@ class UserAgent:
             self._transactions.close()
         if self._transport is not None:
             self._transport.close()
-        self._log.info("sip_stopped")
+        self._log.info("sip.stopped")
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -278,13 +278,16 @@ class UserAgent:
         if not self._invites.allow(source[0]):
             self.counters.rate_limited += 1
             self._refusals.refused(
-                "sip.invite_rate_limited", source=source[0], call_id=invite.call_id
+                "sip.invite_rate_limited", source=source[0], sip_call_id=invite.call_id
             )
             self._refuse_stateless(invite, source, 503, RATE_RETRY_AFTER_S)
             return False
         if self._refuse_retry_after is not None:
             self._refusals.refused(
-                "sip.invite_refused", reason="stopping", source=source[0], call_id=invite.call_id
+                "sip.invite_refused",
+                reason="stopping",
+                source=source[0],
+                sip_call_id=invite.call_id,
             )
             tx = self.transactions.server_transaction(invite, source, trying=False)
             tx.respond(
@@ -303,7 +306,7 @@ class UserAgent:
                 reason="max_calls",
                 max_calls=self.max_calls,
                 source=source[0],
-                call_id=invite.call_id,
+                sip_call_id=invite.call_id,
             )
             tx = self.transactions.server_transaction(invite, source, trying=False)
             tx.respond(
@@ -344,7 +347,7 @@ class UserAgent:
         except SipParseError as exc:
             self.counters.bad_requests += 1
             self._log.info(
-                "sip.request_refused", status=400, call_id=request.call_id, error=str(exc)[:200]
+                "sip.request_refused", status=400, sip_call_id=request.call_id, error=str(exc)[:200]
             )
             self._settle(tx, build_response(request, 400, f"Bad Request ({exc})"[:100]))
         except Exception as exc:
@@ -354,7 +357,7 @@ class UserAgent:
             self._log.error(
                 "sip.request_failed",
                 method=request.method,
-                call_id=request.call_id,
+                sip_call_id=request.call_id,
                 error=f"{type(exc).__name__}: {exc}"[:200],
             )
             self._settle(tx, build_response(request, 500))
@@ -405,7 +408,7 @@ class UserAgent:
         dialog = self._early.get(invite_tx.key)
         tx.respond(build_response(cancel, 200, to_tag=dialog.local_tag if dialog else None))
         if dialog is not None and isinstance(dialog.state, UasEarly):
-            dialog.log.info("sip_cancelled")
+            dialog.log.info("sip.cancelled")
             dialog.state.cancel(dialog)
 
     def _is_allowed(self, ip: str) -> bool:
@@ -422,7 +425,7 @@ class UserAgent:
         return any(call.peer_host == ip for call in self._outgoing if not call.ended.done())
 
     def _incoming_invite(self, invite: SipRequest, source: Address, tx: ServerTransaction) -> None:
-        log = self._log.bind(call_id=invite.call_id)
+        log = self._log.bind(sip_call_id=invite.call_id)
         from_ = invite.from_
         to = invite.to
         tag = new_tag()
@@ -471,7 +474,7 @@ class UserAgent:
         self._incoming.add(dialog)
         call = IncomingCall(dialog, invite, source, media)
         log.info(
-            "sip_incoming_call",
+            "sip.incoming_call",
             source=f"{source[0]}:{source[1]}",
             from_user=call.from_user,
             to_user=call.to_user,
@@ -486,7 +489,9 @@ class UserAgent:
 
     def _on_response(self, response: SipResponse, source: Address) -> None:
         if not self.transactions.receive_response(response):
-            self._log.debug("sip_stray_response", status=response.status, call_id=response.call_id)
+            self._log.debug(
+                "sip.stray_response", status=response.status, sip_call_id=response.call_id
+            )
 
     # ---------------------------------------------------------------- outgoing
 
@@ -506,7 +511,7 @@ class UserAgent:
         host, port = self.contact_address
         call_id = new_call_id(host)
         local = NameAddr(SipUri(host=host, port=port, user=from_user))
-        log = self._log.bind(call_id=call_id)
+        log = self._log.bind(sip_call_id=call_id)
         dialog = Dialog(
             self,
             call_id=call_id,
@@ -529,7 +534,7 @@ class UserAgent:
             credentials = DigestCredentials(s.username, s.password.get_secret_value())
         call = OutgoingCall(self, dialog, invite, destination, codecs, credentials)
         self._outgoing = [c for c in self._outgoing if not c.ended.done()] + [call]
-        log.info("sip_outgoing_call", target=str(uri))
+        log.info("sip.outgoing_call", target=str(uri))
         call._send_invite(invite)
         return call
 
