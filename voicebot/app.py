@@ -29,10 +29,11 @@ from aiohttp import web
 import ivr
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
-from voicebot.api.metrics import CallCounters, MetricsSources, build_registry
+from voicebot.api.metrics import MetricsSources, build_registry
 from voicebot.api.server import build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.clock import Clock, SystemClock
+from voicebot.counters import CallCounters
 from voicebot.journal.call_types import TypeRules
 from voicebot.journal.calls import CallLog
 from voicebot.journal.categories import CategoryCatalogue

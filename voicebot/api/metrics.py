@@ -1,7 +1,7 @@
 """`GET /metrics` in the Prometheus text format.
 
-Counters live where the work happens (`CallCounters` here, the webhook
-dispatcher's own); a collector reads them at scrape time, so nothing is
+Counters live where the work happens (`voicebot.counters.CallCounters`,
+the webhook dispatcher's own); a collector reads them at scrape time, so nothing is
 registered globally and every app instance (and test) has its own registry.
 """
 
@@ -14,19 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-
-@dataclass
-class CallCounters:
-    """Post-call menu counters since start."""
-
-    answered: int = 0
-    confirmed: int = 0
-    incomplete: int = 0
-    failed: int = 0
-    keys_rfc4733: int = 0
-    keys_info: int = 0
-    rtp_malformed: int = 0
-    rtp_refused: int = 0  # RTP from a source the call does not take media from
+from voicebot.counters import CallCounters
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ivr import KEYPAD
 from voicebot.sip.capabilities import (
     ALLOW,
     SUPPORTED,
@@ -48,7 +49,7 @@ from voicebot.sip.transaction import (
 )
 from voicebot.sip.transport import Address, response_destination
 
-DTMF_KEYS = frozenset("0123456789*#ABCD")
+DTMF_KEYS = KEYPAD  # the one keypad, defined in ivr
 BYE_TIMEOUT = 2.0
 
 # ended reasons
