@@ -1,6 +1,7 @@
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 
 from voicebot.media.clock import MediaClock
 
@@ -13,17 +14,23 @@ class Recorder:
         self.ticks.append(tick_no)
 
 
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Poll `condition` on the loop until it holds; fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.001)
+
+
 async def test_one_task_drives_all_subscribers() -> None:
     clock = MediaClock(interval=0.005)
     a, b = Recorder(), Recorder()
     clock.subscribe(a)
     clock.subscribe(b)
-    while len(a.ticks) < 5:
-        await asyncio.sleep(0.005)
+    await until(lambda: len(a.ticks) >= 5)
     clock.unsubscribe(b)
     seen_by_b = len(b.ticks)
-    while len(a.ticks) < 10:
-        await asyncio.sleep(0.005)
+    await until(lambda: len(a.ticks) >= 10)
     await clock.stop()
     assert a.ticks == sorted(set(a.ticks))
     assert b.ticks == a.ticks[: len(b.ticks)]
@@ -35,11 +42,9 @@ async def test_stops_when_idle_and_restarts_lazily() -> None:
     clock = MediaClock(interval=0.005)
     r = Recorder()
     clock.subscribe(r)
-    while not r.ticks:
-        await asyncio.sleep(0.005)
+    await until(lambda: bool(r.ticks))
     clock.unsubscribe(r)
-    await asyncio.sleep(0.03)
-    assert not clock.running
+    await until(lambda: not clock.running)
     clock.subscribe(r)
     assert clock.running
     await clock.stop()
@@ -49,13 +54,10 @@ async def test_stalled_loop_skips_ahead_instead_of_bursting() -> None:
     clock = MediaClock(interval=0.005, max_lag_ticks=3)
     r = Recorder()
     clock.subscribe(r)
-    while not r.ticks:
-        await asyncio.sleep(0.001)
-    time.sleep(0.2)  # block the loop for ~40 ticks
+    await until(lambda: bool(r.ticks))
+    time.sleep(0.2)  # the stimulus: block the loop for ~40 ticks
     before = len(r.ticks)
-    await asyncio.sleep(0.001)
-    while len(r.ticks) < before + 3:
-        await asyncio.sleep(0.001)
+    await until(lambda: len(r.ticks) >= before + 3)
     await clock.stop()
     assert clock.skipped_ticks > 0
     assert any(b - a > 1 for a, b in itertools.pairwise(r.ticks))
@@ -71,9 +73,8 @@ async def test_failing_tickable_is_dropped_others_continue() -> None:
     good, broken = Recorder(), Broken()
     clock.subscribe(broken)
     clock.subscribe(good)
-    while len(good.ticks) < 3:
-        await asyncio.sleep(0.005)
+    await until(lambda: len(good.ticks) >= 3)
     clock.unsubscribe(good)
-    await asyncio.sleep(0.03)
-    assert not clock.running  # broken was dropped, so no subscriber keeps it alive
+    # broken was dropped, so no subscriber keeps the clock alive
+    await until(lambda: not clock.running)
     await clock.stop()

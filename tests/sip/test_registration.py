@@ -135,24 +135,29 @@ async def test_backoff_resets_once_the_registrar_answers_again() -> None:
 
 
 async def test_run_loop_sleeps_what_attempts_return_and_stop_unregisters() -> None:
+    """The loop itself: a failed round sleeps the back-off, the next round
+    registers and sleeps what the grant allows, and stop() un-registers."""
     slept: list[float] = []
-    registered = asyncio.Event()
+    second_sleep = asyncio.Event()
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
-        registered.set()
-        await asyncio.Event().wait()  # park until stop() cancels us
+        if len(slept) == 2:
+            second_sleep.set()
+            await asyncio.Event().wait()  # park until stop() cancels us
 
     registrar = ScriptedRegistrar(TransactionTimeout, ok(expires=200), ok())
     reg = Registration(
         settings(), send=registrar.send, contact=("10.0.0.5", 5062), resolve=resolve, sleep=sleep
     )
+    expected_refresh = await make(ScriptedRegistrar(ok(expires=200)))._attempt(expires=300)
     reg.start()
-    await asyncio.wait_for(registered.wait(), 1)
-    assert slept == [1.0]
-    # second round happens after the (fake) sleep; drive it directly
-    await reg._attempt(expires=300)
+    await asyncio.wait_for(second_sleep.wait(), 2)
+    # Round 1 timed out: back off 1 s. Round 2 (run by the loop after that
+    # sleep) was granted 200 s: refresh when the grant says, as one attempt does.
+    assert slept == [1.0, expected_refresh] and 0 < expected_refresh < 200
     assert reg.state == RegistrationState.REGISTERED
+    assert len(registrar.requests) == 2
     await reg.stop()
     assert registrar.requests[-1].headers.get("Expires") == "0"
     assert reg.state == RegistrationState.UNREGISTERED and reg.expires_at is None

@@ -60,27 +60,31 @@ async def test_call_answered_keys_sent_as_info_then_hangup() -> None:
 
 
 async def test_cancel_while_ringing() -> None:
+    ringing, cancelled, handled = asyncio.Event(), asyncio.Event(), asyncio.Event()
     answered: dict[str, object] = {}
 
     async def slow(call: IncomingCall) -> None:
-        await asyncio.sleep(0.8)
+        ringing.set()
+        await cancelled.wait()  # the app answers only after the CANCEL came
         try:
             await call.answer("127.0.0.1", 31004)
         except CallCancelled:
             answered["raised"] = True
+        handled.set()
 
     bot, phone = await pair(slow)
     try:
         call = phone.invite(
             "{}:{}".format(*bot.local_address), from_user="201", local_rtp=("127.0.0.1", 31006)
         )
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(ringing.wait(), 2)
         await call.cancel()
         with pytest.raises(CallFailed) as failure:
             await call.wait_answered(2)
         assert failure.value.status == 487
         assert call.ended.result() == "cancelled"
-        await asyncio.sleep(0.8)
+        cancelled.set()
+        await asyncio.wait_for(handled.wait(), 2)
         assert answered == {"raised": True}
     finally:
         await phone.stop()
@@ -107,8 +111,11 @@ async def test_rejected_call_raises_with_status() -> None:
 async def test_shutdown_byes_active_calls() -> None:
     ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
+    answered = asyncio.Event()
+
     async def app(call: IncomingCall) -> None:
         await call.answer("127.0.0.1", 31010)
+        answered.set()
         ended.set_result(await call.ended)
 
     bot, phone = await pair(app)
@@ -117,7 +124,7 @@ async def test_shutdown_byes_active_calls() -> None:
             "{}:{}".format(*bot.local_address), from_user="201", local_rtp=("127.0.0.1", 31012)
         )
         await call.wait_answered(2)
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(answered.wait(), 2)
         await bot.stop()
         assert await asyncio.wait_for(ended, 1) == "shutdown"
         assert await asyncio.wait_for(call.ended, 1) == "remote_bye"
