@@ -159,9 +159,11 @@ def wait_healthy(port: int, bot: subprocess.Popen[bytes], log: Path, timeout: fl
 def test_run_answers_a_simulated_call_and_stores_it(
     installed: Path, workdir: Path, running_bot: dict[str, str]
 ) -> None:
+    phone_lo, phone_hi = rtp_window(calls=2)  # not the fixed default: it may be taken here
     out = run(
         [str(installed / "voicebot"), "simulate-call", "--digits", "3#1500#1", "--json",
-         "--pbx-call-id", "pbx-wheel-1", "--client-number", "+380441234567"],
+         "--pbx-call-id", "pbx-wheel-1", "--client-number", "+380441234567",
+         "--rtp-ports", f"{phone_lo}-{phone_hi}"],
         cwd=workdir, env=running_bot, timeout=90,
     )  # fmt: skip
     outcome = json.loads(out)

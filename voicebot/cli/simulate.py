@@ -35,9 +35,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--info", action="store_true", help="send keys as SIP INFO, not RFC 4733")
     parser.add_argument("--wait", type=float, default=1.5, help="seconds to listen before keying")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
+    parser.add_argument(
+        "--rtp-ports",
+        type=_port_range,
+        default=(41000, 41999),
+        metavar="LO-HI",
+        help="local UDP ports for the phone's RTP (default: 41000-41999)",
+    )
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log SIP and RTP events")
     parser.set_defaults(handler=simulate)
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    lo_text, sep, hi_text = text.partition("-")
+    try:
+        lo, hi = int(lo_text), int(hi_text)
+    except ValueError:
+        lo = hi = 0
+    if not sep or not (1024 <= lo < hi <= 65535):
+        raise argparse.ArgumentTypeError(
+            f"expected LO-HI with 1024 <= LO < HI <= 65535, e.g. 41000-41999 (got {text!r})"
+        )
+    return lo, hi
 
 
 def _target(args: argparse.Namespace, settings: Settings) -> str:
@@ -88,6 +108,7 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, A
         headers=headers,
         info=args.info,
         style=KeyingStyle(listen_s=args.wait, timeout_s=args.timeout),
+        rtp_ports=args.rtp_ports,
     )
     outcome = report.as_dict()
     if report.sip_call_id:
