@@ -3,7 +3,8 @@
 # installs the Debian packages the integration tests drive when missing (SIPp
 # from sip-tester, sox, espeak-ng, baresip, tshark; chromium for the dashboard's
 # browser test; systemd for systemd-analyze, which checks config/voicebot.service),
-# creates .venv with voicebot and its test extras, then runs ruff and the whole
+# creates .venv with voicebot and its test extras, then runs ruff, mypy
+# (--strict on the pure ivr/ and webhooks/, plain on voicebot/) and the whole
 # pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +30,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy --strict ivr webhooks
+.venv/bin/mypy voicebot
 .venv/bin/python -m pytest -q "$@"

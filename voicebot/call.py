@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import ivr
-from voicebot.api.metrics import CallCounters
 from voicebot.clock import Clock
+from voicebot.counters import CallCounters
 from voicebot.journal.spool import Spool
 from voicebot.journal.store import CallOutcome, CallStart, Journal, JournalUnavailable
 from voicebot.logs import get_logger
@@ -325,7 +325,9 @@ class CategorizationCall:
             # be redone from the journal, so the call goes on.
             self.log.error("call_log.file_failed", error=repr(exc))
 
-    async def _spool(self, outcome: CallOutcome, problem: str, details: dict[str, object]) -> bool:
+    async def _spool(
+        self, outcome: CallOutcome, problem: str, details: Mapping[str, object]
+    ) -> bool:
         assert self._start is not None
         spool = self._env.spool
         if spool is None:

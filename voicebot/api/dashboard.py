@@ -79,8 +79,8 @@ def session_valid(token: str, value: str | None, now: float | None = None) -> bo
 def _language(request: web.Request, api: JournalApi) -> Language:
     for candidate in (request.query.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
         if candidate in LANGUAGES:
-            return candidate  # type: ignore[return-value]
-    return api.language if api.language in LANGUAGES else "en"  # type: ignore[return-value]
+            return candidate
+    return api.language if api.language in LANGUAGES else "en"
 
 
 def _with_language(response: web.StreamResponse, request: web.Request, lang: Language) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from voicebot import __version__
 from voicebot.api.schema import OPERATIONS_KEY, ErrorBody, Operation
@@ -34,7 +34,7 @@ def build_document(operations: list[Operation]) -> dict[str, Any]:
     components: dict[str, Any] = dict(schemas.get("$defs", {}))
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
-        mode = "validation" if _is_input(model, operations) else "serialization"
+        mode: JsonSchemaMode = "validation" if _is_input(model, operations) else "serialization"
         return keys[(model, mode)]
 
     paths: dict[str, dict[str, Any]] = {}

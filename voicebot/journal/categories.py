@@ -62,9 +62,9 @@ def _entry(row: aiosqlite.Row | tuple[object, ...]) -> CatalogueEntry:
         name=str(name),
         value=Decimal(str(value)) if value is not None else None,
         spam=bool(spam),
-        created_at=float(created_at),  # type: ignore[arg-type]
-        updated_at=float(updated_at),  # type: ignore[arg-type]
-        deleted_at=float(deleted_at) if deleted_at is not None else None,  # type: ignore[arg-type]
+        created_at=float(created_at),
+        updated_at=float(updated_at),
+        deleted_at=float(deleted_at) if deleted_at is not None else None,
     )
 
 

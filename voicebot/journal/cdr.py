@@ -111,6 +111,7 @@ def row_to_event(row: list[str], zone: ZoneInfo, extension_digits: int = 5) -> C
         answered = datetime.fromtimestamp(ended.timestamp() - billsec, UTC)
     src, dst = record["src"].strip(), record["dst"].strip()
     src_ext, dst_ext = _is_extension(src, extension_digits), _is_extension(dst, extension_digits)
+    manager: str | None
     if src_ext and dst_ext:
         direction = "internal"
         manager = src
@@ -127,10 +128,10 @@ def row_to_event(row: list[str], zone: ZoneInfo, extension_digits: int = 5) -> C
     try:
         return CallEvent(
             call_id=call_id,
-            direction=direction,  # type: ignore[arg-type]
+            direction=direction,
             caller=src or None,
             callee=dst or None,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             started_at=started,
             answered_at=answered,
             ended_at=ended,
