@@ -155,6 +155,11 @@ class CategorizationCall:
             except CallCancelled:
                 self.log.info("call.cancelled_before_answer")
                 return
+            except CallEnded as ended:
+                # No ACK for our 200 (a flood, a caller gone) or a BYE first: an
+                # expected end, one line, and the RTP port goes back to the pool.
+                self.log.warning("call.unconfirmed", reason=ended.reason)
+                return
             self._env.counters.answered += 1
             self.log.info(
                 "call.answered",

@@ -1,13 +1,29 @@
-"""Fixtures for SIP tests: the suite's one SIPp runner (tests/sipp_harness)."""
+"""Fixtures for SIP tests: the suite's one SIPp runner (tests/sipp_harness), and a
+running `UserAgent` with short timers (`make_ua`) with bare UDP peers (`peers`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.sip.handoff import each_call
+from tests.sip.udp_peer import UdpPeer
 from tests.sipp_harness.runner import Sipp, SippNotFoundError
+from voicebot.settings import SipSettings
+from voicebot.sip.call import IncomingCall
+from voicebot.sip.user_agent import UserAgent
+
+T1 = 0.02  # short timers: a finished transaction is gone after 64·T1 = 1.3 s
+
+Handler = Callable[[IncomingCall], Awaitable[None]]
+
+
+async def nobody(call: IncomingCall) -> None:
+    raise AssertionError("the app must not see this call")
 
 
 @pytest.fixture
@@ -18,3 +34,31 @@ def sipp(tmp_path: Path) -> Sipp:
         if os.environ.get("CI"):
             pytest.fail(str(missing))
         pytest.skip(str(missing))
+
+
+@pytest.fixture
+async def make_ua() -> AsyncIterator[Callable[..., Awaitable[UserAgent]]]:
+    agents: list[UserAgent] = []
+
+    async def make(handler: Handler = nobody, **settings: Any) -> UserAgent:
+        ua = UserAgent(SipSettings(bind_port=0, **settings), each_call(handler), t1=T1)
+        await ua.start()
+        agents.append(ua)
+        return ua
+
+    yield make
+    for ua in agents:
+        await ua.stop()
+
+
+@pytest.fixture
+def peers() -> AsyncIterator[Callable[[str], UdpPeer]]:
+    made: list[UdpPeer] = []
+
+    def make(host: str = "127.0.0.1") -> UdpPeer:
+        made.append(UdpPeer(host))
+        return made[-1]
+
+    yield make  # type: ignore[misc]
+    for peer in made:
+        peer.close()

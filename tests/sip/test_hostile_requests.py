@@ -5,25 +5,13 @@ ends with a final response and no transaction left behind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from tests.sip.handoff import each_call
-from tests.sip.udp_peer import UdpPeer
-from voicebot.settings import SipSettings
 from voicebot.sip import user_agent as user_agent_module
 from voicebot.sip.call import IncomingCall
 from voicebot.sip.user_agent import UserAgent
-
-T1 = 0.02  # short timers: a finished transaction is gone after 64·T1 = 1.3 s
-
-Handler = Callable[[IncomingCall], Awaitable[None]]
-
-
-async def nobody(call: IncomingCall) -> None:
-    raise AssertionError("the app must not see this call")
 
 
 def sdp(port: int = 40000, pts: str = "0 101", rtpmap: str = "a=rtpmap:0 PCMU/8000\r\n") -> bytes:
@@ -61,34 +49,6 @@ def request(
         lines.append("Content-Type: application/sdp")
     lines.append(f"Content-Length: {content_length if content_length is not None else len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-@pytest.fixture
-async def make_ua() -> AsyncIterator[Callable[..., Awaitable[UserAgent]]]:
-    agents: list[UserAgent] = []
-
-    async def make(handler: Handler = nobody, **settings: Any) -> UserAgent:
-        ua = UserAgent(SipSettings(bind_port=0, **settings), each_call(handler), t1=T1)
-        await ua.start()
-        agents.append(ua)
-        return ua
-
-    yield make
-    for ua in agents:
-        await ua.stop()
-
-
-@pytest.fixture
-def peers() -> AsyncIterator[Callable[[str], UdpPeer]]:
-    made: list[UdpPeer] = []
-
-    def make(host: str = "127.0.0.1") -> UdpPeer:
-        made.append(UdpPeer(host))
-        return made[-1]
-
-    yield make  # type: ignore[misc]
-    for peer in made:
-        peer.close()
 
 
 async def no_transactions_left(ua: UserAgent, timeout: float = 3.0) -> None:

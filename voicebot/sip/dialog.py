@@ -321,10 +321,12 @@ class UasAnswered(DialogState):
         self._retransmitter: Retransmitter | None = None
         self._give_up = Timer()
         self._dialog: Dialog | None = None
+        self.since = 0.0  # loop time the 200 was first sent: how overdue its ACK is
 
     def enter(self, dialog: Dialog) -> None:
         self._dialog = dialog
         layer = dialog.host.transactions
+        self.since = layer.loop.time()
         data = bytes(self.response)
         where = response_destination(self.response)
         self._retransmitter = Retransmitter(

@@ -240,13 +240,24 @@ class SipUri:
         return f"{self.scheme}:{userinfo}{host}{port}{format_params(self.params)}{headers}"
 
 
+#: RFC 3261 §25.1 host: hostname (alphanum, "-", "."; "_" as PBXs use it) or
+#: IPv4address, or IPv6 inside brackets. Anything else in a host we would later
+#: send to (a NUL byte from a Contact made asyncio close the SIP socket) is refused.
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+
+
 def _split_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):  # IPv6 reference
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
+        if not _IPV6.fullmatch(host):
+            raise SipParseError(f"bad IPv6 reference: {text[:60]!r}")
     else:
         host, _, port_text = text.partition(":")
+        if host and not _HOSTNAME.fullmatch(host):
+            raise SipParseError(f"bad host: {host[:60]!r}")
     port: int | None = None
     if port_text:
         port = ascii_int(port_text, "port", minimum=1, maximum=65535)

@@ -10,7 +10,12 @@ outside `allowed_peers` is refused before its datagram is parsed (403 to the
 packet's source, or nothing with `unknown_peer = "drop"`), a source over its
 INVITE rate gets a stateless 503, and beyond `max_calls` calls (ringing,
 answered, or waiting for an ACK: each holds an RTP port) a 503 with
-Retry-After. None of these sends 100 Trying first. Every request that gets
+Retry-After. None of these sends 100 Trying first. Before that 503, a full
+house sheds the call whose 200 has waited longest for its ACK, once that
+wait is past `ACK_OVERDUE_T1`·T1 (the 200 sent four times): RFC 3261 lets
+an un-ACKed 200 hold its call (and RTP port) for 64·T1 = 32 s, so a caller
+that never ACKs (a flood, a broken NAT) would otherwise lock every call
+out for half a minute. It gets the BYE §13.3.1.4 sends after 64·T1, sooner. Every request that gets
 past them gets a final response whatever its handler raises (400 for what
 the parser refuses late, 500 for our bugs), so no transaction is left open.
 
@@ -35,7 +40,15 @@ from voicebot.settings import SipSettings
 from voicebot.sip.admission import SourceLimiter
 from voicebot.sip.call import CallCancelled, CallEnded, CallFailed, IncomingCall, OutgoingCall
 from voicebot.sip.capabilities import ALLOW, options_response, unsupported_response
-from voicebot.sip.dialog import REJECTED, SHUTDOWN, Dialog, UasEarly, await_quietly
+from voicebot.sip.dialog import (
+    ACK_TIMEOUT,
+    REJECTED,
+    SHUTDOWN,
+    Dialog,
+    UasAnswered,
+    UasEarly,
+    await_quietly,
+)
 from voicebot.sip.digest import DigestCredentials
 from voicebot.sip.message import (
     NameAddr,
@@ -79,6 +92,8 @@ DialogKey = tuple[str, str, str | None]
 OVERLOAD_RETRY_AFTER_S = 10
 #: Retry-After (s) on a 503 for a source over its INVITE rate.
 RATE_RETRY_AFTER_S = 2
+#: An un-ACKed 200 this many T1 old (4 s by default) may be shed for a new call.
+ACK_OVERDUE_T1 = 8
 FAILED = "failed"
 
 
@@ -89,6 +104,7 @@ class SipCounters:
     peer_refused: int = 0  # requests from outside allowed_peers (answered 403 or dropped)
     rate_limited: int = 0  # INVITEs over sip.invite_rate_per_source
     overloaded: int = 0  # INVITEs beyond sip.max_calls (503)
+    unacked_shed: int = 0  # answered calls ended (BYE) for a new INVITE: their ACK overdue
     replies_suppressed: int = 0  # stateless refusals not sent: the source's reply budget was spent
     bad_requests: int = 0  # requests refused 400 after parsing (bad From/To…)
     handler_errors: int = 0  # requests answered 500 because our code raised
@@ -299,7 +315,7 @@ class UserAgent:
                 )
             )
             return False
-        if len(self._incoming) >= self.max_calls:
+        if len(self._incoming) >= self.max_calls and not self._shed_unacked():
             self.counters.overloaded += 1
             self._refusals.refused(
                 "sip.invite_refused",
@@ -318,6 +334,29 @@ class UserAgent:
                 )
             )
             return False
+        return True
+
+    def _shed_unacked(self) -> bool:
+        """Full house: BYE the answered call whose ACK is the most overdue, if
+        one is past ACK_OVERDUE_T1·T1; True when a place was freed."""
+        layer = self.transactions
+        now = layer.loop.time()
+        oldest: Dialog | None = None
+        since = now - ACK_OVERDUE_T1 * layer.t1
+        for dialog in self._incoming:
+            state = dialog.state
+            if isinstance(state, UasAnswered) and state.since <= since:
+                oldest, since = dialog, state.since
+        if oldest is None:
+            return False
+        self.counters.unacked_shed += 1
+        self._refusals.refused(
+            "sip.unacked_call_shed",
+            sip_call_id=oldest.call_id,
+            source=oldest.peer[0] if oldest.peer else None,
+            waited_s=round(now - since, 1),
+        )
+        oldest.send_bye(ACK_TIMEOUT)
         return True
 
     # ---------------------------------------------------------------- incoming
