@@ -27,11 +27,17 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 import ivr
+from voicebot.api import callbacks as callbacks_api
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
 from voicebot.api.metrics import MetricsSources, build_registry
 from voicebot.api.server import build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
+from voicebot.callbacks.attempt import Dialler
+from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
+from voicebot.callbacks.intake import CallLogIntake
+from voicebot.callbacks.queue import CallbackQueue
+from voicebot.callbacks.scheduler import CallbackScheduler
 from voicebot.clock import Clock, SystemClock
 from voicebot.counters import CallCounters
 from voicebot.journal.call_types import TypeRules
@@ -73,9 +79,16 @@ def menu_config(settings: Settings) -> ivr.MenuConfig:
 
 
 class VoicebotApp:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, dialler: Dialler | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        # The SIP dialler of callbacks (voicebot.callbacks.dialler) unless a
+        # test passes its own.
+        self._dialler = dialler
+        self.callback_queue: CallbackQueue | None = None
+        self.callback_scheduler: CallbackScheduler | None = None
         self.log = get_logger()
         self.journal: Journal | None = None
         self.call_log: CallLog | None = None
@@ -134,6 +147,25 @@ class VoicebotApp:
             self.log.info("categories.seeded", count=seeded)
         self._dispatcher = build_dispatcher(s, self.clock)
         await self._dispatcher.start()
+        dispatcher = self._dispatcher
+        self.callback_queue = await CallbackQueue.open(
+            s.storage.database,
+            numbers_from_settings(s.callbacks),
+            policy_from_settings(s.callbacks),
+            targets=s.callbacks.targets,
+            order=s.callbacks.order,
+            endpoints=endpoints_from_settings(s.webhooks),
+            clock=self.clock,
+            lease_s=s.callbacks.lease_s,
+            on_webhook=dispatcher.notify,
+        )
+        self.call_log.subscribe(
+            CallLogIntake(
+                self.callback_queue,
+                min_ring_s=s.callbacks.min_ring_s,
+                enabled=s.callbacks.enabled,
+            )
+        )
         self._spool_task = asyncio.create_task(self._replay_spool_forever(), name="spool-replay")
         ports = RtpPortPool(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
         self._env = MenuEnvironment(
@@ -175,6 +207,12 @@ class VoicebotApp:
                 language=s.ivr.language,
             ),
         )
+        callbacks_api.register(
+            api,
+            callbacks_api.CallbacksApi(
+                self.callback_queue, s.callbacks.enabled, ZoneInfo(s.callbacks.timezone)
+            ),
+        )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http.host, s.http.port)
@@ -185,6 +223,8 @@ class VoicebotApp:
         gc.freeze()
         self.user_agent = UserAgent(s.sip, self._on_incoming_call)
         await self.user_agent.start()
+        if s.callbacks.enabled:
+            await self._start_callbacks()
         self.log.info(
             "voicebot.started",
             sip=f"{self.user_agent.local_address[0]}:{self.user_agent.local_address[1]}",
@@ -193,6 +233,35 @@ class VoicebotApp:
             database=str(s.storage.database),
             language=s.ivr.language,
         )
+
+    async def _start_callbacks(self) -> None:
+        s = self.settings.callbacks
+        assert self.callback_queue is not None
+        dialler = self._dialler or self._sip_dialler()
+        if dialler is None:
+            self.log.error(
+                "callback.dialler_missing",
+                reason="no voicebot.callbacks.dialler: jobs queue but nobody dials them",
+            )
+            return
+        self.callback_scheduler = CallbackScheduler(
+            self.callback_queue,
+            dialler,
+            max_concurrent_calls=s.max_concurrent_calls,
+            order=s.order,
+            transfer=s.transfer,
+            ring_strategy=s.ring_strategy,
+        )
+        await self.callback_scheduler.start()
+
+    def _sip_dialler(self) -> Dialler | None:
+        """cbdial's SIP dialler, built on this app's user agent."""
+        try:
+            from voicebot.callbacks import dialler as sip_dialler  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        build = getattr(sip_dialler, "build_dialler", None)
+        return build(self) if build is not None else None
 
     def _registered(self) -> bool | None:
         registration = self.user_agent.registration if self.user_agent else None
@@ -299,6 +368,9 @@ class VoicebotApp:
         if self.user_agent is not None:
             retry_after = math.ceil(self.settings.ivr.shutdown_grace_s) + 10
             self.user_agent.refuse_new_calls(retry_after)
+        if self.callback_scheduler is not None:
+            await self.callback_scheduler.stop(grace_s=self.settings.ivr.shutdown_grace_s)
+            self.callback_scheduler = None
         await self._end_calls()
         if self.user_agent is not None:
             # Un-registers and closes the socket (BYE for anything still up).
@@ -316,6 +388,9 @@ class VoicebotApp:
         if self._dispatcher is not None:
             await self._dispatcher.stop()
             self._dispatcher = None
+        if self.callback_queue is not None:
+            await self.callback_queue.close()
+            self.callback_queue = None
         if self.call_log is not None:
             await self.call_log.close()
             self.call_log = None

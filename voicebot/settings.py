@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -201,16 +203,136 @@ class WebhookSettings(Section):
         return value
 
 
+def _default_working_hours() -> dict[str, str | list[str]]:
+    return {day: "09:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
 class CallbackSettings(Section):
+    """Automatic callbacks to missed callers (issue 9; docs in README.md)."""
+
     enabled: bool = False
     order: Literal["manager_first", "client_first"] = "manager_first"
-    targets: list[str] = Field(default_factory=list)
-    working_hours: str = "Mon-Fri 09:00-18:00"
+    # Extensions (or a ring group) to ring, in order or all at once.
+    targets: list[str] = Field(default_factory=list, max_length=50)
+    ring_strategy: Literal["sequential", "all"] = "sequential"
+    ring_timeout_s: float = Field(25.0, gt=0, le=300)
+    transfer: Literal["refer", "bridge"] = "refer"
+    # Per weekday, in `timezone`: {mon = "09:00-18:00", sat = ["10:00-13:00"]}.
+    working_hours: dict[str, str | list[str]] = Field(default_factory=_default_working_hours)
     timezone: str = "UTC"
-    first_delay_s: float = Field(60.0, ge=0)
-    max_attempts: int = Field(3, ge=1)
-    retry_interval_s: float = Field(600.0, gt=0)
-    transfer: Literal["refer", "bridge"] = "bridge"
+    # ISO 3166 code for the `holidays` package (e.g. UA); None: no public holidays.
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
+    closed_dates: list[date] = Field(default_factory=list)
+    first_delay_s: float = Field(60.0, ge=0, le=7 * 86400)
+    max_attempts: int = Field(3, ge=1, le=50)
+    retry_interval_s: float = Field(600.0, gt=0, le=7 * 86400)
+    # A PBX event whose ring lasted less than this is not a missed call worth a callback.
+    min_ring_s: float = Field(5.0, ge=0, le=600)
+    # Region for numbers written without +<country> (phonenumbers; e.g. UA).
+    default_region: str | None = None
+    # Regexes a number must match whole (E.164, or verbatim for an internal
+    # number) to ever be dialled. Default: the default region's country only.
+    allowed_number_patterns: list[str] | None = None
+    dial_template: str = "{e164}"
+    max_calls_per_number_per_day: int = Field(3, ge=1, le=100)
+    max_concurrent_calls: int = Field(2, ge=1, le=1000)
+    # Request-URI users that mark an INVITE as a missed call, like X-Call-Reason: missed.
+    missed_uri_users: list[str] = Field(default_factory=lambda: ["missed"])
+    # A missed call over SIP: answer and say "we will call you back", or 480 unanswered.
+    on_missed_call: Literal["answer", "refuse"] = "answer"
+    # How long a claimed job is the claimer's before another scheduler may
+    # take it back; renewed while the attempt runs.
+    lease_s: float = Field(60.0, ge=5, le=3600)
+
+    @field_validator("working_hours", mode="before")
+    @classmethod
+    def _hours(cls, value: object) -> object:
+        from voicebot.callbacks.calendar import HOURS_FORM, HoursError, parse_working_hours
+
+        try:
+            parse_working_hours(value)
+        except HoursError as exc:
+            raise ValueError(f"{exc} (expected {HOURS_FORM})") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        from voicebot.callbacks.calendar import holiday_country_known
+
+        if value is not None and not holiday_country_known(value):
+            raise ValueError(
+                f"{value!r} is not a country the holidays package knows"
+                " (expected an ISO 3166 code, e.g. UA, PL, DE)"
+            )
+        return value.upper() if value else None
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        from voicebot.callbacks.numbers import region_known
+
+        if value is not None and not region_known(value):
+            raise ValueError(f"{value!r} is not a region (expected an ISO 3166 code, e.g. UA)")
+        return value.upper() if value else None
+
+    @field_validator("allowed_number_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"{pattern!r} is not a regular expression ({exc});"
+                    " expected e.g. '^\\+380[0-9]{9}$'"
+                ) from None
+        return value
+
+    @field_validator("dial_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        from voicebot.callbacks.numbers import check_template
+
+        return check_template(value)
+
+    @model_validator(mode="after")
+    def _ready(self) -> CallbackSettings:
+        if self.allowed_number_patterns is None and self.default_region is not None:
+            from voicebot.callbacks.numbers import default_patterns
+
+            self.allowed_number_patterns = default_patterns(self.default_region)
+        if self.enabled:
+            if not self.targets:
+                raise ValueError(
+                    "targets: empty; callbacks need extensions to ring"
+                    ' (expected e.g. targets = ["201", "202"])'
+                )
+            if self.default_region is None and self.allowed_number_patterns is None:
+                raise ValueError(
+                    "default_region: needed when callbacks are enabled, to read national numbers"
+                    ' and to bound whom the bot may dial (expected e.g. default_region = "UA")'
+                )
+        return self
+
+    def patterns(self) -> list[str]:
+        return list(self.allowed_number_patterns or [])
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone (expected e.g. Europe/Kyiv or UTC)"
+        ) from None
+    return value
 
 
 class JournalSettings(Section):

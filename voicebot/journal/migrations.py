@@ -91,4 +91,75 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # 3: the callback queue (voicebot/callbacks/queue.py): one job per client
+    # number while open, the missed calls each job answers, and every attempt.
+    # The partial unique index is what merges repeated misses: at most one
+    # open job per number, whichever process inserts.
+    (
+        3,
+        (
+            """
+            CREATE TABLE callback_jobs (
+                id               INTEGER PRIMARY KEY,
+                client_number    TEXT NOT NULL,
+                raw_number       TEXT,
+                dial             TEXT,
+                state            TEXT NOT NULL
+                                 CHECK (state IN ('queued', 'dialling', 'completed', 'not_needed',
+                                                  'failed', 'cancelled', 'skipped')),
+                reason           TEXT,
+                source           TEXT NOT NULL CHECK (source IN ('pbx', 'sip', 'api', 'cli')),
+                round            INTEGER NOT NULL DEFAULT 1,
+                attempts         INTEGER NOT NULL DEFAULT 0,
+                targets          TEXT,
+                due_at           REAL,
+                not_before       REAL,
+                first_missed_at  REAL NOT NULL,
+                missed_at        REAL NOT NULL,
+                claimed_by       TEXT,
+                lease_until      REAL,
+                cancel_requested TEXT,
+                created_at       REAL NOT NULL,
+                updated_at       REAL NOT NULL,
+                closed_at        REAL
+            )
+            """,
+            "CREATE UNIQUE INDEX callback_jobs_open ON callback_jobs (client_number)"
+            " WHERE state IN ('queued', 'dialling')",
+            "CREATE INDEX callback_jobs_due ON callback_jobs (state, due_at, id)",
+            "CREATE INDEX callback_jobs_created ON callback_jobs (created_at, id)",
+            "CREATE INDEX callback_jobs_number ON callback_jobs (client_number, created_at, id)",
+            """
+            CREATE TABLE callback_missed_calls (
+                id          INTEGER PRIMARY KEY,
+                job_id      INTEGER NOT NULL REFERENCES callback_jobs (id),
+                call_id     INTEGER UNIQUE,
+                pbx_call_id TEXT,
+                missed_at   REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX callback_missed_calls_job ON callback_missed_calls (job_id, missed_at)",
+            """
+            CREATE TABLE callback_attempts (
+                id            INTEGER PRIMARY KEY,
+                job_id        INTEGER NOT NULL REFERENCES callback_jobs (id),
+                round         INTEGER NOT NULL,
+                client_number TEXT NOT NULL,
+                targets       TEXT NOT NULL,
+                claimed_by    TEXT NOT NULL,
+                started_at    REAL NOT NULL,
+                ended_at      REAL,
+                outcome       TEXT,
+                target        TEXT,
+                sip_status    INTEGER,
+                talk_s        REAL,
+                client_rung   INTEGER NOT NULL DEFAULT 0,
+                detail        TEXT
+            )
+            """,
+            "CREATE INDEX callback_attempts_job ON callback_attempts (job_id, id)",
+            "CREATE INDEX callback_attempts_number ON callback_attempts"
+            " (client_number, started_at)",
+        ),
+    ),
 )
