@@ -30,8 +30,8 @@ import ivr
 from voicebot.api import callbacks as callbacks_api
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
-from voicebot.api.metrics import MetricsSources, build_registry
-from voicebot.api.server import build_app
+from voicebot.api.metrics import CallbackFigures, MetricsSources, build_registry
+from voicebot.api.server import METRICS_REFRESH_KEY, build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.callbacks.attempt import Dialler
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
@@ -181,12 +181,14 @@ class VoicebotApp:
             after_save=self.call_log.record_categorization,
             spool=self._spool,
         )
+        figures = CallbackFigures()
         registry = build_registry(
             MetricsSources(
                 calls=self.counters,
                 active_calls=lambda: len(self._calls),
                 registered=self._registered,
                 webhooks=lambda: self._dispatcher.metrics.as_dict() if self._dispatcher else {},
+                callbacks=figures,
             )
         )
         api = build_app(
@@ -213,6 +215,12 @@ class VoicebotApp:
                 self.callback_queue, s.callbacks.enabled, ZoneInfo(s.callbacks.timezone)
             ),
         )
+        queue = self.callback_queue
+
+        async def refresh_callback_figures() -> None:
+            figures.jobs_by_state, figures.attempts_by_outcome = await queue.counts()
+
+        api[METRICS_REFRESH_KEY] = [refresh_callback_figures]
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http.host, s.http.port)

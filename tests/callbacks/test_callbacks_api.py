@@ -15,8 +15,8 @@ import pytest
 
 from tests.callbacks.callbacks_testkit import ScriptedDialler, eventually
 from tests.ports import rtp_window
-from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.app import VoicebotApp
+from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.settings import Settings
 
 TOKEN = "cb-token"
@@ -62,7 +62,9 @@ def session(app: VoicebotApp) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(base_url=f"http://127.0.0.1:{app.http_port}", headers=AUTH)
 
 
-def event(call_id: str, status: str, start: datetime, ring_s: float = 20, **more: Any) -> dict[str, Any]:
+def event(
+    call_id: str, status: str, start: datetime, ring_s: float = 20, **more: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "call_id": call_id,
         "direction": "inbound",

@@ -204,7 +204,12 @@ def register(app: web.Application, api: CallbacksApi) -> None:
     app.router.add_get("/api/v1/callbacks/{id}", get_callback)
     app.router.add_post("/api/v1/callbacks/{id}/cancel", cancel_callback)
     app.router.add_post("/api/v1/callbacks/{id}/retry", retry_callback)
-    steer = {200: CallbackOut, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody}
+    steer: dict[int, type[BaseModel] | None] = {
+        200: CallbackOut,
+        400: ErrorBody,
+        404: ErrorBody,
+        409: ErrorBody,
+    }
     for operation in (
         Operation(
             "GET",

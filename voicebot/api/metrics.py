@@ -8,7 +8,7 @@ registered globally and every app instance (and test) has its own registry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,12 +17,34 @@ from prometheus_client.registry import Collector
 from voicebot.counters import CallCounters
 
 
+@dataclass
+class CallbackFigures:
+    """The callback queue as stored, read by the /metrics handler just
+    before the scrape (the collector itself cannot await the database)."""
+
+    jobs_by_state: dict[str, int] = field(default_factory=dict)
+    attempts_by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+#: Every job state, so a state with no jobs reads 0 rather than vanishing.
+CALLBACK_STATES = (
+    "queued",
+    "dialling",
+    "completed",
+    "not_needed",
+    "failed",
+    "cancelled",
+    "skipped",
+)
+
+
 @dataclass(frozen=True)
 class MetricsSources:
     calls: CallCounters
     active_calls: Callable[[], int]
     registered: Callable[[], bool | None]
     webhooks: Callable[[], dict[str, int]]
+    callbacks: CallbackFigures | None = None
 
 
 class _VoicebotCollector(Collector):
@@ -65,6 +87,22 @@ class _VoicebotCollector(Collector):
         for kind, value in sorted(self._sources.webhooks().items()):
             webhooks.add_metric([kind], value)
         yield webhooks
+        figures = self._sources.callbacks
+        if figures is not None:
+            jobs = GaugeMetricFamily(
+                "voicebot_callback_jobs", "Callback jobs by state, as stored", labels=["state"]
+            )
+            for state in CALLBACK_STATES:
+                jobs.add_metric([state], figures.jobs_by_state.get(state, 0))
+            yield jobs
+            attempts = GaugeMetricFamily(
+                "voicebot_callback_attempts",
+                "Callback attempts by outcome, as stored (in_progress: ringing now)",
+                labels=["outcome"],
+            )
+            for outcome, count in sorted(figures.attempts_by_outcome.items()):
+                attempts.add_metric([outcome], count)
+            yield attempts
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

@@ -22,6 +22,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JOURNAL_KEY = web.AppKey("journal", Journal)
 HEALTH_KEY = web.AppKey("health", object)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+#: Coroutines run before each scrape, to read figures only the database knows.
+METRICS_REFRESH_KEY = web.AppKey("metrics_refresh", list)
 
 
 def build_app(
@@ -62,6 +64,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    for refresh in request.app.get(METRICS_REFRESH_KEY, []):
+        await refresh()
     body = metrics_text(request.app[REGISTRY_KEY])
     content_type, _, charset = CONTENT_TYPE_LATEST.partition("; charset=")
     return web.Response(body=body, content_type=content_type, charset=charset or "utf-8")

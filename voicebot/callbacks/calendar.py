@@ -71,7 +71,7 @@ def parse_range(text: str) -> tuple[time, int]:
     return time(sh, sm), minutes
 
 
-def parse_working_hours(value: Mapping[str, object]) -> tuple[Opening, ...]:
+def parse_working_hours(value: object) -> tuple[Opening, ...]:
     """Settings form → openings; raises `HoursError` naming the day."""
     if not isinstance(value, Mapping):
         raise HoursError(f"expected {HOURS_FORM}")

@@ -849,13 +849,15 @@ class CallbackQueue:
 
     async def get(self, job_id: int) -> CallbackJob | None:
         job = await self._job("id = ?", (job_id,))
-        if job is None:
-            return None
+        return await self._complete(job) if job is not None else None
+
+    async def _complete(self, job: CallbackJob) -> CallbackJob:
+        """The job with its missed calls and its attempts."""
         job = await self._with_missed(job)
         async with self._conn.execute(
             "SELECT id, round, started_at, ended_at, targets, outcome, target, sip_status,"
             " talk_s, detail FROM callback_attempts WHERE job_id = ? ORDER BY id",
-            (job_id,),
+            (job.id,),
         ) as cursor:
             attempts = tuple(
                 AttemptRecord(
@@ -899,7 +901,7 @@ class CallbackQueue:
             params,
         ) as rows:
             jobs = [CallbackJob.from_row(row) for row in await rows.fetchall()]
-        page = [await self._with_missed(job) for job in jobs[:limit]]
+        page = [await self._complete(job) for job in jobs[:limit]]
         return page, (encode_cursor(page[-1]) if len(jobs) > limit and page else None)
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
