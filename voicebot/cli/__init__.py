@@ -11,12 +11,12 @@ from voicebot import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from voicebot.cli import check, journal, run, simulate, webhooks
+    from voicebot.cli import callbacks, check, journal, run, simulate, webhooks
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"voicebot {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (run, check, simulate, webhooks, journal):
+    for module in (run, check, simulate, webhooks, journal, callbacks):
         module.register(subparsers)
     return parser
 
