@@ -240,6 +240,7 @@ class VoicebotApp:
             http=f"{s.http.host}:{self.http_port}",
             database=str(s.storage.database),
             language=s.ivr.language,
+            event_loop=_event_loop_name(),
         )
 
     async def _start_callbacks(self) -> None:
@@ -293,7 +294,12 @@ class VoicebotApp:
                 else None,
             }
             ok = ok and state == "registered"
-        return {"ok": ok, "sip": sip, "active_calls": len(self._calls)}
+        return {
+            "ok": ok,
+            "sip": sip,
+            "active_calls": len(self._calls),
+            "event_loop": _event_loop_name(),
+        }
 
     async def _replay_spool(self) -> None:
         if self._spool is None or self.journal is None:
@@ -408,6 +414,11 @@ class VoicebotApp:
             self.journal = None
         if not quiet:
             self.log.info("voicebot.stopped")
+
+
+def _event_loop_name() -> str:
+    """`uvloop` or `asyncio`: which loop `voicebot run --loop` gave us (for /healthz)."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
 
 
 async def serve(settings: Settings) -> None:

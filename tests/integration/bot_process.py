@@ -43,9 +43,16 @@ def bot_env(tmp_path: Path, **settings: str) -> tuple[dict[str, str], int, Path]
 class BotProcess:
     """One `python -m voicebot run`, its merged output collected line by line."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, command: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        command: tuple[str, ...] = (),
+        run_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.command = command  # a prefix, e.g. setpriv to run as another user
+        self.run_args = run_args  # after `voicebot run`, e.g. ("--loop", "uvloop")
         self.cwd = cwd
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
@@ -58,6 +65,7 @@ class BotProcess:
             "-m",
             "voicebot",
             "run",
+            *self.run_args,
             env=self.env,
             cwd=self.cwd,
             stdin=asyncio.subprocess.DEVNULL,

@@ -1,0 +1,519 @@
+"""Full-duplex bench: N calls that talk the whole time, into voicebot (in-band DTMF on and off,
+asyncio and uvloop) and into stock pyVoIP, in one run.
+
+    python bench/full_duplex.py                              # N = 100,300: ~4 min
+    python bench/full_duplex.py --n 100,200,300,500,700,1000 # the full table
+    python bench/full_duplex.py --configs bot-inband --n 500 --py-spy /tmp/spy
+
+Each caller (bench/loadgen.py, one process for all N calls, no threads) sends
+PCMU speech (espeak-ng, looped) at 50 packets/s for the whole call, as a desk
+phone does, and keys ``3#1500#`` then the confirming ``1`` -- as RFC 4733
+events, or as DTMF tones mixed into the speech. Per run (one configuration,
+one N) a fresh answering process; printed per run:
+
+* the bot's RTP send gap p50/p99/max as received (kernel receive timestamps in
+  the generator), packets/s per stream (mean, worst), streams whose own p99
+  is <= 25 ms;
+* the bot's CPU % over the window, peak RSS and threads; the generator's CPU %
+  (so a starved generator shows) and how late its own 20 ms slots were;
+* digits heard vs sent, exactly once: the journal's ``categorizations`` rows
+  (``digits`` is every key the menu took) against the keys the generator
+  sent on that call (``pbx_call_id``), and confirmed rows;
+* key -> webhook: from the first RTP packet of the confirming key leaving the
+  generator to the ``call.categorized`` webhook arriving at a real aiohttp
+  receiver in this process; p50/p99/max.
+
+The summary gives, per configuration, the calls it holds at p99 <= 25 ms (the
+largest N where every call came up, every stream's pooled p99 <= 25 ms) and
+the ratio over stock pyVoIP in the same run. Numbers are printed, never
+asserted. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from concurrent_calls import _kill, start_stock  # noqa: E402
+from loadgen import ulaw_encode  # noqa: E402
+
+from tests.ports import free_port  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+KEYS, CONFIRM = "3#1500#", "1"
+TARGET_P99_MS = 25.0
+TARGET_RSS_MB = 200.0
+TARGET_WEBHOOK_P99_MS = 50.0
+BOT_RTP = (16000, 19999)
+SECRET = "whsec_" + "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2g="
+SPEECH = {
+    "en": "Hello, this is the sales department. We can deliver the order on Tuesday "
+    "between nine and twelve. The price is one thousand five hundred, with the discount.",
+    "ru": "Добрый день, отдел продаж. Заказ доставим во вторник с девяти до двенадцати. "
+    "Цена тысяча пятьсот рублей со скидкой.",
+    "uk": "Добрий день, відділ продажу. Замовлення доставимо у вівторок. "
+    "Ціна тисяча п'ятсот гривень зі знижкою.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    name: str
+    impl: str  # voicebot | stock
+    inband: str  # the ivr.inband_dtmf setting, or "" to leave it out
+    keys_as: str  # rfc4733 | inband (what the generator sends)
+    loop: str = "asyncio"
+
+
+CONFIGS = {
+    "bot": Config("bot", "voicebot", "off", "rfc4733"),
+    "bot-inband": Config("bot-inband", "voicebot", "on", "inband"),
+    "bot-uvloop": Config("bot-uvloop", "voicebot", "off", "rfc4733", "uvloop"),
+    "bot-inband-uvloop": Config("bot-inband-uvloop", "voicebot", "on", "inband", "uvloop"),
+    "stock": Config("stock", "stock", "", "rfc4733"),
+}
+
+
+@dataclass(slots=True)
+class RunResult:
+    config: str
+    n: int
+    ok: bool = True
+    note: str = ""
+    up: int = 0
+    streams: int = 0
+    p50: float = math.nan
+    p99: float = math.nan
+    max_ms: float = math.nan
+    pps_mean: float = math.nan
+    pps_min: float = math.nan
+    streams_p99_ok: int = 0
+    cpu: float = math.nan
+    rss_mb: float = math.nan
+    threads: int = 0
+    gen_cpu: float = math.nan
+    gen_late_p99: float = math.nan
+    heard: int = 0
+    sent: int = 0
+    exact: int = 0
+    calls_logged: int = 0
+    confirmed: int = 0
+    hook_n: int = 0
+    hook_dupes: int = 0
+    hook_p50: float = math.nan
+    hook_p99: float = math.nan
+    hook_max: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def held(self) -> bool:
+        return self.ok and self.up >= self.n and self.p99 <= TARGET_P99_MS
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_speech(path: Path) -> Path:
+    """Speech in three languages (espeak-ng), 8 kHz, about -20 dBm0 average, as mu-law."""
+    pcm: list[np.ndarray] = []
+    for lang, text in SPEECH.items():
+        wav = path.with_suffix(f".{lang}.wav")
+        subprocess.run(["espeak-ng", "-v", lang, "-s", "150", "-w", str(wav), text], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        raw = subprocess.run(["sox", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-b", "16",
+                              "-e", "signed-integer", "-"], check=True,
+                             capture_output=True).stdout  # fmt: skip
+        pcm.append(np.frombuffer(raw, dtype="<i2").astype(np.float64))
+        wav.unlink()
+    speech = np.concatenate(pcm)
+    rms = math.sqrt(float(np.mean(speech**2))) or 1.0
+    target = 32768 * 10 ** ((-20 - 3.17) / 20)  # -20 dBm0 RMS over the loop, pauses included
+    path.write_bytes(ulaw_encode(speech * (target / rms)))
+    return path
+
+
+class WebhookReceiver:
+    """A real aiohttp server in a thread: arrival time (epoch) per pbx_call_id."""
+
+    def __init__(self) -> None:
+        self.port = 0  # the OS picks; read back once listening
+        self.arrivals: dict[str, list[float]] = {}
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._loop: Any = None
+        self._stop: Any = None
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        async def hook(request: web.Request) -> web.Response:
+            at = time.time()
+            body = await request.json()
+            pbx = (body.get("data") or {}).get("pbx_call_id") or "?"
+            self.arrivals.setdefault(pbx, []).append(at)
+            return web.Response(status=204)
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_post("/hook", hook)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, LOOPBACK, self.port)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+    def start(self) -> str:
+        self._thread.start()
+        self._ready.wait(10)
+        return f"http://{LOOPBACK}:{self.port}/hook"
+
+    def reset(self) -> None:
+        self.arrivals = {}
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    sip_port = free_port()
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        http_port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
+    env.update({
+        "PYTHONPATH": str(ROOT),
+        "VOICEBOT_SIP__MODE": "peer",
+        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
+        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
+        "VOICEBOT_SIP__RTP_PORT_MIN": str(BOT_RTP[0]),
+        "VOICEBOT_SIP__RTP_PORT_MAX": str(BOT_RTP[1]),
+        # one generator is one source offering many calls/s: measure the media path
+        "VOICEBOT_SIP__INVITE_RATE_PER_SOURCE": "1000",
+        "VOICEBOT_SIP__INVITE_BURST_PER_SOURCE": "1000",
+        "VOICEBOT_STORAGE__DATABASE": str(tmp / "voicebot.db"),
+        "VOICEBOT_HTTP__HOST": LOOPBACK,
+        "VOICEBOT_HTTP__PORT": str(http_port),
+        "VOICEBOT_IVR__LANGUAGE": "en",
+        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
+        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
+        "VOICEBOT_LOG__LEVEL": "warning",
+        # deliver at once, retry soon: a lost first attempt shows as a slow p99
+        "VOICEBOT_WEBHOOKS__ENDPOINTS": json.dumps(
+            [{"url": hook_url, "secret": SECRET, "events": ["call.categorized"]}]
+        ),
+        "VOICEBOT_WEBHOOKS__TIMEOUT_S": "5",
+        "VOICEBOT_WEBHOOKS__RETRY_SCHEDULE_S": "[0, 1, 2, 5]",
+        "VOICEBOT_WEBHOOKS__MAX_ATTEMPTS": "4",
+        "VOICEBOT_WEBHOOKS__CONCURRENCY_PER_ENDPOINT": "32",
+    })  # fmt: skip
+    if cfg.inband and inband_available():
+        env["VOICEBOT_IVR__INBAND_DTMF"] = cfg.inband
+    argv = [sys.executable, "-m", "voicebot", "run"]
+    if cfg.loop != "asyncio":
+        argv += ["--loop", cfg.loop]
+    proc = subprocess.Popen(
+        argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+        stdout=(tmp / "bot_stdout.txt").open("wb"), stderr=(tmp / "bot_stderr.txt").open("wb"),
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voicebot exited rc={proc.returncode}: "
+                               + (tmp / "bot_stderr.txt").read_text()[-500:])  # fmt: skip
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{http_port}/healthz", timeout=1) as r:
+                health = json.load(r)
+            if cfg.loop != "asyncio" and health.get("event_loop") != cfg.loop:
+                raise RuntimeError(f"asked for {cfg.loop}, runs on {health.get('event_loop')}")
+            return proc, sip_port
+        except OSError:
+            time.sleep(0.1)
+    _kill(proc, signal.SIGKILL)
+    raise RuntimeError("voicebot did not become healthy in 20 s")
+
+
+def inband_available() -> bool:
+    return (ROOT / "voicebot" / "media" / "inband_dtmf.py").exists()
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: Path,
+            hooks: WebhookReceiver, hook_url: str) -> RunResult:  # fmt: skip
+    res = RunResult(cfg.name, n)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{cfg.name}-{n}-", dir=root))
+    proc = gen = spy = None
+    hooks.reset()
+    try:
+        if cfg.impl == "voicebot":
+            proc, sip_port = start_bot(tmp, cfg, hook_url)
+            gen_port = 0
+        else:
+            proc, sip_port, gen_port = start_stock(tmp)
+        ps = psutil.Process(proc.pid)
+        out = tmp / "loadgen.json"
+        gen = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--target",
+             f"{LOOPBACK}:{sip_port}", "--n", str(n), "--rate", f"{args.rate:g}",
+             "--window", f"{args.window:g}", "--sip-port", str(gen_port),
+             "--audio", str(speech), "--mode", cfg.keys_as, "--keys", KEYS,
+             "--confirm", CONFIRM, "--out", str(out)],
+            cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=(tmp / "loadgen_stderr.txt").open("wb"),
+        )  # fmt: skip
+        gps = psutil.Process(gen.pid)
+        w0 = time.monotonic() + n / args.rate + 2.0
+        w1 = w0 + args.window
+        time.sleep(max(0.0, w0 - time.monotonic()))
+        ps.cpu_percent(None)
+        gps.cpu_percent(None)
+        if args.py_spy and cfg.impl == "voicebot" and shutil.which("py-spy"):
+            spy_out = Path(args.py_spy) / f"{cfg.name}-{n}.txt"
+            spy_out.parent.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--nonblocking", "-p", str(proc.pid), "-d",
+                 str(max(1, round(args.window))), "-r", "100", "-f", "raw", "-o", str(spy_out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            res.extra["py_spy"] = str(spy_out)
+        rss = threads = 0
+        while time.monotonic() < w1:
+            with contextlib.suppress(psutil.Error):
+                rss = max(rss, ps.memory_info().rss)
+                threads = max(threads, ps.num_threads())
+            time.sleep(min(0.5, max(0.0, w1 - time.monotonic())))
+        try:
+            res.cpu = ps.cpu_percent(None)
+        except psutil.Error:
+            res.ok, res.note = False, "process died in the window"
+        with contextlib.suppress(psutil.Error):
+            res.gen_cpu = gps.cpu_percent(None)
+        res.rss_mb, res.threads = rss / 2**20, threads
+        try:
+            gen.wait(timeout=args.window + n / args.rate + 60)
+        except subprocess.TimeoutExpired:
+            res.note = (res.note + " loadgen killed").strip()
+        _kill(gen, signal.SIGKILL)
+        gen = None
+        if spy is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(10)
+        g = json.loads(out.read_text())
+        res.up, res.streams = g["up"], g["streams"]
+        res.p50, res.p99, res.max_ms = g["p50"], g["p99"], g["max"]
+        res.pps_mean, res.pps_min = g["pps_mean"], g["pps_min"]
+        res.streams_p99_ok = g["streams_p99_ok"]
+        res.gen_late_p99 = g["gen_late_p99"]
+        res.extra.update(gen_cpu_self=g["gen_cpu"], udp_drops=g["udp_drops"],
+                         ended_by_bot=g["ended_by_bot"], failed=g["failed"])  # fmt: skip
+        time.sleep(0.5 if cfg.impl == "voicebot" else 1.0)  # rows of the last BYEs
+        _kill(proc, signal.SIGTERM, grace=20)
+        proc = None
+        _score_digits(res, cfg, tmp, g["keys_sent"])
+        _score_hooks(res, hooks, g["confirm_sent"])
+        if res.up < n:
+            res.note = (res.note + f" {n - res.up} calls not up").strip()
+        if g["udp_drops"] > 0:
+            res.note = (res.note + f" generator dropped {g['udp_drops']} pkts").strip()
+    except Exception as exc:
+        res.ok, res.note = False, f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        for p in (spy, gen):
+            _kill(p, signal.SIGKILL)
+        _kill(proc, signal.SIGTERM, grace=10)
+        if args.keep:
+            res.extra["tmp"] = str(tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+def _score_digits(res: RunResult, cfg: Config, tmp: Path, sent: dict[str, str]) -> None:
+    res.sent = sum(len(v) for v in sent.values())
+    heard: dict[str, str] = {}
+    if cfg.impl == "voicebot":
+        db = tmp / "voicebot.db"
+        if db.exists():
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                rows = conn.execute("SELECT pbx_call_id, digits, status FROM categorizations")
+                for pbx, digits, status in rows:
+                    heard[pbx] = digits
+                    res.confirmed += status == "confirmed"
+    else:
+        # stock: "<SIP Call-ID> <keys>" per call; our Call-IDs start with bench-<i>-
+        log = tmp / "stock_digits.log"
+        for line in log.read_text().splitlines() if log.exists() else []:
+            call_id, _, digits = line.partition(" ")
+            heard["-".join(call_id.split("-")[:2])] = "" if digits == "-" else digits
+    res.calls_logged = len(heard)
+    res.heard = sum(len(v) for v in heard.values())
+    res.exact = sum(1 for pbx, keys in sent.items() if keys and heard.get(pbx) == keys)
+
+
+def _score_hooks(res: RunResult, hooks: WebhookReceiver, confirm_sent: dict[str, float]) -> None:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and len(hooks.arrivals) < res.confirmed:
+        time.sleep(0.1)
+    lat = []
+    for pbx, arrivals in list(hooks.arrivals.items()):
+        res.hook_dupes += len(arrivals) - 1
+        if pbx in confirm_sent:
+            lat.append((min(arrivals) - confirm_sent[pbx]) * 1000)
+    res.hook_n = len(lat)
+    if lat:
+        a = np.asarray(lat)
+        res.hook_p50, res.hook_p99 = float(np.percentile(a, 50)), float(np.percentile(a, 99))
+        res.hook_max = float(a.max())
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _f(x: float, nd: int = 1) -> str:
+    return "-" if x != x else f"{x:.{nd}f}"
+
+
+HEADER = (
+    f"{'config':<18} {'N':>4} {'up':>4} {'p50':>5} {'p99':>6} {'max':>6} {'pkt/s':>5} "
+    f"{'min':>5} {'p99ok':>5} {'CPU%':>5} {'RSS':>5} {'thr':>4} {'genCPU':>6} {'genlate':>7} "
+    f"{'digits':>11} {'exact':>9} {'conf':>5} {'hook p50':>8} {'p99':>6} {'max':>6}  note"
+)
+
+
+def row(r: RunResult) -> str:
+    return (
+        f"{r.config:<18} {r.n:>4} {r.up:>4} {_f(r.p50):>5} {_f(r.p99):>6} {_f(r.max_ms):>6} "
+        f"{_f(r.pps_mean):>5} {_f(r.pps_min):>5} {r.streams_p99_ok:>5} {_f(r.cpu, 0):>5} "
+        f"{_f(r.rss_mb, 0):>5} {r.threads:>4} {_f(r.gen_cpu, 0):>6} {_f(r.gen_late_p99):>7} "
+        f"{f'{r.heard}/{r.sent}':>11} {f'{r.exact}/{r.n}':>9} {r.confirmed:>5} "
+        f"{_f(r.hook_p50):>8} {_f(r.hook_p99):>6} {_f(r.hook_max):>6}  {r.note}"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--n",
+        default="100,300",
+        help="comma-separated call counts (the full table: 100,200,300,500,700,1000)",
+    )
+    p.add_argument("--configs", default="bot,bot-inband,bot-inband-uvloop,stock",
+                   help=f"comma-separated, of {','.join(CONFIGS)}")  # fmt: skip
+    p.add_argument("--window", type=float, default=10.0, help="measurement window, s (>= 6)")
+    p.add_argument("--rate", type=float, default=100.0, help="INVITEs per second")
+    p.add_argument(
+        "--stock-max",
+        type=int,
+        default=500,
+        help="run stock only up to this N (and only while it still holds)",
+    )
+    p.add_argument("--py-spy", metavar="DIR", help="py-spy record the bot in each window")
+    p.add_argument("--keep", action="store_true", help="keep per-run temp dirs")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args()
+    ns = [int(x) for x in args.n.split(",") if x.strip()]
+    configs = [CONFIGS[c.strip()] for c in args.configs.split(",") if c.strip()]
+    root = Path(tempfile.mkdtemp(prefix="bench-duplex-"))
+    speech = make_speech(root / "speech.ulaw")
+    hooks = WebhookReceiver()
+    hook_url = hooks.start()
+    print(f"# full duplex: {len(ns)} loads x {len(configs)} configs, window {args.window:g} s, "
+          f"{args.rate:g} INVITE/s, keys {KEYS}+{CONFIRM}, {os.cpu_count()} CPUs, "
+          f"loadavg {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+          f"in-band detector {'present' if inband_available() else 'ABSENT'}")  # fmt: skip
+    print(
+        "# send gap ms as received; pkt/s per stream (mean, min); p99ok = streams with own"
+        " p99 <= 25 ms; RSS MB peak; genCPU = generator CPU %; genlate = generator slot"
+        " lateness p99 ms; digits heard/sent; exact = calls whose journal row has exactly"
+        " the keys sent; conf = confirmed rows; hook = confirming key -> webhook ms"
+    )
+    print(HEADER, flush=True)
+    results: list[RunResult] = []
+    stock_failed_at = 0
+    try:
+        for n in ns:
+            for cfg in configs:
+                if cfg.impl == "stock" and (n > args.stock_max or stock_failed_at):
+                    why = (f"stock failed at N={stock_failed_at}" if stock_failed_at
+                           else f"--stock-max {args.stock_max}")  # fmt: skip
+                    print(f"{cfg.name:<18} {n:>4}  skipped: {why}", flush=True)
+                    continue
+                r = run_one(cfg, n, args, root, speech, hooks, hook_url)
+                results.append(r)
+                print(row(r), flush=True)
+                if cfg.impl == "stock" and not r.held:
+                    stock_failed_at = n
+                time.sleep(1.0)
+    finally:
+        hooks.close()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"# loadavg at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    held = {c.name: max((r.n for r in results if r.config == c.name and r.held), default=0)
+            for c in configs}  # fmt: skip
+    stock = held.get("stock", 0)
+    for c in configs:
+        if c.impl == "stock":
+            continue
+        ratio = f"{held[c.name] / stock:.1f}x" if stock else "-"
+        print(f"calls held at p99 <= {TARGET_P99_MS:g} ms: {c.name} {held[c.name]}"
+              + (f", stock pyVoIP {stock}, ratio {ratio}" if "stock" in held else ""))  # fmt: skip
+    for r in results:
+        if r.config.startswith("bot-inband") and r.n == 500:
+            checks = {
+                "500 up": r.up >= 500,
+                f"p99 <= {TARGET_P99_MS:g} ms": r.p99 <= TARGET_P99_MS,
+                "every digit once": r.exact == r.n,
+                f"RSS <= {TARGET_RSS_MB:g} MB": r.rss_mb <= TARGET_RSS_MB,
+                f"hook p99 <= {TARGET_WEBHOOK_P99_MS:g} ms": r.hook_p99 <= TARGET_WEBHOOK_P99_MS,
+                ">= 5x stock": bool(stock) and held[r.config] >= 5 * stock,
+            }
+            print(
+                f"target ({r.config}, N=500): "
+                + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in checks.items())
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], default=str, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
