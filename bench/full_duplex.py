@@ -269,6 +269,11 @@ def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[b
     raise RuntimeError("voicebot did not become healthy in 20 s")
 
 
+def _py_spy() -> str:
+    beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy into the venv
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "")
+
+
 def inband_available() -> bool:
     return (ROOT / "voicebot" / "media" / "inband_dtmf.py").exists()
 
@@ -305,11 +310,11 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         time.sleep(max(0.0, w0 - time.monotonic()))
         ps.cpu_percent(None)
         gps.cpu_percent(None)
-        if args.py_spy and cfg.impl == "voicebot" and shutil.which("py-spy"):
+        if args.py_spy and cfg.impl == "voicebot" and _py_spy():
             spy_out = Path(args.py_spy) / f"{cfg.name}-{n}.txt"
             spy_out.parent.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen(
-                ["py-spy", "record", "--nonblocking", "-p", str(proc.pid), "-d",
+                [_py_spy(), "record", "--nonblocking", "-p", str(proc.pid), "-d",
                  str(max(1, round(args.window))), "-r", "100", "-f", "raw", "-o", str(spy_out)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

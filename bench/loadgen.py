@@ -347,10 +347,16 @@ class Generator:
         step = (a.press_ms + a.gap_ms) / 1000
         for i in range(a.n):
             spread = (i * 0.6180339887) % 1.0
-            k0 = w0_mono + 0.5 + spread * a.key_spread
+            k0 = w0_mono + 0.3 + spread * a.key_spread
             keys = [(k0 + j * step, k) for j, k in enumerate(a.keys)]
             # the confirm during the read-back (barge-in), late in the window
-            confirm_at = max(keys[-1][0] + 1.0 if keys else k0, w1_mono - 1.5 - spread)
+            # confirms spread evenly over the second half of the window (barge-in on the
+            # read-back): N / (window / 2 - 1.5) saves per second
+            spread2 = (i * 0.7548776662) % 1.0
+            half = a.window / 2
+            confirm_at = max(
+                keys[-1][0] + 1.0 if keys else k0, w0_mono + half + spread2 * (half - 1.5)
+            )
             keys.append((confirm_at, a.confirm))
             call = Call(i, f"bench-{i}-{os.getpid()}-{rnd.getrandbits(32):08x}@bench",
                         f"f{i}x{rnd.getrandbits(24):06x}", f"z9hG4bK-{i}-{rnd.getrandbits(32):x}",
