@@ -123,6 +123,31 @@ class RtpPacket:
         return b"".join(parts)
 
 
+def plain_packet(
+    payload_type: int, marker: bool, sequence: int, timestamp: int, ssrc: int, payload: bytes
+) -> bytes:
+    """`bytes(RtpPacket(...))` for a packet with no CSRC, extension or padding.
+
+    The media clock sends one per call every 20 ms; building and serialising
+    an `RtpPacket` for each cost a third of the per-packet CPU at 500 calls.
+    """
+    second = (0x80 if marker else 0) | (payload_type & 0x7F)
+    header = _HEADER.pack(
+        RTP_VERSION << 6, second, sequence % SEQ_MODULO, timestamp % TIMESTAMP_MODULO, ssrc
+    )
+    return header + payload
+
+
+def plain_audio_payload(data: bytes, payload_type: int) -> bytes | None:
+    """The payload when `data` is a plain RTP packet (version 2; no padding,
+    extension or CSRC) of `payload_type` carrying at least one byte, else None
+    (parse it in full with `RtpPacket.parse`). The receive path's shortcut for
+    the 50 audio packets a second each call brings."""
+    if len(data) > RTP_HEADER_LENGTH and data[0] == 0x80 and data[1] & 0x7F == payload_type:
+        return data[RTP_HEADER_LENGTH:]
+    return None
+
+
 def seq_newer(a: int, b: int) -> bool:
     """True when 16-bit sequence number `a` comes after `b` (RFC 3550 §A.1 wraparound)."""
     diff = (a - b) % SEQ_MODULO

@@ -29,7 +29,14 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
 from voicebot.media.player import PromptPlayer
-from voicebot.media.rtp import SEQ_MODULO, TIMESTAMP_MODULO, RtpPacket, RtpParseError
+from voicebot.media.rtp import (
+    SEQ_MODULO,
+    TIMESTAMP_MODULO,
+    RtpPacket,
+    RtpParseError,
+    plain_audio_payload,
+    plain_packet,
+)
 from voicebot.media.telephone_event import EVENT_KEYS, DtmfDetector, DtmfSender, TelephoneEvent
 from voicebot.refusal_log import RefusalLog
 
@@ -287,14 +294,16 @@ class RtpSession:
         packet = self._next_dtmf_packet()
         if packet is None:
             payload, marker = self.player.next_frame()
-            packet = RtpPacket(self.codec.payload_type, marker=marker, payload=payload)
-        packet.sequence = self._seq
-        packet.ssrc = self._ssrc
-        if packet.payload_type != self.dtmf_payload_type:
-            packet.timestamp = self._timestamp
+            data = plain_packet(
+                self.codec.payload_type, marker, self._seq, self._timestamp, self._ssrc, payload
+            )
+        else:  # an RFC 4733 event keeps the press's own timestamp
+            packet.sequence = self._seq
+            packet.ssrc = self._ssrc
+            data = bytes(packet)
         self._seq = (self._seq + 1) % SEQ_MODULO
         try:
-            self.endpoint.transport.sendto(bytes(packet), self.remote)
+            self.endpoint.transport.sendto(data, self.remote)
         except (OSError, OverflowError, ValueError) as exc:
             # Never let one call's bad target take it off the media clock.
             self.stats.send_errors += 1
@@ -322,6 +331,16 @@ class RtpSession:
     # -- receiving -----------------------------------------------------------
 
     def _on_datagram(self, data: bytes, addr: Address) -> None:
+        # The common case first: a plain packet of the call's codec (50 a second
+        # per call) needs neither an RtpPacket nor the full parse.
+        payload = plain_audio_payload(data, self.codec.payload_type)
+        if payload is not None:
+            if self._accept_source(addr, (data[2] << 8) | data[3]) and self.on_audio is not None:
+                try:
+                    self.on_audio(self.codec.decode(payload))
+                except Exception:
+                    self._log.exception("rtp.callback_failed")
+            return
         try:
             packet = RtpPacket.parse(data)
             if packet.payload_type == self.dtmf_payload_type:
