@@ -121,6 +121,7 @@ class RunResult:
     exact: int = 0
     calls_logged: int = 0
     confirmed: int = 0
+    spooled: int = 0
     hook_n: int = 0
     hook_dupes: int = 0
     hook_p50: float = math.nan
@@ -354,6 +355,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         proc = None
         _score_digits(res, cfg, tmp, g["keys_sent"])
         _score_hooks(res, hooks, g["confirm_sent"])
+        if res.spooled:
+            res.note = (res.note + f" {res.spooled} saves spooled (journal too slow)").strip()
         if res.up < n:
             res.note = (res.note + f" {n - res.up} calls not up").strip()
         if g["udp_drops"] > 0:
@@ -382,6 +385,16 @@ def _score_digits(res: RunResult, cfg: Config, tmp: Path, sent: dict[str, str]) 
                 for pbx, digits, status in rows:
                     heard[pbx] = digits
                     res.confirmed += status == "confirmed"
+        # what the journal could not take in time went to the spool (replayed later)
+        spool = tmp / "voicebot.db.spool.jsonl"
+        for line in spool.read_text().splitlines() if spool.exists() else []:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record = json.loads(line)
+                pbx = record["start"]["pbx_call_id"]
+                if pbx not in heard:
+                    heard[pbx] = record["outcome"]["digits"]
+                    res.confirmed += record["outcome"]["status"] == "confirmed"
+                    res.spooled += 1
     else:
         # stock: "<SIP Call-ID> <keys>" per call; our Call-IDs start with bench-<i>-
         log = tmp / "stock_digits.log"
