@@ -151,4 +151,9 @@ async def test_g729_only_offer_488_and_options_200(bot: VoicebotApp, sipp: Sipp)
     await asyncio.sleep(0.2)
     assert db_rows(bot) == []
     status, body = await get_healthz(bot)
-    assert status == 200 and body == {"ok": True, "sip": {"mode": "peer"}, "active_calls": 0}
+    assert status == 200 and body == {
+        "ok": True,
+        "sip": {"mode": "peer"},
+        "active_calls": 0,
+        "event_loop": "asyncio",
+    }
