@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,11 +123,17 @@ class RtpPortPool:
         """How many calls the range can carry (one even port each)."""
         return len(self._ports)
 
-    def _candidates(self) -> list[int]:
+    def _candidates(self) -> Iterator[int]:
         resting = set(self._resting)
         fresh = [p for p in self._ports if p not in self._in_use and p not in resting]
-        _random.shuffle(fresh)
-        return fresh + [p for p in self._resting if p not in self._in_use]  # oldest first
+        # Drawn one at a time (a lazy Fisher-Yates): the first free port costs one
+        # draw from the OS. Shuffling the whole range up front cost 3.5 ms of CPU
+        # per call for 2000 ports, a third of a core at 100 new calls a second.
+        for i in range(len(fresh)):
+            j = _random.randrange(i, len(fresh))
+            fresh[i], fresh[j] = fresh[j], fresh[i]
+            yield fresh[i]
+        yield from [p for p in self._resting if p not in self._in_use]  # oldest first
 
     async def allocate(self) -> RtpEndpoint:
         loop = asyncio.get_running_loop()
