@@ -234,7 +234,7 @@ def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[b
         "VOICEBOT_IVR__LANGUAGE": "en",
         "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
         "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
-        "VOICEBOT_LOG__LEVEL": "warning",
+        "VOICEBOT_LOG__LEVEL": os.environ.get("BENCH_BOT_LOG_LEVEL", "warning"),
         # deliver at once, retry soon: a lost first attempt shows as a slow p99
         "VOICEBOT_WEBHOOKS__ENDPOINTS": json.dumps(
             [{"url": hook_url, "secret": SECRET, "events": ["call.categorized"]}]
@@ -273,6 +273,30 @@ def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[b
 def _py_spy() -> str:
     beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy into the venv
     return str(beside) if beside.exists() else (shutil.which("py-spy") or "")
+
+
+def _udp_drops(pid: int, sip_port: int) -> tuple[int, int]:
+    """Datagrams the kernel dropped (receive queue full) on the answerer's own sockets, its
+    SIP port and the rest (RTP): /proc/net/udp's last column for the inodes the process
+    holds, read while they are still open."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    sip = media = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[9] not in inodes:
+                continue
+            if int(cols[1].split(":")[1], 16) == sip_port:
+                sip += int(cols[-1])
+            else:
+                media += int(cols[-1])
+    return sip, media
 
 
 def inband_available() -> bool:
@@ -333,6 +357,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         with contextlib.suppress(psutil.Error):
             res.gen_cpu = gps.cpu_percent(None)
         res.rss_mb, res.threads = rss / 2**20, threads
+        sip_drops, rtp_drops = _udp_drops(proc.pid, sip_port)  # calls still up
         try:
             gen.wait(timeout=args.window + n / args.rate + 60)
         except subprocess.TimeoutExpired:
@@ -351,6 +376,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         res.extra.update(gen_cpu_self=g["gen_cpu"], udp_drops=g["udp_drops"],
                          ended_by_bot=g["ended_by_bot"], failed=g["failed"])  # fmt: skip
         time.sleep(0.5 if cfg.impl == "voicebot" else 1.0)  # rows of the last BYEs
+        if sip_drops or rtp_drops:
+            res.note = f"answerer's kernel dropped {sip_drops} SIP, {rtp_drops} RTP datagrams"
         _kill(proc, signal.SIGTERM, grace=20)
         proc = None
         _score_digits(res, cfg, tmp, g["keys_sent"])
@@ -358,7 +385,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         if res.spooled:
             res.note = (res.note + f" {res.spooled} saves spooled (journal too slow)").strip()
         if res.up < n:
-            res.note = (res.note + f" {n - res.up} calls not up").strip()
+            why = ", ".join(f"{v} {k}" for k, v in g["no_answer"].items() if v)
+            res.note = (res.note + f" {n - res.up} calls not up ({why})").strip()
         if g["udp_drops"] > 0:
             res.note = (res.note + f" generator dropped {g['udp_drops']} pkts").strip()
     except Exception as exc:

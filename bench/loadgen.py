@@ -123,6 +123,7 @@ class Call:
     ended_by: str = ""
     out: list[bytes] = field(default_factory=list)  # packets queued for coming ticks
     confirm_sent_epoch: float = 0.0
+    last_code: int = 0  # the last response to the INVITE, 0 = none heard
     keys_sent: str = ""
 
 
@@ -133,6 +134,8 @@ class Generator:
         self.target = (host, int(port))
         self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sip.bind((args.ip, args.sip_port))
+        with contextlib.suppress(OSError):
+            self.sip.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
         self.sip.setblocking(False)
         self.sip_port = self.sip.getsockname()[1]
         self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -222,6 +225,8 @@ class Generator:
                 return
             code = int(lines[0].split()[1])
             method = headers.get("cseq", "").split()[-1:]
+            if method == ["INVITE"]:
+                call.last_code = max(call.last_code, code)
             if method == ["INVITE"] and code >= 200:
                 to = headers.get("to") or headers.get("t", "")
                 if ";tag=" in to:
@@ -474,6 +479,10 @@ class Generator:
             "window": [w0, w1],
             "up": sum(c.answered_at > 0 for c in self.calls),
             "failed": sum(c.state == "failed" for c in self.calls),
+            "no_answer": {
+                "no response": sum(c.last_code == 0 for c in self.calls),
+                "provisional only": sum(0 < c.last_code < 200 for c in self.calls),
+            },
             "ended_by_bot": sum(c.ended_by == "bot" for c in self.calls),
             "streams": len(streams),
             "p50": pct(allg, 50),
