@@ -339,7 +339,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
             spy_out = Path(args.py_spy) / f"{cfg.name}-{n}.txt"
             spy_out.parent.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen(
-                [_py_spy(), "record", "--nonblocking", "-p", str(proc.pid), "-d",
+                [_py_spy(), "record", "--nonblocking", "--idle", "-p", str(proc.pid), "-d",
                  str(max(1, round(args.window))), "-r", "100", "-f", "raw", "-o", str(spy_out)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
