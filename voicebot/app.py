@@ -36,6 +36,13 @@ from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.callbacks.attempt import Dialler
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
 from voicebot.callbacks.intake import CallLogIntake
+from voicebot.callbacks.missed_call import (
+    MISSED_CALL_PROMPTS,
+    PLAY_SLACK_S,
+    MissedCallEnvironment,
+    MissedCallLine,
+    is_missed_call,
+)
 from voicebot.callbacks.queue import CallbackQueue
 from voicebot.callbacks.scheduler import CallbackScheduler
 from voicebot.clock import Clock, SystemClock
@@ -98,6 +105,9 @@ class VoicebotApp:
         self._dispatcher: Any = None
         self._media_clock = MediaClock()
         self._calls: dict[asyncio.Task[None], CategorizationCall] = {}
+        # Missed calls over SIP: a few seconds each (a prompt, or a 480).
+        self._missed_calls: set[asyncio.Task[None]] = set()
+        self._missed_env: MissedCallEnvironment | None = None
         self._spool: Spool | None = None
         self._spool_task: asyncio.Task[None] | None = None
         self._env: MenuEnvironment | None = None
@@ -119,6 +129,12 @@ class VoicebotApp:
             # Encode every prompt once per codec now, not on a call's first play.
             for name in PROMPT_NAMES:
                 prompts.frames(name, codec.name, codec.encode)
+        missed_prompts = PromptLibrary.load(
+            s.ivr.language, MISSED_CALL_PROMPTS, override_dir=s.ivr.prompts_dir
+        )
+        for codec in CODECS.values():
+            for name in MISSED_CALL_PROMPTS:
+                missed_prompts.frames(name, codec.name, codec.encode)
         self.journal = await Journal.open(
             s.storage.database,
             endpoints_from_settings(s.webhooks),
@@ -180,6 +196,14 @@ class VoicebotApp:
             categories=self.categories.menu_categories,
             after_save=self.call_log.record_categorization,
             spool=self._spool,
+        )
+        self._missed_env = MissedCallEnvironment(
+            call_log=self.call_log,
+            prompts=missed_prompts,
+            ports=ports,
+            media_clock=self._media_clock,
+            clock=self.clock,
+            on_missed_call=s.callbacks.on_missed_call,
         )
         figures = CallbackFigures()
         registry = build_registry(
@@ -334,6 +358,16 @@ class VoicebotApp:
     def _on_incoming_call(self, call: IncomingCall) -> None:
         """The UA hands a call over; from here on the app owns it."""
         assert self._env is not None
+        if self._missed_env is not None and is_missed_call(
+            call, self.settings.callbacks.missed_uri_users
+        ):
+            line = MissedCallLine(call, self._missed_env)
+            missed = asyncio.get_running_loop().create_task(
+                self._run_missed_call(line, call), name=f"missed-{call.call_id}"
+            )
+            self._missed_calls.add(missed)
+            missed.add_done_callback(self._missed_calls.discard)
+            return
         session = CategorizationCall(call, self._env)
         task = asyncio.get_running_loop().create_task(
             self._run_call(session, call), name=f"call-{session.call_id}"
@@ -349,6 +383,14 @@ class VoicebotApp:
         except Exception:
             self.counters.failed += 1
             session.log.exception("call.failed")
+            with contextlib.suppress(Exception):
+                await call.hangup()
+
+    async def _run_missed_call(self, line: MissedCallLine, call: IncomingCall) -> None:
+        try:
+            await line.run()
+        except Exception:
+            line.log.exception("call.failed")
             with contextlib.suppress(Exception):
                 await call.hangup()
 
@@ -386,6 +428,8 @@ class VoicebotApp:
             await self.callback_scheduler.stop(grace_s=self.settings.ivr.shutdown_grace_s)
             self.callback_scheduler = None
         await self._end_calls()
+        if self._missed_calls:
+            await asyncio.wait(set(self._missed_calls), timeout=PLAY_SLACK_S * 3)
         if self.user_agent is not None:
             # Un-registers and closes the socket (BYE for anything still up).
             await self.user_agent.stop()

@@ -30,6 +30,7 @@ from voicebot.sip.message import (
     SipParseError,
     SipRequest,
     SipResponse,
+    SipUri,
     split_list,
 )
 from voicebot.sip.sdp import NegotiatedMedia, SdpParseError, build_answer, negotiate, parse_sdp
@@ -60,6 +61,13 @@ class CallFailed(Exception):
         self.reason = reason
 
 
+def _uri_user(uri: str) -> str | None:
+    try:
+        return SipUri.parse(uri).user
+    except (SipParseError, ValueError):
+        return None
+
+
 class IncomingCall:
     """An INVITE the bot received and may answer (the UAS side)."""
 
@@ -74,6 +82,9 @@ class IncomingCall:
         self.from_user: str | None = caller.uri.user
         self.from_display: str | None = caller.display
         self.to_user: str | None = invite.to.uri.user
+        # The request-URI's user: whom the PBX sent the call to ("missed" marks
+        # a missed call for callbacks), which the To header may not say.
+        self.request_user: str | None = _uri_user(invite.uri)
         self.media: NegotiatedMedia = media
         self.on_info_key: Callable[[str], None] | None = None
         self.ended: asyncio.Future[str] = dialog.ended

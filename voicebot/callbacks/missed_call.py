@@ -1,0 +1,156 @@
+"""A missed call the PBX sends to the bot over SIP (its failover route).
+
+An INVITE is a missed call when it says `X-Call-Reason: missed`, or when its
+request-URI user is one of `callbacks.missed_uri_users` and it does not say
+`X-Call-Reason: post-call`. Without either it is a manager after a call: the
+menu, as before. The client is `X-Client-Number`, else the From user.
+
+The miss is put in the call log first (the call log's listener queues the
+callback, as for a PBX event), then, per `callbacks.on_missed_call`:
+`answer` plays "we will call you back shortly" and hangs up; `refuse` answers
+480 Temporarily Unavailable without answering (the PBX then plays its own
+message or voicemail). A database that refuses the record does not change
+what the caller hears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from voicebot.clock import Clock
+from voicebot.journal.call_events import CallEvent
+from voicebot.journal.calls import CallLog
+from voicebot.logs import get_logger
+from voicebot.media.clock import MediaClock
+from voicebot.media.g711 import CODECS
+from voicebot.media.prompt_library import PromptLibrary
+from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
+from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
+
+#: The one prompt of a missed call (voicebot/prompts/manifest.toml).
+CALLBACK_PROMISED = "callback_promised"
+MISSED_CALL_PROMPTS: tuple[str, ...] = (CALLBACK_PROMISED,)
+#: Beyond the prompt's own length, how long to wait for it before hanging up.
+PLAY_SLACK_S = 5.0
+
+
+def is_missed_call(call: IncomingCall, missed_uri_users: Sequence[str]) -> bool:
+    reason = (call.header("X-Call-Reason") or "").strip().lower()
+    if reason == "missed":
+        return True
+    if reason == "post-call":
+        return False
+    return (call.request_user or "") in missed_uri_users
+
+
+@dataclass(frozen=True, slots=True)
+class MissedCallEnvironment:
+    call_log: CallLog
+    prompts: PromptLibrary
+    ports: RtpPortPool
+    media_clock: MediaClock
+    clock: Clock
+    on_missed_call: str  # "answer" | "refuse"
+
+
+class MissedCallLine:
+    """One missed call over SIP: record it, then play the promise or refuse."""
+
+    def __init__(self, call: IncomingCall, env: MissedCallEnvironment) -> None:
+        self._call = call
+        self._env = env
+        self.client = _clean(call.header("X-Client-Number")) or _clean(call.from_user)
+        self.pbx_call_id = _clean(call.header("X-Call-ID")) or call.call_id
+        self.log = get_logger(sip_call_id=call.call_id, pbx_call_id=self.pbx_call_id)
+
+    async def run(self) -> None:
+        self.log.info("call.missed", client_number=self.client, action=self._env.on_missed_call)
+        await self._record()
+        if self._env.on_missed_call == "refuse":
+            with contextlib.suppress(CallCancelled, CallEnded):
+                await self._call.reject(480, "Temporarily Unavailable")
+            return
+        await self._promise()
+
+    async def _record(self) -> None:
+        started = self._env.clock.now()
+        fields = {
+            "call_id": self.pbx_call_id,
+            "direction": "inbound",
+            "callee": _clean(self._call.request_user) or _clean(self._call.to_user),
+            "status": "missed",
+            "started_at": started,
+        }
+        try:
+            event = CallEvent.model_validate({**fields, "caller": self.client})
+        except ValidationError:
+            # A header the PBX (or a stranger) filled with something that is
+            # no number: the miss is kept, as anonymous, and said so.
+            self.log.info("call.refused_number", reason="unreadable client number")
+            try:
+                event = CallEvent.model_validate({**fields, "caller": None, "callee": None})
+            except ValidationError:
+                event = CallEvent.model_validate(
+                    {**fields, "caller": None, "callee": None, "call_id": self._call.call_id}
+                )
+        try:
+            await self._env.call_log.record_call_event(event)
+        except Exception as error:
+            self.log.error("call_log.record_failed", error=repr(error))
+
+    async def _promise(self) -> None:
+        media = self._call.media
+        codec = CODECS[media.codec_name]
+        try:
+            endpoint = await self._env.ports.allocate()
+        except RtpPortsExhausted as exc:
+            self.log.warning("call.refused", reason="rtp_ports_exhausted", error=str(exc))
+            with contextlib.suppress(CallCancelled, CallEnded):
+                await self._call.reject(480, "Temporarily Unavailable")
+            return
+        session = RtpSession(
+            endpoint,
+            (media.remote_host, media.remote_port),
+            codec,
+            self._env.media_clock,
+            dtmf_payload_type=media.telephone_event_pt,
+            learn_from=(self._call.source[0],),
+            logger=self.log,
+        )
+        try:
+            try:
+                await self._call.answer(endpoint.host, endpoint.port)
+            except (CallCancelled, CallEnded):
+                self.log.info("call.cancelled_before_answer")
+                return
+            await session.start()
+            frames = self._env.prompts.frames(CALLBACK_PROMISED, codec.name, codec.encode)
+            played: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def finished() -> None:
+                if not played.done():
+                    played.set_result(None)
+
+            session.player.play(frames, on_finished=finished)
+            waits: set[asyncio.Future[Any]] = {played, self._call.ended}
+            await asyncio.wait(
+                waits,
+                timeout=len(frames) * 0.02 + PLAY_SLACK_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not self._call.ended.done():
+                await self._call.hangup()
+                self.log.info("call.hung_up", reason="callback_promised")
+        finally:
+            await session.close()
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
