@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.callbacks.prompts import CALLBACK_PROMPTS
 from voicebot.media.prompt_library import (
     DEFAULT_PROMPTS_DIR,
     FRAME_BYTES,
@@ -78,7 +79,7 @@ def test_prompt_names_match_architecture_doc():
 def test_manifest_defines_every_prompt(language):
     with (DEFAULT_PROMPTS_DIR / "manifest.toml").open("rb") as fh:
         manifest = tomllib.load(fh)
-    assert set(manifest[language]) == set(PROMPT_NAMES)
+    assert set(manifest[language]) == set(PROMPT_NAMES) | set(CALLBACK_PROMPTS)
     assert all(text.strip() for text in manifest[language].values())
 
 
@@ -93,7 +94,15 @@ def test_committed_language_loads(language):
 
 
 def test_committed_wavs_exist():
-    assert len(COMMITTED_WAVS) == len(LANGUAGES) * len(PROMPT_NAMES)
+    assert len(COMMITTED_WAVS) == len(LANGUAGES) * len((*PROMPT_NAMES, *CALLBACK_PROMPTS))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_callback_prompts_load(language):
+    library = PromptLibrary.load(language, CALLBACK_PROMPTS)
+    for name in CALLBACK_PROMPTS:
+        assert library.source(name) == SHIPPED / language / f"{name}.wav"
+        assert 0.2 < library.duration_s(name) < 15, name
 
 
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from voicebot.callbacks.prompts import CALLBACK_PROMISED
 from voicebot.clock import Clock
 from voicebot.journal.call_events import CallEvent
 from voicebot.journal.calls import CallLog
@@ -33,8 +34,6 @@ from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
 
-#: The one prompt of a missed call (voicebot/prompts/manifest.toml).
-CALLBACK_PROMISED = "callback_promised"
 MISSED_CALL_PROMPTS: tuple[str, ...] = (CALLBACK_PROMISED,)
 #: Beyond the prompt's own length, how long to wait for it before hanging up.
 PLAY_SLACK_S = 5.0
