@@ -71,8 +71,11 @@ async def test_two_schedulers_never_claim_one_job_twice(make_queue: QueueFactory
 
     async def drain(queue: CallbackQueue, name: str) -> list[int]:
         ids: list[int] = []
-        while (claim := await queue.claim(name)) is not None:
-            ids.append(claim.job.id)
+        size = 1
+        while claims := await queue.claim_batch(name, size):
+            ids += [claim.job.id for claim in claims]
+            assert [c.attempt_id for c in claims] == sorted({c.attempt_id for c in claims})
+            size = size % 5 + 1  # batches of 1..5, as free call slots come
         return ids
 
     a, b = await asyncio.gather(drain(one, "a"), drain(two, "b"))
@@ -186,3 +189,20 @@ async def test_list_filters_and_cursor(make_queue: QueueFactory, clock: ManualCl
         "+380440000003"
     }
     assert [j.state for j in (await queue.list(JobFilter(state="skipped")))[0]] == ["skipped"]
+
+
+async def test_a_cancelled_write_leaves_no_transaction_open(make_queue: QueueFactory) -> None:
+    """A lease renewal cancelled on its way (the attempt ended meanwhile)
+    must not leave its BEGIN open for the next write to trip on."""
+    queue = await make_queue()
+    await queue.missed_call("0441234567", missed_at=T0 - timedelta(minutes=5), source="pbx")
+    claim = await queue.claim("s")
+    assert claim is not None
+    for _ in range(20):
+        renewal = asyncio.create_task(queue.renew(claim))
+        await asyncio.sleep(0)
+        renewal.cancel()
+        await asyncio.gather(renewal, return_exceptions=True)
+        assert await queue.renew(claim)
+    done = await queue.finish(claim, AttemptResult(Outcome.COMPLETED, target="201"))
+    assert done is not None and done.state == "completed"

@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
+import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -286,7 +288,7 @@ class CallbackQueue:
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
         self._on_webhook = on_webhook
-        self._write_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
         #: Set whenever a job may have become due earlier (the scheduler waits on it).
         self.changed = asyncio.Event()
         self._log = get_logger()
@@ -307,31 +309,48 @@ class CallbackQueue:
     # -- plumbing --------------------------------------------------------------
 
     async def _transaction(self, work: Callable[[], Awaitable[T]]) -> T:
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+        async with self._lock:
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
                 result = await work()
                 await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                # aiosqlite runs statements in order on its thread, so this
+                # ROLLBACK follows a BEGIN even when the task was cancelled
+                # while the BEGIN was on its way (a cancelled lease renewal):
+                # no transaction is left open for the next one to trip on.
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(self._conn.execute("ROLLBACK"))
                 raise
         return result
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        # One trip to aiosqlite's thread (execute + fetch + close together).
+        bound = params if isinstance(params, dict) else tuple(params)
+        return list(await self._conn.execute_fetchall(sql, bound))
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        """Reads outside a transaction hold the lock too: a statement still
+        open on the connection makes another task's BEGIN fail."""
+        async with self._lock:
+            yield
 
     async def _job(self, where: str, params: Sequence[Any]) -> CallbackJob | None:
         row = await self._one(f"SELECT {JOB_SELECT} FROM callback_jobs WHERE {where}", params)
         return CallbackJob.from_row(row) if row is not None else None
 
     async def _with_missed(self, job: CallbackJob) -> CallbackJob:
-        async with self._conn.execute(
+        rows = await self._all(
             "SELECT call_id, pbx_call_id, missed_at FROM callback_missed_calls"
             " WHERE job_id = ? ORDER BY missed_at, id",
             (job.id,),
-        ) as cursor:
-            missed = tuple(MissedCallRef(*row) for row in await cursor.fetchall())
+        )
+        missed = tuple(MissedCallRef(*row) for row in rows)
         return _replace(job, missed_calls=missed)
 
     async def _webhook(self, event_type: str, data: dict[str, Any]) -> bool:
@@ -596,12 +615,18 @@ class CallbackQueue:
 
     async def next_due(self) -> float | None:
         """When the earliest queued job is due (Unix seconds), or None."""
-        row = await self._one(
-            "SELECT due_at FROM callback_jobs WHERE state = 'queued' ORDER BY due_at LIMIT 1"
-        )
+        async with self._reading():
+            row = await self._one(
+                "SELECT due_at FROM callback_jobs WHERE state = 'queued' ORDER BY due_at LIMIT 1"
+            )
         return float(row[0]) if row is not None and row[0] is not None else None
 
     async def calls_today(self, number: str, at: datetime) -> int:
+        """Attempts that rang `number` on the local day of `at` (the daily cap)."""
+        async with self._reading():
+            return await self._calls_today(number, at)
+
+    async def _calls_today(self, number: str, at: datetime) -> int:
         start, end = self.policy.day_bounds(at)
         row = await self._one(
             "SELECT count(*) FROM callback_attempts WHERE client_number = ?"
@@ -611,65 +636,102 @@ class CallbackQueue:
         return int(row[0]) if row is not None else 0
 
     async def claim(self, claimer: str) -> Claim | None:
-        """Take the most overdue job for one attempt, or None when none is due.
-        A job that may not be dialled now (closed, daily cap) is put back at
-        its next time and the next one is tried."""
+        """Take the most overdue job for one attempt, or None when none is due."""
+        claims = await self.claim_batch(claimer, 1)
+        return claims[0] if claims else None
+
+    async def claim_batch(self, claimer: str, limit: int) -> list[Claim]:
+        """Take up to `limit` due jobs, most overdue first, in one transaction
+        (the scheduler asks for as many as it has free call slots). A job
+        that may not be dialled now (closed, daily cap) is put back at its
+        next time and the next one is tried."""
         while True:
-            outcome = await self._transaction(lambda: self._claim(claimer))
-            if outcome is None:
-                return None
-            if isinstance(outcome, Claim):
+            claims, postponed = await self._transaction(lambda: self._claim(claimer, limit))
+            for job in postponed:
+                self._log.info(
+                    "callback.postponed",
+                    callback_id=job.id,
+                    reason=job.reason,
+                    due_at=iso(job.due_at),
+                )
+            for claim in claims:
                 self._log.info(
                     "callback.claimed",
-                    callback_id=outcome.job.id,
-                    attempt=outcome.round,
-                    attempt_id=outcome.attempt_id,
+                    callback_id=claim.job.id,
+                    attempt=claim.round,
+                    attempt_id=claim.attempt_id,
                     claimer=claimer,
                 )
-                return outcome
-            self._log.info(
-                "callback.postponed",
-                callback_id=outcome.id,
-                reason=outcome.reason,
-                due_at=iso(outcome.due_at),
-            )
+            if claims or not postponed:
+                return claims
 
-    async def _claim(self, claimer: str) -> Claim | CallbackJob | None:
+    async def _claim(self, claimer: str, limit: int) -> tuple[list[Claim], list[CallbackJob]]:
         now_dt = self.clock.now()
         now = now_dt.timestamp()
-        # PostgreSQL: the sub-select gets FOR UPDATE SKIP LOCKED.
-        row = await self._one(
-            "UPDATE callback_jobs SET state = 'dialling', claimed_by = ?, lease_until = ?,"
-            " updated_at = ? WHERE id = (SELECT id FROM callback_jobs WHERE state = 'queued'"
-            " AND due_at <= ? ORDER BY due_at, id LIMIT 1) AND state = 'queued'"
+        # PostgreSQL: the sub-select gets FOR UPDATE SKIP LOCKED; the outer
+        # `state = 'queued'` makes a job another claimer took meanwhile no match.
+        # NOT INDEXED (SQLite only): otherwise the planner walks every queued
+        # job through the state index instead of looking the few ids up.
+        rows = await self._all(
+            "UPDATE callback_jobs NOT INDEXED SET state = 'dialling', claimed_by = ?,"
+            " lease_until = ?,"
+            " attempts = attempts + 1, updated_at = ?"
+            " WHERE id IN (SELECT id FROM callback_jobs WHERE state = 'queued'"
+            " AND due_at <= ? ORDER BY due_at, id LIMIT ?) AND state = 'queued'"
             f" RETURNING {JOB_SELECT}",
-            (claimer, now + self.lease_s, now, now),
+            (claimer, now + self.lease_s, now, now, limit),
         )
-        if row is None:
-            return None
-        job = CallbackJob.from_row(row)
-        later = self.policy.before_dial(
-            now_dt, job.round, await self.calls_today(job.client_number, now_dt)
+        if not rows:
+            return [], []
+        jobs = sorted((CallbackJob.from_row(row) for row in rows), key=lambda j: (j.due_at, j.id))
+        start, end = self.policy.day_bounds(now_dt)
+        numbers = sorted({job.client_number for job in jobs})
+        counted = await self._all(
+            "SELECT client_number, count(*) FROM callback_attempts WHERE client_number IN"
+            f" ({', '.join('?' for _ in numbers)}) AND started_at >= ? AND started_at < ?"
+            " AND client_rung = 1 GROUP BY client_number",
+            (*numbers, start.timestamp(), end.timestamp()),
         )
-        if later is not None:
+        today = {row[0]: int(row[1]) for row in counted}
+        dial: list[tuple[CallbackJob, tuple[str, ...]]] = []
+        postponed: list[CallbackJob] = []
+        for job in jobs:
+            later = self.policy.before_dial(now_dt, job.round, today.get(job.client_number, 0))
+            if later is None:
+                dial.append((job, job.targets or self.targets))
+                continue
             if later.state == "queued":
                 later = Next("queued", later.due_at, job.round, job.targets, later.reason)
-            updated = await self._set_state(job, later, now)
+            # Not dialled after all: the claim's count is taken back.
+            updated = await self._set_state(job, later, now, extra=", attempts = attempts - 1")
             if later.state != "queued":
                 self._sent(await self._announce(updated, None))
-            return updated
-        targets = job.targets or self.targets
-        cursor = await self._conn.execute(
+            postponed.append(updated)
+        if not dial:
+            return [], postponed
+        values: list[Any] = []
+        for job, targets in dial:
+            values += [
+                job.id,
+                job.round,
+                job.client_number,
+                json.dumps(list(targets)),
+                claimer,
+                now,
+            ]
+        inserted = await self._all(
             "INSERT INTO callback_attempts (job_id, round, client_number, targets, claimed_by,"
-            " started_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (job.id, job.round, job.client_number, json.dumps(list(targets)), claimer, now),
+            " started_at) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in dial)
+            + " RETURNING id, job_id",
+            values,
         )
-        await self._conn.execute(
-            "UPDATE callback_jobs SET attempts = attempts + 1 WHERE id = ?", (job.id,)
-        )
-        assert cursor.lastrowid is not None
-        job = await self._with_missed(_replace(job, attempts=job.attempts + 1))
-        return Claim(job, cursor.lastrowid, job.round, tuple(targets), claimer)
+        attempt_ids = {row[1]: row[0] for row in inserted}
+        claims = [
+            Claim(job, attempt_ids[job.id], job.round, tuple(targets), claimer)
+            for job, targets in dial
+        ]
+        return claims, postponed
 
     async def renew(self, claim: Claim) -> bool:
         """Extend the claim's lease; False when it is no longer ours."""
@@ -734,7 +796,7 @@ class CallbackQueue:
             round_=claim.round,
             now=now_dt,
             dialled=claim.targets,
-            calls_today=await self.calls_today(job.client_number, now_dt),
+            calls_today=await self._calls_today(job.client_number, now_dt),
         )
         if job.cancel_requested and nxt.state == "queued":
             nxt = Next("cancelled", round=nxt.round, reason=job.cancel_requested)
@@ -750,11 +812,11 @@ class CallbackQueue:
     async def _recover(self) -> list[CallbackJob]:
         now_dt = self.clock.now()
         now = now_dt.timestamp()
-        async with self._conn.execute(
+        rows = await self._all(
             f"SELECT {JOB_SELECT} FROM callback_jobs WHERE state = 'dialling' AND lease_until < ?",
             (now,),
-        ) as cursor:
-            expired = [CallbackJob.from_row(row) for row in await cursor.fetchall()]
+        )
+        expired = [CallbackJob.from_row(row) for row in rows]
         recovered: list[CallbackJob] = []
         sent = False
         for job in expired:
@@ -848,23 +910,24 @@ class CallbackQueue:
     # -- reading ---------------------------------------------------------------------
 
     async def get(self, job_id: int) -> CallbackJob | None:
-        job = await self._job("id = ?", (job_id,))
-        return await self._complete(job) if job is not None else None
+        async with self._reading():
+            job = await self._job("id = ?", (job_id,))
+            return await self._complete(job) if job is not None else None
 
     async def _complete(self, job: CallbackJob) -> CallbackJob:
         """The job with its missed calls and its attempts."""
         job = await self._with_missed(job)
-        async with self._conn.execute(
+        rows = await self._all(
             "SELECT id, round, started_at, ended_at, targets, outcome, target, sip_status,"
             " talk_s, detail FROM callback_attempts WHERE job_id = ? ORDER BY id",
             (job.id,),
-        ) as cursor:
-            attempts = tuple(
-                AttemptRecord(
-                    r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8], r[9]
-                )
-                for r in await cursor.fetchall()
+        )
+        attempts = tuple(
+            AttemptRecord(
+                r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8], r[9]
             )
+            for r in rows
+        )
         return _replace(job, attempt_log=attempts)
 
     async def list(
@@ -895,26 +958,32 @@ class CallbackQueue:
             params |= {"cursor_at": created_at, "cursor_id": job_id}
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params["limit"] = limit + 1
-        async with self._conn.execute(
-            f"SELECT {JOB_SELECT} FROM callback_jobs{where}"
-            " ORDER BY created_at DESC, id DESC LIMIT :limit",
-            params,
-        ) as rows:
-            jobs = [CallbackJob.from_row(row) for row in await rows.fetchall()]
-        page = [await self._complete(job) for job in jobs[:limit]]
+        async with self._reading():
+            rows = await self._all(
+                f"SELECT {JOB_SELECT} FROM callback_jobs{where}"
+                " ORDER BY created_at DESC, id DESC LIMIT :limit",
+                params,
+            )
+            jobs = [CallbackJob.from_row(row) for row in rows]
+            page = [await self._complete(job) for job in jobs[:limit]]
         return page, (encode_cursor(page[-1]) if len(jobs) > limit and page else None)
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(jobs by state, attempts by outcome) as stored, for /metrics."""
-        async with self._conn.execute(
-            "SELECT state, count(*) FROM callback_jobs GROUP BY state"
-        ) as cursor:
-            states = {row[0]: int(row[1]) for row in await cursor.fetchall()}
-        async with self._conn.execute(
-            "SELECT coalesce(outcome, 'in_progress'), count(*) FROM callback_attempts"
-            " GROUP BY outcome"
-        ) as cursor:
-            outcomes = {row[0]: int(row[1]) for row in await cursor.fetchall()}
+        async with self._reading():
+            states = {
+                row[0]: int(row[1])
+                for row in await self._all(
+                    "SELECT state, count(*) FROM callback_jobs GROUP BY state"
+                )
+            }
+            outcomes = {
+                row[0]: int(row[1])
+                for row in await self._all(
+                    "SELECT coalesce(outcome, 'in_progress'), count(*) FROM callback_attempts"
+                    " GROUP BY outcome"
+                )
+            }
         return states, outcomes
 
 

@@ -85,14 +85,17 @@ class CallbackScheduler:
             try:
                 await self.queue.recover_expired()
                 while self.active < self.max_concurrent_calls:
-                    claim = await self.queue.claim(self.claimer)
-                    if claim is None:
-                        break
-                    task = asyncio.create_task(
-                        self._attempt(claim), name=f"callback-{claim.job.id}-{claim.round}"
+                    claims = await self.queue.claim_batch(
+                        self.claimer, self.max_concurrent_calls - self.active
                     )
-                    self._attempts.add(task)
-                    task.add_done_callback(self._attempt_done)
+                    if not claims:
+                        break
+                    for claim in claims:
+                        task = asyncio.create_task(
+                            self._attempt(claim), name=f"callback-{claim.job.id}-{claim.round}"
+                        )
+                        self._attempts.add(task)
+                        task.add_done_callback(self._attempt_done)
                 timeout = await self._sleep_s()
             except asyncio.CancelledError:
                 raise
