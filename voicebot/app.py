@@ -31,6 +31,7 @@ from voicebot.api import callbacks as callbacks_api
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
 from voicebot.api.metrics import CallbackFigures, MetricsSources, build_registry
+from voicebot.api.request_gate import RequestGate
 from voicebot.api.server import METRICS_REFRESH_KEY, build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.callbacks.attempt import Dialler
@@ -113,6 +114,7 @@ class VoicebotApp:
         self._env: MenuEnvironment | None = None
         self.counters = CallCounters()
         self.http_port: int | None = None
+        self.request_gate = RequestGate(settings.http.api_concurrency, settings.http.api_queue)
 
     async def start(self) -> None:
         try:
@@ -213,6 +215,9 @@ class VoicebotApp:
                 registered=self._registered,
                 webhooks=lambda: self._dispatcher.metrics.as_dict() if self._dispatcher else {},
                 callbacks=figures,
+                media_clock_skips=lambda: self._media_clock.skipped_ticks,
+                api_refused=lambda: self.request_gate.refused,
+                sip_refusals=lambda: self.user_agent.counters.as_dict() if self.user_agent else {},
             )
         )
         api = build_app(
@@ -220,6 +225,7 @@ class VoicebotApp:
             self.health,
             s.http.api_token.get_secret_value() if s.http.api_token else None,
             registry,
+            self.request_gate,
         )
         journal_routes.install(
             api,

@@ -158,6 +158,10 @@ class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_token: SecretStr | None = None
+    # Requests worked on at once beside the calls' media clock, and how many
+    # more may wait; beyond both a request gets 503 + Retry-After at once.
+    api_concurrency: int = Field(2, ge=1, le=64)
+    api_queue: int = Field(256, ge=0, le=10_000)
 
 
 class WebhookEndpointSettings(Section):

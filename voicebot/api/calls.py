@@ -28,6 +28,7 @@ from voicebot.api.schema import (
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallRecord, CursorError
+from voicebot.slices import map_in_slices
 
 MAX_PAGE = 500
 
@@ -109,7 +110,8 @@ async def list_calls(request: web.Request) -> web.Response:
     except CursorError as exc:
         raise refuse(request, 400, str(exc), "cursor") from None
     rules = api.call_log.rules
-    return reply(CallPage(calls=[CallOut.of(r, rules) for r in rows], next_cursor=cursor))
+    calls = await map_in_slices(lambda r: CallOut.of(r, rules), rows)
+    return reply(CallPage(calls=calls, next_cursor=cursor))
 
 
 async def get_call(request: web.Request) -> web.Response:

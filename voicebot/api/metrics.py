@@ -45,6 +45,9 @@ class MetricsSources:
     registered: Callable[[], bool | None]
     webhooks: Callable[[], dict[str, int]]
     callbacks: CallbackFigures | None = None
+    media_clock_skips: Callable[[], int] = field(default=lambda: 0)
+    api_refused: Callable[[], int] = field(default=lambda: 0)
+    sip_refusals: Callable[[], dict[str, int]] = field(default=dict)
 
 
 class _VoicebotCollector(Collector):
@@ -103,6 +106,22 @@ class _VoicebotCollector(Collector):
             for outcome, count in sorted(figures.attempts_by_outcome.items()):
                 attempts.add_metric([outcome], count)
             yield attempts
+        yield CounterMetricFamily(
+            "voicebot_media_clock_skipped_ticks",
+            "20 ms media ticks skipped because the event loop was late by more than 5",
+            value=self._sources.media_clock_skips(),
+        )
+        yield CounterMetricFamily(
+            "voicebot_http_busy_refused",
+            "HTTP requests answered 503 because http.api_concurrency + api_queue were full",
+            value=self._sources.api_refused(),
+        )
+        sip = CounterMetricFamily(
+            "voicebot_sip_refused", "SIP requests refused or shed, by reason", labels=["reason"]
+        )
+        for reason, value in sorted(self._sources.sip_refusals().items()):
+            sip.add_metric([reason], value)
+        yield sip
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

@@ -29,6 +29,7 @@ from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, res
 from voicebot.api.schema import ErrorBody, Operation, QueryModel, add_operation, parse_query, refuse
 from voicebot.journal import reports
 from voicebot.journal.reports import WEEKDAYS, ReportScope
+from voicebot.slices import map_in_slices
 
 DEFAULT_DAYS = 7
 
@@ -155,15 +156,18 @@ def json_response(model: BaseModel) -> web.Response:
 async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> MissedReportOut:
     report = await reports.missed(api.call_log.connection, scope)
     rules = api.call_log.rules
+    calls = await map_in_slices(
+        lambda m: MissedCallOut.model_validate(
+            m.call.as_json(rules) | {"unprocessed": m.unprocessed}
+        ),
+        report.calls,
+    )
     return MissedReportOut(
         period=period,
         missed=report.missed,
         unprocessed=report.unprocessed,
         truncated=report.truncated,
-        calls=[
-            MissedCallOut.model_validate(m.call.as_json(rules) | {"unprocessed": m.unprocessed})
-            for m in report.calls
-        ],
+        calls=calls,
     )
 
 

@@ -133,9 +133,16 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise refuse(request, 413, f"body: larger than {MAX_BODY_BYTES} bytes", "body")
     if request.content_type != "application/json":
         raise refuse(request, 415, "body: send application/json", "body")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise refuse(request, 413, f"body: larger than {MAX_BODY_BYTES} bytes", "body")
+    # read(n) returns what has arrived so far: a body in two TCP segments
+    # was half-read and refused as "not JSON". Read to the end, bounded.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise refuse(request, 413, f"body: larger than {MAX_BODY_BYTES} bytes", "body")
+    raw = b"".join(chunks)
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):

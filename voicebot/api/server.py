@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from voicebot.api.metrics import metrics_text
+from voicebot.api.request_gate import RequestGate
 from voicebot.journal.store import Journal
 from webhooks.outbox import STATUS_FILTERS
 
@@ -31,6 +32,7 @@ def build_app(
     health: HealthProvider,
     api_token: str | None,
     registry: CollectorRegistry,
+    gate: RequestGate | None = None,
 ) -> web.Application:
     @web.middleware
     async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -44,7 +46,8 @@ def build_app(
                 )
         return await handler(request)
 
-    app = web.Application(middlewares=[bearer])
+    # The token first (a refusal costs nothing), then the bound on work at once.
+    app = web.Application(middlewares=[bearer] + ([gate.middleware] if gate else []))
     app[JOURNAL_KEY] = journal
     app[HEALTH_KEY] = health
     app[REGISTRY_KEY] = registry

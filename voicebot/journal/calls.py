@@ -46,6 +46,7 @@ from voicebot.journal.call_types import (
 )
 from voicebot.journal.database import open_database
 from voicebot.logs import get_logger
+from voicebot.slices import map_in_slices
 
 Source = Literal["pbx", "cdr", "menu", "callback"]
 T = TypeVar("T")
@@ -545,7 +546,7 @@ class CallLog:
         async with self._conn.execute(
             f"{SELECT_CALLS}{where} ORDER BY c.started_at DESC, c.id DESC LIMIT :limit", params
         ) as rows_cursor:
-            rows = [CallRecord.from_row(row) for row in await rows_cursor.fetchall()]
+            rows = await map_in_slices(CallRecord.from_row, await rows_cursor.fetchall())
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit and page else None
         return page, next_cursor

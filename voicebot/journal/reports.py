@@ -24,6 +24,7 @@ import aiosqlite
 
 from voicebot.journal.call_types import SQL_PREDICATES, TypeRules, sql_parameters
 from voicebot.journal.calls import CALL_COLUMNS, CALLS_FROM, CallRecord
+from voicebot.slices import map_in_slices
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Buckets of 15 minutes map to local hours right in every zone, including
@@ -101,7 +102,9 @@ async def missed(conn: aiosqlite.Connection, scope: ReportScope, limit: int = 10
         " ORDER BY c.started_at DESC, c.id DESC LIMIT :limit",
         params | {"limit": limit},
     )
-    calls = [MissedCall(CallRecord.from_row(row[:-1]), bool(row[-1])) for row in rows]
+    calls = await map_in_slices(
+        lambda row: MissedCall(CallRecord.from_row(row[:-1]), bool(row[-1])), rows
+    )
     count, unprocessed = totals[0]
     return MissedReport(int(count), int(unprocessed), calls, truncated=count > len(calls))
 

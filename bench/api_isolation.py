@@ -1,0 +1,480 @@
+"""API isolation benchmark (issue 6 item 10): does HTTP load stall the audio?
+
+    python bench/api_isolation.py [--calls 100] [--clients 200] [--rows 3000] [--window 10]
+
+One bot process (`python -m voicebot run`, peer mode, free ports, a temporary
+journal filled with `--rows` PBX calls) carries `--calls` calls placed by a
+light generator in this process (our own `UserAgent`; each call's RTP lands on
+a plain UDP socket read with kernel receive timestamps, SO_TIMESTAMPNS, so
+this process's own load does not colour the figures). Two windows of
+`--window` seconds, same calls, same run:
+
+* baseline: no HTTP load;
+* loaded: `--clients` aiohttp clients (a separate process) hammer
+  `GET /api/v1/calls?limit=500` and the slowest report under /api/v1/reports/
+  (measured once at start).
+
+Per window it prints the bot's RTP send gap as received (p50/p99/max pooled
+over calls), packets received per call, media clock skips (the bot's
+`voicebot_media_clock_skipped_ticks_total` on /metrics), OPTIONS round trip
+(p50/max, one every 100 ms), the bot's CPU and peak RSS, and, for the loaded
+window, HTTP answers by status and their latency. Then loaded/baseline ratios.
+Targets (issue 6): no skip and p99 <= 25 ms with 100 calls under 200 clients.
+Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port, free_udp_span  # noqa: E402
+from voicebot.journal.call_events import CallEvent  # noqa: E402
+from voicebot.journal.call_types import TypeRules  # noqa: E402
+from voicebot.journal.calls import CallLog  # noqa: E402
+from voicebot.logs import configure_logging  # noqa: E402
+from voicebot.settings import SipSettings  # noqa: E402
+from voicebot.sip.call import IncomingCall, OutgoingCall  # noqa: E402
+from voicebot.sip.user_agent import UserAgent  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+REPORTS = ("missed", "categories", "hourly", "summary", "coverage")
+
+
+# ------------------------------------------------------------------ RTP receivers
+
+
+class RtpSink:
+    """A UDP socket the bot sends one call's RTP to; keeps kernel arrival times."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((LOOPBACK, port))
+        self.sock.setblocking(False)
+        self.port = port
+        self.arrivals: list[float] = []
+        self.recording = False
+
+    def on_readable(self) -> None:
+        while True:
+            try:
+                _, ancdata, _, _ = self.sock.recvmsg(2048, 64)
+            except BlockingIOError:
+                return
+            if not self.recording:
+                continue
+            stamp = time.time()
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    stamp = sec + nsec / 1e9
+            self.arrivals.append(stamp)
+
+    def gaps_ms(self) -> list[float]:
+        a = self.arrivals
+        return [(a[i] - a[i - 1]) * 1000 for i in range(1, len(a))]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# ------------------------------------------------------------------ the bot
+
+
+async def fill_journal(db: Path, rows: int) -> None:
+    log = await CallLog.open(db, TypeRules.from_settings(30, 10))
+    start = datetime.now(UTC) - timedelta(days=6)
+    try:
+        for i in range(rows):
+            t = start + timedelta(minutes=3 * i)
+            answered = i % 3 != 0
+            await log.record_call_event(
+                CallEvent(
+                    call_id=f"bench-{i}",
+                    direction="inbound" if i % 4 else "outbound",
+                    caller=f"+7999{i % 997:07d}",
+                    callee="+74950000000",
+                    status="answered" if answered else "missed",
+                    started_at=t,
+                    answered_at=t + timedelta(seconds=12) if answered else None,
+                    ended_at=t + timedelta(seconds=95),
+                    manager=str(200 + i % 12),
+                )
+            )
+    finally:
+        await log.close()
+
+
+def start_bot(
+    workdir: Path,
+    sip_port: int,
+    http_port: int,
+    rtp: tuple[int, int],
+    bot_src: Path = ROOT,
+    *,
+    flood_defaults: bool = False,
+) -> subprocess.Popen[bytes]:
+    """`flood_defaults`: keep the default per-source INVITE rate (bench/overload.py);
+    otherwise it is lifted, since every call here comes from 127.0.0.1."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")},
+        "PYTHONPATH": str(bot_src),  # this checkout's voicebot (or --bot-src), not the installed
+        "VOICEBOT_SIP__MODE": "peer",
+        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
+        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
+        "VOICEBOT_SIP__RTP_PORT_MIN": str(rtp[0]),
+        "VOICEBOT_SIP__RTP_PORT_MAX": str(rtp[1]),
+        "VOICEBOT_HTTP__HOST": LOOPBACK,
+        "VOICEBOT_HTTP__PORT": str(http_port),
+        "VOICEBOT_STORAGE__DATABASE": str(workdir / "voicebot.db"),
+        "VOICEBOT_IVR__LANGUAGE": "en",
+        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
+        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
+        "VOICEBOT_LOG__LEVEL": "warning",
+        "VOICEBOT_LOG__FORMAT": "json",
+    }
+    if not flood_defaults:
+        env["VOICEBOT_SIP__INVITE_RATE_PER_SOURCE"] = "1000"
+        env["VOICEBOT_SIP__INVITE_BURST_PER_SOURCE"] = "1000"
+    return subprocess.Popen(
+        [sys.executable, "-m", "voicebot", "run"],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "bot.log", "wb"),
+    )
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+async def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, _ = await http_get(port, "/healthz")
+            if status in (200, 503):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bot did not start; see bot.log")
+        await asyncio.sleep(0.2)
+
+
+class SkipCounter:
+    """Media clock skips: the bot's /metrics counter when it has one, else the
+    `media_clock.skipped` lines its log gained (json format, `ticks`)."""
+
+    def __init__(self, log: Path, http_port: int) -> None:
+        self.log, self.http_port = log, http_port
+        self._offset = 0
+        self._metric = 0.0
+
+    async def _read_metric(self) -> float | None:
+        _, body = await http_get(self.http_port, "/metrics")
+        m = re.search(rb"^voicebot_media_clock_skipped_ticks_total (\S+)", body, re.M)
+        return float(m.group(1)) if m else None
+
+    async def mark(self) -> None:
+        self._offset = self.log.stat().st_size
+        self._metric = await self._read_metric() or 0.0
+
+    async def since_mark(self) -> float:
+        metric = await self._read_metric()
+        if metric is not None:
+            return metric - self._metric
+        with self.log.open("rb") as f:
+            f.seek(self._offset)
+            text = f.read().decode(errors="replace")
+        ticks = 0
+        for line in text.splitlines():
+            if '"media_clock.skipped"' in line:
+                try:
+                    ticks += int(json.loads(line).get("ticks", 0))
+                except ValueError:
+                    ticks += 1
+        return float(ticks)
+
+
+# ------------------------------------------------------------------ OPTIONS pinger
+
+
+async def options_rtts(sip_port: int, stop: asyncio.Event) -> list[float]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOOPBACK, 0))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    port = sock.getsockname()[1]
+    rtts: list[float] = []
+    n = 0
+    try:
+        while not stop.is_set():
+            n += 1
+            msg = (
+                f"OPTIONS sip:bot@{LOOPBACK} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {LOOPBACK}:{port};branch=z9hG4bK-ping-{n};rport\r\n"
+                f"From: <sip:ping@{LOOPBACK}>;tag=p{n}\r\nTo: <sip:bot@{LOOPBACK}>\r\n"
+                f"Call-ID: ping-{n}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode()
+            t0 = time.monotonic()
+            sock.sendto(msg, (LOOPBACK, sip_port))
+            try:
+                await asyncio.wait_for(loop.sock_recv(sock, 65535), 2.0)
+                rtts.append((time.monotonic() - t0) * 1000)
+            except TimeoutError:
+                rtts.append(2000.0)
+            await asyncio.sleep(0.1)
+    finally:
+        sock.close()
+    return rtts
+
+
+# ------------------------------------------------------------------ HTTP hammer
+
+
+HAMMER = r"""
+import asyncio, json, sys, time
+from collections import Counter
+import aiohttp
+port, clients, duration = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+paths = sys.argv[4:]
+async def main():
+    statuses, lat = Counter(), []
+    end = time.monotonic() + duration
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as s:
+        async def client(i):
+            n = i
+            while time.monotonic() < end:
+                path = paths[n % len(paths)]; n += 1
+                t0 = time.monotonic()
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}{path}") as r:
+                        await r.read()
+                        statuses[r.status] += 1
+                except Exception as e:
+                    statuses[type(e).__name__] += 1
+                lat.append((time.monotonic() - t0) * 1000)
+        await asyncio.gather(*(client(i) for i in range(clients)))
+    lat.sort()
+    print(json.dumps({"statuses": {str(k): v for k, v in statuses.items()},
+                      "p50_ms": lat[len(lat)//2] if lat else None,
+                      "p99_ms": lat[int(len(lat)*0.99)] if lat else None,
+                      "requests": len(lat)}))
+asyncio.run(main())
+"""
+
+
+# ------------------------------------------------------------------ one window
+
+
+async def window(
+    label: str,
+    bot: psutil.Process,
+    sinks: list[RtpSink],
+    skips: SkipCounter,
+    sip_port: int,
+    http_port: int,
+    seconds: float,
+    hammer: list[str] | None,
+) -> dict[str, Any]:
+    await skips.mark()
+    proc = None
+    if hammer:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HAMMER, *hammer, stdout=asyncio.subprocess.PIPE
+        )
+        await asyncio.sleep(1.0)  # let the clients connect and the load build up
+    for sink in sinks:
+        sink.arrivals.clear()
+        sink.recording = True
+    stop = asyncio.Event()
+    pinger = asyncio.create_task(options_rtts(sip_port, stop))
+    bot.cpu_percent(None)
+    rss_peak = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rss_peak = max(rss_peak, bot.memory_info().rss)
+        await asyncio.sleep(0.25)
+    cpu = bot.cpu_percent(None)
+    for sink in sinks:
+        sink.recording = False
+    stop.set()
+    rtts = await pinger
+    http: dict[str, Any] = {}
+    if proc is not None:
+        out, _ = await proc.communicate()
+        http = json.loads(out.decode() or "{}")
+    skipped = await skips.since_mark()
+    gaps = [g for s in sinks for g in s.gaps_ms()]
+    result = {
+        "window": label,
+        "gap_p50_ms": round(percentile(gaps, 50), 2),
+        "gap_p99_ms": round(percentile(gaps, 99), 2),
+        "gap_max_ms": round(max(gaps) if gaps else float("nan"), 1),
+        "packets_per_call": round(statistics.mean(len(s.arrivals) for s in sinks), 1),
+        "media_clock_skips": skipped,
+        "options_p50_ms": round(percentile(rtts, 50), 2),
+        "options_max_ms": round(max(rtts) if rtts else float("nan"), 1),
+        "bot_cpu_percent": round(cpu, 1),
+        "bot_rss_peak_mb": round(rss_peak / 2**20, 1),
+        "http": http,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="api-isolation-"))
+    print(f"# journal: {args.rows} calls in {workdir}", flush=True)
+    await fill_journal(workdir / "voicebot.db", args.rows)
+    sip_port, http_port = free_port(), free_port(udp=False)
+    bot_rtp = free_udp_span(2 * args.calls + 40)
+    rtp = (bot_rtp, bot_rtp + 2 * args.calls + 39)
+    proc = start_bot(workdir, sip_port, http_port, rtp, args.bot_src)
+    print(f"# bot: voicebot from {args.bot_src}", flush=True)
+    phone: UserAgent | None = None
+    loop = asyncio.get_running_loop()
+    sinks: list[RtpSink] = []
+    calls: list[OutgoingCall] = []
+    try:
+        await wait_http(http_port)
+        bot = psutil.Process(proc.pid)
+        skips = SkipCounter(workdir / "bot.log", http_port)
+        # the heaviest report, by one request each
+        costs = {}
+        for name in REPORTS:
+            t0 = time.monotonic()
+            status, _ = await http_get(http_port, f"/api/v1/reports/{name}?from=2000-01-01")
+            costs[name] = (time.monotonic() - t0, status)
+        heaviest = max(costs, key=lambda k: costs[k][0])
+        t0 = time.monotonic()
+        status, body = await http_get(http_port, "/api/v1/calls?limit=500")
+        print(
+            f"# one /api/v1/calls?limit=500: {status}, {len(body)} bytes,"
+            f" {(time.monotonic() - t0) * 1000:.0f} ms; heaviest report: {heaviest}"
+            f" ({costs[heaviest][0] * 1000:.0f} ms, {costs[heaviest][1]})",
+            flush=True,
+        )
+
+        refusals: set[asyncio.Task[None]] = set()
+
+        def refuse(call: IncomingCall) -> None:
+            task = loop.create_task(call.reject(486))
+            refusals.add(task)
+            task.add_done_callback(refusals.discard)
+
+        phone = UserAgent(
+            SipSettings(mode="peer", bind_host=LOOPBACK, bind_port=0, user_agent="bench"), refuse
+        )
+        await phone.start()
+        sink_base = free_udp_span(2 * args.calls)
+        for i in range(args.calls):
+            sink = RtpSink(sink_base + 2 * i)
+            loop.add_reader(sink.sock.fileno(), sink.on_readable)
+            sinks.append(sink)
+            calls.append(
+                phone.invite(
+                    f"{LOOPBACK}:{sip_port}",
+                    from_user=f"2{i:02d}",
+                    local_rtp=(LOOPBACK, sink.port),
+                    codecs=["PCMU"],
+                )
+            )
+            await asyncio.sleep(1 / 50)  # 50 calls/s
+        answered = await asyncio.gather(
+            *(c.wait_answered(timeout=20) for c in calls), return_exceptions=True
+        )
+        up = sum(1 for a in answered if not isinstance(a, BaseException))
+        print(f"# calls up: {up}/{args.calls}", flush=True)
+        await asyncio.sleep(1.0)
+        paths = ["/api/v1/calls?limit=500", f"/api/v1/reports/{heaviest}?from=2000-01-01"]
+        base = await window("baseline", bot, sinks, skips, sip_port, http_port, args.window, None)
+        hammer = [str(http_port), str(args.clients), str(args.window + 1.0), *paths]
+        loaded = await window("loaded", bot, sinks, skips, sip_port, http_port, args.window, hammer)
+        print("# loaded / baseline:")
+        for key in (
+            "gap_p99_ms",
+            "gap_max_ms",
+            "packets_per_call",
+            "options_p50_ms",
+            "options_max_ms",
+            "bot_cpu_percent",
+            "bot_rss_peak_mb",
+        ):
+            b, loaded_value = base[key], loaded[key]
+            ratio = loaded_value / b if b else float("nan")
+            print(f"#   {key:18} {b:>9} -> {loaded_value:>9}  x{ratio:.2f}")
+        print(
+            f"#   media_clock_skips  {base['media_clock_skips']} -> {loaded['media_clock_skips']}"
+        )
+    finally:
+        for call in calls:
+            if not call.ended.done():
+                await call.hangup()
+        if phone is not None:
+            await phone.stop()
+        for sink in sinks:
+            loop.remove_reader(sink.sock.fileno())
+            sink.sock.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        tracebacks = (workdir / "bot.log").read_text(errors="replace").count("Traceback")
+        print(f"# bot log: {workdir / 'bot.log'}, tracebacks: {tracebacks}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument(
+        "--bot-src",
+        type=Path,
+        default=ROOT,
+        help="checkout whose voicebot the bot runs (a worktree of the old code: before/after)",
+    )
+    configure_logging("error")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
