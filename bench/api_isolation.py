@@ -10,7 +10,8 @@ this process's own load does not colour the figures). Two windows of
 `--window` seconds, same calls, same run:
 
 * baseline: no HTTP load;
-* loaded: `--clients` aiohttp clients (a separate process) hammer
+* loaded: `--clients` aiohttp clients (a separate process, started inside
+  the window, so their first burst counts) hammer
   `GET /api/v1/calls?limit=500` and the slowest report under /api/v1/reports/
   (measured once at start).
 
@@ -313,15 +314,15 @@ async def window(
     hammer: list[str] | None,
 ) -> dict[str, Any]:
     await skips.mark()
-    proc = None
-    if hammer:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", HAMMER, *hammer, stdout=asyncio.subprocess.PIPE
-        )
-        await asyncio.sleep(1.0)  # let the clients connect and the load build up
     for sink in sinks:
         sink.arrivals.clear()
         sink.recording = True
+    proc = None
+    if hammer:
+        # Inside the window: the first burst of 200 requests is the worst moment.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HAMMER, *hammer, stdout=asyncio.subprocess.PIPE
+        )
     stop = asyncio.Event()
     pinger = asyncio.create_task(options_rtts(sip_port, stop))
     bot.cpu_percent(None)
@@ -424,7 +425,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)
         paths = ["/api/v1/calls?limit=500", f"/api/v1/reports/{heaviest}?from=2000-01-01"]
         base = await window("baseline", bot, sinks, skips, sip_port, http_port, args.window, None)
-        hammer = [str(http_port), str(args.clients), str(args.window + 1.0), *paths]
+        hammer = [str(http_port), str(args.clients), str(args.window), *paths]
         loaded = await window("loaded", bot, sinks, skips, sip_port, http_port, args.window, hammer)
         print("# loaded / baseline:")
         for key in (
