@@ -15,7 +15,7 @@ from ivr.actions import (
     StartTimer,
     StopPlayback,
 )
-from ivr.entry import MAX_VALUE_DIGITS, Category
+from ivr.entry import MAX_CODE_DIGITS, MAX_VALUE_DIGITS, Categories, Category, categories_by_code
 from ivr.events import (
     KEYPAD,
     Digit,
@@ -31,10 +31,12 @@ from ivr.menu import Menu, MenuConfig, State
 
 __all__ = [
     "KEYPAD",
+    "MAX_CODE_DIGITS",
     "MAX_VALUE_DIGITS",
     "PROMPTS",
     "Action",
     "CancelTimer",
+    "Categories",
     "Category",
     "Digit",
     "Event",
@@ -53,4 +55,5 @@ __all__ = [
     "State",
     "StopPlayback",
     "TimerFired",
+    "categories_by_code",
 ]

@@ -6,6 +6,7 @@ Pure functions over strings of keypad keys; the menu decides when to call them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,14 +19,58 @@ MAX_VALUE_DIGITS = 12
 _VALUE = re.compile(r"([0-9]+)(?:\*([0-9]*))?")
 
 
+#: Longest category code, in keys: a code is keyed from memory.
+MAX_CODE_DIGITS = 6
+
+
 @dataclass(frozen=True, slots=True)
 class Category:
     """A category the manager can key: `code` on the keypad, `name` for people,
-    `value` the default value used when the value entry is empty (or not asked)."""
+    `value` the default value used when the value entry is empty (or not asked),
+    `spam` whether calls filed under it are spam (the journal's call type).
+
+    Its rules are checked here, once, for every source of categories (the
+    settings file, the catalogue in the database): a category that breaks
+    them is never built."""
 
     code: str
     name: str
-    value: Decimal | None
+    value: Decimal | None = None
+    spam: bool = False
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.code, str)
+            and 1 <= len(self.code) <= MAX_CODE_DIGITS
+            and self.code.isascii()
+            and self.code.isdigit()
+        ):
+            raise ValueError(
+                f"code: {self.code!r} is not 1-{MAX_CODE_DIGITS} keypad digits;"
+                ' expected e.g. "2" or "15"'
+            )
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f'name: empty for category {self.code}; expected e.g. "sale"')
+        if self.value is not None and not (
+            isinstance(self.value, Decimal) and self.value.is_finite() and self.value >= 0
+        ):
+            raise ValueError(
+                f"value: not a number >= 0 for category {self.code}; expected e.g. 100, or none"
+            )
+
+
+#: Categories by code, as the menu takes them.
+Categories = Mapping[str, Category]
+
+
+def categories_by_code(categories: Iterable[Category]) -> dict[str, Category]:
+    """The menu's catalogue; a code may name one category only."""
+    result: dict[str, Category] = {}
+    for category in categories:
+        if category.code in result:
+            raise ValueError(f"duplicate category code {category.code!r}; codes must be unique")
+        result[category.code] = category
+    return result
 
 
 def parse_value(keys: str) -> Decimal | None:

@@ -127,15 +127,10 @@ class MenuConfig:
             raise ValueError("at least one of ask_category and ask_value must be true")
         if self.ask_category and not self.categories:
             raise ValueError("ask_category needs at least one category")
+        # Each Category checked its own code, name and value when it was built.
         for code, category in self.categories.items():
             if code != category.code:
                 raise ValueError(f"category {category.code!r} is filed under {code!r}")
-            if not code.isascii() or not code.isdigit():
-                raise ValueError(f"category code {code!r} must be keypad digits")
-            if category.value is not None and not (
-                category.value.is_finite() and category.value >= 0
-            ):
-                raise ValueError(f"category {code!r} value must be a non-negative number")
         # `*` is the decimal point and the restart key, and digits are entries.
         if self.terminator not in ("#", "A", "B", "C", "D"):
             raise ValueError(f"terminator must be '#' or one of A-D, not {self.terminator!r}")

@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-import ivr
 from voicebot.api import callbacks as callbacks_api
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
@@ -62,28 +61,6 @@ from voicebot.settings import Settings
 from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.user_agent import UserAgent
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
-
-
-def menu_config(settings: Settings) -> ivr.MenuConfig:
-    categories = {
-        c.code: ivr.Category(
-            code=c.code,
-            name=c.name,
-            value=c.value,
-        )
-        for c in settings.categories
-    }
-    s = settings.ivr
-    return ivr.MenuConfig(
-        categories=categories,
-        ask_category=s.ask_category,
-        ask_value=s.ask_value,
-        confirm=s.confirm,
-        terminator=s.terminator,
-        first_digit_timeout_s=s.first_digit_timeout_s,
-        digit_timeout_s=s.digit_timeout_s,
-        max_attempts=s.max_attempts,
-    )
 
 
 class VoicebotApp:
@@ -187,7 +164,7 @@ class VoicebotApp:
         self._spool_task = asyncio.create_task(self._replay_spool_forever(), name="spool-replay")
         ports = RtpPortPool(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
         self._env = MenuEnvironment(
-            menu_config=menu_config(s),
+            menu_config=s.menu_config(),
             prompts=prompts,
             ports=ports,
             media_clock=self._media_clock,

@@ -12,19 +12,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tomllib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from ivr import Categories, Category, MenuConfig, categories_by_code
+from webhooks.signing import decode_secret
 
 CONFIG_ENV = "VOICEBOT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("voicebot.toml")
@@ -134,15 +139,6 @@ class IvrSettings(Section):
         return self
 
 
-class Category(Section):
-    code: str = Field(pattern=r"^[0-9]{1,6}$", description="digits keyed on the phone")
-    name: str = Field(min_length=1)
-    # Decimal, not float: 100 stays "100" and 0.1 stays exact in the journal.
-    value: Decimal | None = Field(None, ge=0, description="default value when # alone is keyed")
-    # Calls filed under a spam code get the call type `spam` in the journal.
-    spam: bool = False
-
-
 class StorageSettings(Section):
     database: Path = Path("data/voicebot.db")
     # How long a call's save may retry a locked / failing database (the
@@ -154,6 +150,16 @@ class StorageSettings(Section):
     spool_replay_interval_s: float = Field(10.0, gt=0, le=3600)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -162,6 +168,41 @@ class HttpSettings(Section):
     # more may wait; beyond both a request gets 503 + Retry-After at once.
     api_concurrency: int = Field(2, ge=1, le=64)
     api_queue: int = Field(256, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpSettings:
+        # The API lists calls, numbers and webhook deliveries and edits the
+        # catalogue: reachable from the network, it must ask for a token.
+        if not is_loopback(self.host) and not (
+            self.api_token and self.api_token.get_secret_value()
+        ):
+            raise ValueError(
+                f"api_token: must be set when http.host ({self.host}) is not loopback;"
+                " expected a long random string (e.g. from `openssl rand -hex 32`),"
+                " or http.host = 127.0.0.1"
+            )
+        return self
+
+
+#: Standard Webhooks: a symmetric signing secret is random, at least 24 bytes
+#: (192 bits) and at most 64 (512 bits), serialized as `whsec_` + base64.
+WEBHOOK_SECRET_MIN_BYTES = 24
+WEBHOOK_SECRET_MAX_BYTES = 64
+WEBHOOK_SECRET_FORM = (
+    "expected whsec_ + base64 of 24-64 random bytes (make one with:"
+    " python3 -c 'import base64,os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')"
+)
+
+
+def check_webhook_secret(secret: str) -> None:
+    """Raises ValueError, never quoting the secret, unless it is a usable
+    Standard Webhooks secret."""
+    try:
+        key = decode_secret(secret)
+    except ValueError as error:
+        raise ValueError(f"{error}; {WEBHOOK_SECRET_FORM}") from None
+    if not WEBHOOK_SECRET_MIN_BYTES <= len(key) <= WEBHOOK_SECRET_MAX_BYTES:
+        raise ValueError(f"the key is {len(key)} bytes; {WEBHOOK_SECRET_FORM}")
 
 
 class WebhookEndpointSettings(Section):
@@ -174,10 +215,9 @@ class WebhookEndpointSettings(Section):
     def _whsec(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
         secrets = value if isinstance(value, list) else [value]
         if not secrets:
-            raise ValueError("at least one secret is needed")
+            raise ValueError(f"at least one secret is needed; {WEBHOOK_SECRET_FORM}")
         for secret in secrets:
-            if not secret.get_secret_value().startswith("whsec_"):
-                raise ValueError("secrets take the form whsec_<base64>")
+            check_webhook_secret(secret.get_secret_value())
         return value
 
     def secrets(self) -> list[str]:
@@ -368,9 +408,9 @@ class LogSettings(Section):
 def _default_categories() -> list[Category]:
     return [
         Category(code="1", name="sale", value=None),
-        Category(code="2", name="asked for the address", value=100),
+        Category(code="2", name="asked for the address", value=Decimal(100)),
         Category(code="3", name="existing order", value=None),
-        Category(code="9", name="spam", value=0, spam=True),
+        Category(code="9", name="spam", value=Decimal(0), spam=True),
     ]
 
 
@@ -383,6 +423,8 @@ class Settings(BaseSettings):
 
     sip: SipSettings = Field(default_factory=SipSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    # The menu's own type: Category checks each entry (keypad code, name,
+    # value) and MenuConfig the whole (unique codes, ...); see menu_config().
     categories: list[Category] = Field(default_factory=_default_categories)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -393,13 +435,36 @@ class Settings(BaseSettings):
 
     @field_validator("categories")
     @classmethod
-    def _unique_codes(cls, value: list[Category]) -> list[Category]:
-        seen: set[str] = set()
-        for category in value:
-            if category.code in seen:
-                raise ValueError(f"duplicate category code {category.code!r}; codes must be unique")
-            seen.add(category.code)
+    def _catalogue(cls, value: list[Category]) -> list[Category]:
+        categories_by_code(value)  # the menu's rule: codes are unique
         return value
+
+    @model_validator(mode="after")
+    def _menu(self) -> Settings:
+        # The menu's rules are ivr's; checking them here makes a bad menu a
+        # configuration error, not a crash when the first call is answered.
+        try:
+            self.menu_config()
+        except ValueError as error:
+            raise ValueError(f"ivr: {error}") from None
+        return self
+
+    def menu_config(self, categories: Categories | None = None) -> MenuConfig:
+        """The post-call menu these settings describe; `categories` (the live
+        catalogue from the database) replaces the configured ones."""
+        s = self.ivr
+        return MenuConfig(
+            categories=categories
+            if categories is not None
+            else categories_by_code(self.categories),
+            ask_category=s.ask_category,
+            ask_value=s.ask_value,
+            confirm=s.confirm,
+            terminator=s.terminator,
+            first_digit_timeout_s=s.first_digit_timeout_s,
+            digit_timeout_s=s.digit_timeout_s,
+            max_attempts=s.max_attempts,
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -410,15 +475,72 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = config_file()
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
+        if path is None:
+            return (init_settings, _EnvOverFile(settings_cls, env_settings, None))
+        try:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigFileError(f"{path}: not valid TOML: {error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ConfigFileError(
+                f"{path}: cannot read it ({reason}); expected a readable TOML file"
+            ) from None
+        return (init_settings, _EnvOverFile(settings_cls, env_settings, toml))
+
+
+class _EnvOverFile(PydanticBaseSettingsSource):
+    """The environment over the TOML file, list items included:
+    `VOICEBOT_WEBHOOKS__ENDPOINTS__0__SECRET` replaces the secret of the
+    file's first endpoint and keeps its url (a secret store can then hold the
+    secret alone)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        file: PydanticBaseSettingsSource | None,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+        self._file = file
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ does the whole job
+
+    def __call__(self) -> dict[str, Any]:
+        merged = _overlay(self._file() if self._file else {}, self._env())
+        assert isinstance(merged, dict)
+        return merged
+
+
+def _overlay(base: Any, over: Any) -> Any:
+    """`over` on top of `base`; a dict keyed "0", "1"... updates a list by index."""
+    if isinstance(over, dict) and over and all(str(k).isdigit() for k in over):
+        if isinstance(base, list):
+            items = list(base)
+            for key in sorted(over, key=int):
+                index = int(key)
+                if index < len(items):
+                    items[index] = _overlay(items[index], over[key])
+                elif index == len(items):
+                    items.append(_overlay(None, over[key]))
+                else:
+                    return over  # a gap: left for validation to name
+            return items
+        if base is None:
+            return _overlay([], over)
+    if isinstance(over, dict):
+        result = dict(base) if isinstance(base, dict) else {}
+        for key, value in over.items():
+            result[key] = _overlay(result.get(key), value)
+        return result
+    return over
 
 
 class ConfigFileError(Exception):
-    """The file named by VOICEBOT_CONFIG is missing or unreadable."""
+    """The file named by VOICEBOT_CONFIG is missing, unreadable or not TOML."""
 
 
 def config_file() -> Path | None:

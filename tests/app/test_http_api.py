@@ -3,6 +3,7 @@ journal listing and its bearer token."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -105,7 +106,13 @@ async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
         http={"port": 0},
         webhooks={
             # Nothing listens on port 9 here: the delivery stays pending, retried later.
-            "endpoints": [{"url": "http://127.0.0.1:9/crm", "secret": "whsec_dGVzdHNlY3JldA=="}],
+            "endpoints": [
+                {
+                    "url": "http://127.0.0.1:9/crm",
+                    "secret": "whsec_"
+                    + base64.b64encode(b"voicebot-http-api-secret-012345").decode(),
+                }
+            ],
         },
     )
     running = VoicebotApp(settings)
@@ -132,3 +139,36 @@ async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
     assert deliveries[0]["event_type"] == "call.categorized"
     assert deliveries[0]["endpoint_url"] == "http://127.0.0.1:9/crm"
     assert deliveries[0]["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/categorizations", "/api/v1/webhooks/deliveries", "/api/v1/calls"],
+)
+@pytest.mark.parametrize("limit", ["-1", "0", str(10**9), "abc", "1e3", ""])
+async def test_every_limit_is_bounded(app: VoicebotApp, path: str, limit: str) -> None:
+    # limit=-1 once reached SQLite as LIMIT -1: every row, past the page cap.
+    # Out of range is a 400 naming the field, on every list under /api/v1.
+    headers = {"Authorization": "Bearer s3cret-token"}
+    url = f"http://127.0.0.1:{app.http_port}{path}"
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.get(url, params={"limit": limit}) as response,
+    ):
+        assert response.status == 400, await response.text()
+        body = await response.json()
+    assert body["field"] == "limit", body
+
+
+@pytest.mark.parametrize(
+    ("path", "cap"),
+    [("/api/v1/categorizations", 500), ("/api/v1/webhooks/deliveries", 1000)],
+)
+async def test_the_cap_itself_is_served(app: VoicebotApp, path: str, cap: int) -> None:
+    headers = {"Authorization": "Bearer s3cret-token"}
+    url = f"http://127.0.0.1:{app.http_port}{path}"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(url, params={"limit": str(cap)}) as response:
+            assert response.status == 200
+        async with http.get(url, params={"limit": str(cap + 1)}) as response:
+            assert response.status == 400

@@ -85,7 +85,7 @@ def test_env_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ),
         ({}, '[[categories]]\ncode = "1x"\nname = "a"\n', "categories.0.code"),
         ({"VOICEBOT_SIP__ALLOWED_PEERS": '["not-an-ip"]'}, None, "'not-an-ip' is not an IP"),
-        ({}, "[sip]\nbogus = 1\n", "sip.bogus: unknown setting"),
+        ({}, "[sip]\nbogus = 1\n", "sip.bogus (VOICEBOT_SIP__BOGUS): unknown setting"),
         ({"VOICEBOT_CONFIG": "/nonexistent/voicebot.toml"}, None, "VOICEBOT_CONFIG"),
     ],
 )
@@ -93,7 +93,7 @@ def test_problems_one_line_each(
     tmp_path: Path, env: dict[str, str], toml: str | None, expected: str
 ) -> None:
     result = run_check(tmp_path, env, toml)
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("voicebot check:")]
     assert lines, result.stderr
     assert any(expected in line for line in lines), result.stderr
@@ -103,7 +103,7 @@ def test_two_problems_give_two_lines(tmp_path: Path) -> None:
     result = run_check(
         tmp_path, {"VOICEBOT_IVR__LANGUAGE": "de", "VOICEBOT_IVR__MAX_ATTEMPTS": "0"}
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("voicebot check:")]
     assert len(lines) == 2, result.stderr
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import ivr
-from ivr import MAX_VALUE_DIGITS, PROMPTS, Category, MenuConfig
+from ivr import MAX_VALUE_DIGITS, PROMPTS, Category, MenuConfig, categories_by_code
 from ivr.entry import parse_value, spell, spell_value
 
 CATS = {"1": Category("1", "sale", None)}
@@ -113,10 +113,6 @@ def test_config_keeps_its_own_copy_of_the_categories():
         {"ask_category": False, "ask_value": False},
         {"categories": {}},
         {"categories": {"1": Category("2", "x", None)}},
-        {"categories": {"1a": Category("1a", "x", None)}},
-        {"categories": {"": Category("", "x", None)}},
-        {"categories": {"1": Category("1", "x", Decimal("-1"))}},
-        {"categories": {"1": Category("1", "x", Decimal("NaN"))}},
         {"terminator": "*"},
         {"terminator": "5"},
         {"terminator": "##"},
@@ -129,6 +125,32 @@ def test_bad_configuration_is_refused_up_front(kwargs):
     arguments = {"categories": CATS, **kwargs}
     with pytest.raises(ValueError):
         MenuConfig(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "value", "field"),
+    [
+        ("1a", "x", None, "code"),
+        ("", "x", None, "code"),
+        ("1234567", "x", None, "code"),
+        ("١", "x", None, "code"),  # an Arabic-Indic digit is not a keypad key
+        ("1", "", None, "name"),
+        ("1", "  ", None, "name"),
+        ("1", "x", Decimal("-1"), "value"),
+        ("1", "x", Decimal("NaN"), "value"),
+        ("1", "x", Decimal("Infinity"), "value"),
+    ],
+)
+def test_a_bad_category_is_never_built(code, name, value, field):
+    # One validation for every source of categories (settings, the database).
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        Category(code, name, value)
+
+
+def test_duplicate_codes_are_refused():
+    with pytest.raises(ValueError, match="duplicate category code '1'"):
+        categories_by_code([Category("1", "a"), Category("1", "b")])
+    assert list(categories_by_code([Category("1", "a"), Category("2", "b")])) == ["1", "2"]
 
 
 def test_no_categories_needed_when_not_asked():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ivr import Category
 from voicebot.journal import CallOutcome, CallStart, Journal
 from voicebot.journal.call_events import CallEvent
 from voicebot.journal.call_types import TypeRules
@@ -23,7 +24,6 @@ from voicebot.journal.categories import (
     CategoryNotFound,
     LastCategory,
 )
-from voicebot.settings import Category
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 RULES = TypeRules.from_settings(unique_window_days=30, target_min_talk_s=30)

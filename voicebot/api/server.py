@@ -7,13 +7,15 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from pydantic import Field
 
 from voicebot.api.metrics import metrics_text
 from voicebot.api.request_gate import RequestGate
+from voicebot.api.schema import QueryModel, parse_query, refuse
 from voicebot.journal.store import Journal
 from webhooks.outbox import STATUS_FILTERS
 
@@ -74,18 +76,23 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=content_type, charset=charset or "utf-8")
 
 
+class CategorizationsQuery(QueryModel):
+    # Out of range is a 400 naming `limit`, as on every /api/v1 list: a
+    # negative LIMIT is "no limit" to SQLite, so it must never get through.
+    limit: int = Field(50, ge=1, le=500)
+    status: Literal["in_progress", "confirmed", "incomplete"] | None = None
+
+
+class DeliveriesQuery(QueryModel):
+    limit: int = Field(100, ge=1, le=1000)
+    status: str | None = None
+    webhook_id: str | None = Field(None, max_length=100)
+
+
 async def _categorizations(request: web.Request) -> web.Response:
     journal = request.app[JOURNAL_KEY]
-    try:
-        limit = min(int(request.query.get("limit", "50")), 500)
-    except ValueError:
-        return web.json_response({"error": "limit must be an integer"}, status=400)
-    status = request.query.get("status")
-    if status not in (None, "in_progress", "confirmed", "incomplete"):
-        return web.json_response(
-            {"error": "status must be in_progress, confirmed or incomplete"}, status=400
-        )
-    rows = await journal.recent(limit=limit, status=status)  # type: ignore[arg-type]
+    query = parse_query(request, CategorizationsQuery)
+    rows = await journal.recent(limit=query.limit, status=query.status)
     return web.json_response(
         {
             "categorizations": [
@@ -104,19 +111,14 @@ def _iso(moment: float | None) -> str | None:
 
 async def _deliveries(request: web.Request) -> web.Response:
     journal = request.app[JOURNAL_KEY]
-    status = request.query.get("status")
+    query = parse_query(request, DeliveriesQuery)
+    status = query.status
     if status is not None and status not in STATUS_FILTERS:
-        return web.json_response(
-            {"error": f"status must be one of {', '.join(STATUS_FILTERS)}"}, status=400
-        )
-    try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
-    except ValueError:
-        return web.json_response({"error": "limit must be an integer"}, status=400)
+        raise refuse(request, 400, f"status: must be one of {', '.join(STATUS_FILTERS)}", "status")
     records = await journal.outbox.deliveries(
         statuses=STATUS_FILTERS[status] if status else None,
-        webhook_id=request.query.get("webhook_id"),
-        limit=limit,
+        webhook_id=query.webhook_id,
+        limit=query.limit,
     )
     times = ("created_at", "next_attempt_at", "last_attempt_at", "delivered_at", "failed_at")
     return web.json_response(

@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 
-from pydantic import ValidationError
-
-from voicebot.config_errors import describe_problems
-from voicebot.settings import ConfigFileError, Settings, load_settings
+from voicebot.config_errors import load_settings_or_exit
+from voicebot.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +24,7 @@ def masked(settings: Settings) -> dict[str, object]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except (ValidationError, ConfigFileError) as error:
-        for line in describe_problems(error):
-            print(f"voicebot check: {line}", file=sys.stderr)
-        return 1
+    settings = load_settings_or_exit("voicebot check")
     problems = startup_problems(settings)
     data = masked(settings)
     if args.json:

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
-
-from voicebot.config_errors import describe_problems
+import ivr
+from voicebot.config_errors import load_settings_or_exit
 from voicebot.journal.call_types import CALL_TYPES, TypeRules
 from voicebot.journal.calls import CallFilter, CallLog, iso
 from voicebot.journal.categories import (
@@ -33,7 +32,7 @@ from voicebot.journal.categories import (
     LastCategory,
 )
 from voicebot.journal.cdr import RejectedRow, read_master_csv
-from voicebot.settings import ConfigFileError, Settings, load_settings
+from voicebot.settings import Settings
 
 _SPAN = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -98,12 +97,7 @@ def _sync(
     command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
 ) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        try:
-            settings = load_settings()
-        except (ValidationError, ConfigFileError) as error:
-            for line in describe_problems(error):
-                print(f"voicebot: {line}", file=sys.stderr)
-            return 2
+        settings = load_settings_or_exit()
         return asyncio.run(command(args, settings))
 
     return handler
@@ -217,13 +211,15 @@ async def _categories_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _categories_add(args: argparse.Namespace, settings: Settings) -> int:
-    from voicebot.settings import Category
-
     try:
         value = Decimal(args.value) if args.value is not None else None
-        category = Category(code=args.code, name=args.name, value=value, spam=args.spam)
-    except (InvalidOperation, ValidationError) as exc:
-        print(f"voicebot categories add: {_first_error(exc)}", file=sys.stderr)
+    except InvalidOperation:
+        print(f"voicebot categories add: value {args.value!r}: not a number", file=sys.stderr)
+        return 2
+    try:
+        category = ivr.Category(code=args.code, name=args.name, value=value, spam=args.spam)
+    except ValueError as exc:
+        print(f"voicebot categories add: {exc}", file=sys.stderr)
         return 2
     log = await open_call_log(settings)
     try:
@@ -253,10 +249,3 @@ async def _categories_remove(args: argparse.Namespace, settings: Settings) -> in
         await log.close()
     print(f"removed category {args.code}; calls filed under it keep it")
     return 0
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-    return "value: not a number"

@@ -7,11 +7,8 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-from pydantic import ValidationError
-
-from voicebot.config_errors import describe_problems
+from voicebot.config_errors import load_settings_or_exit
 from voicebot.logs import configure_logging, get_logger
-from voicebot.settings import ConfigFileError, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +34,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except (ValidationError, ConfigFileError) as error:
-        for line in describe_problems(error):
-            print(f"voicebot: {line}", file=sys.stderr)
-        return 1
+    settings = load_settings_or_exit("voicebot run")
     try:
         loop_factory = _loop_factory(getattr(args, "loop", "asyncio"))
     except ImportError:

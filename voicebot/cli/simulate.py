@@ -13,7 +13,8 @@ import urllib.request
 from typing import Any
 
 from ivr import KEYPAD
-from voicebot.settings import Settings, load_settings
+from voicebot.config_errors import load_settings_or_exit
+from voicebot.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +78,7 @@ def simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = load_settings()
+    settings = load_settings_or_exit("voicebot simulate-call")
     from voicebot.logs import configure_logging
 
     configure_logging("debug" if args.verbose else "warning", settings.log.format)

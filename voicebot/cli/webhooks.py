@@ -21,8 +21,9 @@ from typing import Any
 import aiohttp
 import aiosqlite
 
+from voicebot.config_errors import load_settings_or_exit
 from voicebot.journal.database import open_database
-from voicebot.settings import Settings, load_settings
+from voicebot.settings import Settings, check_webhook_secret
 from voicebot.webhook_service import endpoints_from_settings
 from webhooks import (
     count_by_status,
@@ -78,11 +79,7 @@ def _sync(
     command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
 ) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        try:
-            settings = load_settings()
-        except Exception as exc:  # pydantic.ValidationError, ConfigFileError
-            print(f"voicebot webhooks: configuration error: {exc}", file=sys.stderr)
-            return 2
+        settings = load_settings_or_exit("voicebot webhooks")
         return asyncio.run(command(args, settings))
 
     return handler
@@ -174,8 +171,10 @@ async def _enable(args: argparse.Namespace, settings: Settings) -> int:
 async def _test(args: argparse.Namespace, settings: Settings) -> int:
     endpoints = endpoints_from_settings(settings.webhooks)
     if args.secret:
-        if not args.secret.startswith("whsec_"):
-            print("--secret takes the form whsec_<base64>", file=sys.stderr)
+        try:
+            check_webhook_secret(args.secret)
+        except ValueError as error:
+            print(f"--secret: {error}", file=sys.stderr)
             return 2
         secrets = [args.secret]
     else:

@@ -22,7 +22,6 @@ import aiosqlite
 
 import ivr
 from voicebot.clock import Clock, SystemClock
-from voicebot.settings import Category
 
 
 class CategoryExists(Exception):
@@ -90,7 +89,7 @@ class CategoryCatalogue:
     def _now(self) -> float:
         return self._clock.now().timestamp()
 
-    async def seed(self, categories: Iterable[Category]) -> int:
+    async def seed(self, categories: Iterable[ivr.Category]) -> int:
         """Fill an empty catalogue (first start); returns the rows added."""
         async with self._lock:
             async with self._conn.execute("SELECT count(*) FROM categories") as cursor:
@@ -183,6 +182,6 @@ class CategoryCatalogue:
     async def menu_categories(self) -> dict[str, ivr.Category]:
         """What the menu offers right now, by code."""
         return {
-            e.code: ivr.Category(code=e.code, name=e.name, value=e.value)
+            e.code: ivr.Category(code=e.code, name=e.name, value=e.value, spam=e.spam)
             for e in await self.entries()
         }
