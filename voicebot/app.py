@@ -60,6 +60,7 @@ from voicebot.media.session import RtpPortPool
 from voicebot.settings import Settings
 from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.user_agent import UserAgent
+from voicebot.startup import check_rtp_range, listen_failed
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
 
 
@@ -103,6 +104,15 @@ class VoicebotApp:
 
     async def _start(self) -> None:
         s = self.settings
+        # Before anything is opened: without one free RTP port no call has audio.
+        free = check_rtp_range(s.sip.bind_host, s.sip.rtp_port_min, s.sip.rtp_port_max)
+        if free < s.sip.rtp_ports:
+            self.log.warning(
+                "rtp_range.partly_taken",
+                free=free,
+                total=s.sip.rtp_ports,
+                range=f"{s.sip.rtp_port_min}-{s.sip.rtp_port_max}",
+            )
         prompts = PromptLibrary.load(s.ivr.language, PROMPT_NAMES, override_dir=s.ivr.prompts_dir)
         for codec in CODECS.values():
             # Encode every prompt once per codec now, not on a call's first play.
@@ -231,13 +241,31 @@ class VoicebotApp:
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http.host, s.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise listen_failed(
+                "the HTTP API",
+                s.http.host,
+                s.http.port,
+                "http.host / http.port (VOICEBOT_HTTP__HOST / VOICEBOT_HTTP__PORT)",
+                error,
+            ) from None
         self.http_port = self._runner.addresses[0][1]
         # Everything long-lived exists now: move it out of the collector's sight,
         # so full collections stay short and do not stall 20 ms media ticks.
         gc.freeze()
         self.user_agent = UserAgent(s.sip, self._on_incoming_call)
-        await self.user_agent.start()
+        try:
+            await self.user_agent.start()
+        except OSError as error:
+            raise listen_failed(
+                "SIP (UDP)",
+                s.sip.bind_host,
+                s.sip.bind_port,
+                "sip.bind_host / sip.bind_port (VOICEBOT_SIP__BIND_HOST / VOICEBOT_SIP__BIND_PORT)",
+                error,
+            ) from None
         if s.callbacks.enabled:
             await self._start_callbacks()
         self.log.info(

@@ -47,12 +47,17 @@ def run(args: argparse.Namespace) -> int:
     from voicebot.app import serve
     from voicebot.journal.database import DatabaseError
     from voicebot.media.prompt_library import PromptError
+    from voicebot.startup import StartupError
 
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(settings))
     except DatabaseError as error:
         # One line naming the file and the problem (storage.database).
+        get_logger().error("voicebot.start_failed", error=str(error))
+        return 1
+    except StartupError as error:
+        # A port or range another process holds: the address and the setting.
         get_logger().error("voicebot.start_failed", error=str(error))
         return 1
     except PromptError as error:
