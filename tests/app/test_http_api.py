@@ -143,7 +143,12 @@ async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/categorizations", "/api/v1/webhooks/deliveries", "/api/v1/calls"],
+    [
+        "/api/v1/categorizations",
+        "/api/v1/webhooks/deliveries",
+        "/api/v1/calls",
+        "/api/v1/callbacks",
+    ],
 )
 @pytest.mark.parametrize("limit", ["-1", "0", str(10**9), "abc", "1e3", ""])
 async def test_every_limit_is_bounded(app: VoicebotApp, path: str, limit: str) -> None:
