@@ -5,8 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 OnFinished = Callable[[], None]
+
+
+class FrameSource(Protocol):
+    """What an `RtpSession` sends each tick: a payload and whether it starts a talkspurt."""
+
+    def next_frame(self) -> tuple[bytes, bool]: ...
 
 
 class PromptPlayer:

@@ -28,7 +28,7 @@ import structlog
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
-from voicebot.media.player import PromptPlayer
+from voicebot.media.player import FrameSource, PromptPlayer
 from voicebot.media.rtp import (
     SEQ_MODULO,
     TIMESTAMP_MODULO,
@@ -228,7 +228,12 @@ class RtpSession:
         self.dtmf_payload_type = dtmf_payload_type
         self.on_key = on_key
         self.on_audio = on_audio  # seam for in-band DTMF (see telephone_event.KeySource)
+        #: (sequence, payload) of every accepted audio packet as it arrives, undecoded
+        #: (the media bridge's input).
+        self.on_packet: Callable[[int, bytes], None] | None = None
         self.player = PromptPlayer(codec.silence())
+        #: When set, frames come from here instead of `player` (the media bridge's output).
+        self.source: FrameSource | None = None
         self.stats = RtpStats()
         self._clock = clock
         self._log = logger or get_logger()
@@ -299,7 +304,7 @@ class RtpSession:
         self._last_tick = tick_no
         packet = self._next_dtmf_packet()
         if packet is None:
-            payload, marker = self.player.next_frame()
+            payload, marker = (self.source or self.player).next_frame()
             data = plain_packet(
                 self.codec.payload_type, marker, self._seq, self._timestamp, self._ssrc, payload
             )
@@ -341,9 +346,13 @@ class RtpSession:
         # per call) needs neither an RtpPacket nor the full parse.
         payload = plain_audio_payload(data, self.codec.payload_type)
         if payload is not None:
-            if self._accept_source(addr, (data[2] << 8) | data[3]) and self.on_audio is not None:
+            sequence = (data[2] << 8) | data[3]
+            if self._accept_source(addr, sequence):
                 try:
-                    self.on_audio(self.codec.decode(payload))
+                    if self.on_packet is not None:
+                        self.on_packet(sequence, payload)
+                    if self.on_audio is not None:
+                        self.on_audio(self.codec.decode(payload))
                 except Exception:
                     self._log.exception("rtp.callback_failed")
             return
@@ -362,6 +371,8 @@ class RtpSession:
             elif packet.payload_type == self.codec.payload_type:
                 if not self._accept_source(addr, packet.sequence):
                     return
+                if self.on_packet is not None:
+                    self.on_packet(packet.sequence, packet.payload)
                 if self.on_audio is not None:
                     self.on_audio(self.codec.decode(packet.payload))
         except RtpParseError:
