@@ -57,12 +57,14 @@ class BaresipPeer:
         rtp_ports: tuple[int, int] = (39400, 39599),
         source_seconds: float = 120.0,
         executable: str = "baresip",
+        answermode: str = "manual",
     ) -> None:
         self.workdir = workdir
         self.user = user
         self.rtp_ports = rtp_ports
         self.source_seconds = source_seconds
         self.executable = executable
+        self.answermode = answermode  # "auto": answers every call (a manager's desk phone)
         self.config_dir = workdir / "baresip"
         self.log_path = workdir / "baresip.log"
         self.sip_port = 0
@@ -118,8 +120,10 @@ class BaresipPeer:
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
         ]
         (self.config_dir / "config").write_text("\n".join(lines) + "\n")
-        # regint=0: no REGISTER; answermode=manual: this phone only dials out.
-        account = f"<sip:{self.user}@127.0.0.1:{self.sip_port}>;regint=0;answermode=manual"
+        # regint=0: no REGISTER; answermode=manual (the default): this phone only dials out.
+        account = (
+            f"<sip:{self.user}@127.0.0.1:{self.sip_port}>;regint=0;answermode={self.answermode}"
+        )
         (self.config_dir / "accounts").write_text(account + "\n")
         (self.config_dir / "contacts").write_text("")
 

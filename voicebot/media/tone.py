@@ -19,6 +19,8 @@ HOLD_FREQUENCY_HZ = 425.0
 HOLD_ON_S = 0.2
 HOLD_OFF_S = 0.8
 HOLD_AMPLITUDE = 0.25  # of full scale: audible, not loud
+RINGBACK_ON_S = 1.0
+RINGBACK_OFF_S = 4.0
 
 
 def tone_cycle_pcm(
@@ -39,8 +41,13 @@ def tone_cycle_pcm(
 
 
 @cache
-def _cycle_frames(codec_name: str, encode: Callable[[bytes], bytes]) -> tuple[bytes, ...]:
-    pcm = tone_cycle_pcm()
+def _cycle_frames(
+    codec_name: str,
+    encode: Callable[[bytes], bytes],
+    on_s: float = HOLD_ON_S,
+    off_s: float = HOLD_OFF_S,
+) -> tuple[bytes, ...]:
+    pcm = tone_cycle_pcm(on_s=on_s, off_s=off_s)
     step = FRAME_SAMPLES * 2
     return tuple(encode(pcm[i : i + step]) for i in range(0, len(pcm), step))
 
@@ -50,5 +57,14 @@ def hold_tone_frames(
 ) -> tuple[bytes, ...]:
     """The hold tone for at least `seconds`, encoded once per codec and repeated."""
     cycle = _cycle_frames(codec_name, encode)
+    cycles = max(1, math.ceil(seconds / (len(cycle) * FRAME_SAMPLES / SAMPLE_RATE)))
+    return cycle * cycles
+
+
+def ringback_frames(
+    codec_name: str, encode: Callable[[bytes], bytes], seconds: float
+) -> tuple[bytes, ...]:
+    """The ringback tone (1 s on, 4 s off) for at least `seconds`, encoded once per codec."""
+    cycle = _cycle_frames(codec_name, encode, RINGBACK_ON_S, RINGBACK_OFF_S)
     cycles = max(1, math.ceil(seconds / (len(cycle) * FRAME_SAMPLES / SAMPLE_RATE)))
     return cycle * cycles

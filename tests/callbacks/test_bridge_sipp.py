@@ -1,0 +1,269 @@
+"""Bridge mode against SIPp phones over loopback: the bot rings the client itself and
+relays RTP between the manager's leg and the client's, PCMU on one and PCMA on the other.
+
+Each phone is a SIPp UAS (scenarios/bridge_phone.xml) that answers with one
+codec and talks by replaying a tone written for the test (every 20 ms frame
+different). What the bot sends each phone is copied off `lo` by dumpcap, and
+the test checks the content: every frame a phone got is silence, ringback, or
+one of the other phone's frames converted to its own law, in order, and the
+conversion is the one an independent G.711 (CPython's audioop) gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ports import free_udp_span, rtp_window
+from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_pcap
+from tests.sipp_harness.pcap import parse_rtp
+from tests.sipp_harness.runner import Sipp, SippNotFoundError, SippRun, can_play_pcap
+from voicebot.callbacks.attempt import Outcome
+from voicebot.callbacks.bridge import connect_by_bridge
+from voicebot.callbacks.dialler import AnsweredLeg, SipDialler
+from voicebot.callbacks.prompts import DIALLER_PROMPT_NAMES
+from voicebot.media.clock import MediaClock
+from voicebot.media.g711 import PCMA, PCMU, Codec
+from voicebot.media.prompt_library import PromptLibrary
+from voicebot.media.session import RtpPortPool
+from voicebot.media.tone import ringback_frames
+from voicebot.settings import SipSettings
+from voicebot.sip.user_agent import UserAgent
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+pytestmark = [
+    pytest.mark.sipp,
+    pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)"),
+]
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Sipp:
+    try:
+        return Sipp(workdir=tmp_path / "sipp")
+    except SippNotFoundError as missing:
+        if os.environ.get("CI"):
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+
+
+def encode(codec: Codec, frames: list[list[int]]) -> list[bytes]:
+    """The phone's own encoder: audioop, not the bot's tables."""
+    law = audioop.lin2ulaw if codec is PCMU else audioop.lin2alaw
+    return [law(struct.pack("<160h", *frame), 2) for frame in frames]
+
+
+def converted(source: Codec, payloads: list[bytes]) -> list[bytes]:
+    """What the other leg should receive: audioop's decode, then the other law's encode."""
+    if source is PCMU:
+        return [audioop.lin2alaw(audioop.ulaw2lin(p, 2), 2) for p in payloads]
+    return [audioop.lin2ulaw(audioop.alaw2lin(p, 2), 2) for p in payloads]
+
+
+@dataclass
+class Phone:
+    run: SippRun
+    codec: Codec
+    media_port: int
+    sent: list[bytes]
+
+    @property
+    def uri(self) -> str:
+        return f"sip:phone@127.0.0.1:{self.run.local_port}"
+
+    async def log(self) -> str:
+        result = await self.run.wait()
+        assert result.ok, result.describe()
+        return result.logs_text
+
+
+@dataclass
+class Rig:
+    ua: UserAgent
+    clock: MediaClock
+    ports: RtpPortPool
+    prompts: PromptLibrary
+    tmp: Path
+    sipp: Sipp
+
+    async def phone(
+        self,
+        codec: Codec,
+        *,
+        frequency: float = 440.0,
+        seconds: float = 3.0,
+        bye_after_ms: int = 60_000,
+        scenario: str = "bridge_phone.xml",
+        **keys: object,
+    ) -> Phone:
+        sent = encode(codec, tone_linear(frequency, round(seconds * 50)))
+        pcap = tone_pcap(
+            self.tmp / f"tone-{frequency:g}.pcap", sent, payload_type=codec.payload_type
+        )
+        media_port = free_udp_span(3)
+        merged: dict[str, object] = {
+            "pcap": pcap,
+            "codec_pt": codec.payload_type,
+            "codec_name": codec.name,
+            "bye_after_ms": bye_after_ms,
+            "ring_ms": 1500,
+            **keys,
+        }
+        run = await self.sipp.start(
+            SCENARIOS / scenario, None, keys=merged, timeout_s=90, media_port=media_port
+        )
+        await run.listening()
+        return Phone(run, codec, media_port, sent)
+
+    def dialler(self, **kw: Any) -> SipDialler:
+        sip = self.ua.settings.model_copy(update={"server": "127.0.0.1", "port": 5060})
+        return SipDialler(
+            self.ua, self.clock, self.ports, self.prompts, sip, **{"ring_timeout_s": 8.0, **kw}
+        )
+
+    async def capture(self, *phones: Phone) -> LoopbackCapture:
+        ports = " or ".join(f"dst port {p.media_port}" for p in phones)
+        capture = LoopbackCapture(self.tmp / "bridge.pcap", f"udp and ({ports})")
+        await capture.start()
+        return capture
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, sipp: Sipp) -> AsyncIterator[Rig]:
+    low, high = rtp_window(calls=8)
+    settings = SipSettings(bind_port=0, username="bot", rtp_port_min=low, rtp_port_max=high)
+    ua = UserAgent(settings, lambda call: None)
+    await ua.start()
+    clock = MediaClock()
+    prompts = PromptLibrary.load("en", DIALLER_PROMPT_NAMES)
+    yield Rig(ua, clock, RtpPortPool("127.0.0.1", low, high), prompts, tmp_path, sipp)
+    await ua.stop()
+    await clock.stop()
+
+
+def received(payloads: list[bytes], codec: Codec) -> list[bytes]:
+    """The audio payloads the bot sent in `codec`, in arrival order."""
+    out = []
+    for data in payloads:
+        packet = parse_rtp(data)
+        if packet is not None and packet.pt == codec.payload_type:
+            out.append(packet.payload)
+    return out
+
+
+def assert_carried(got: list[bytes], talker: Phone, listener: Codec, extra: set[bytes]) -> int:
+    """Every frame `got` is silence, one of `extra`, or one of `talker`'s frames
+    converted to `listener`'s law; those come in order without gaps. Returns how many."""
+    expected = converted(talker.codec, talker.sent)
+    assert len(set(expected)) == len(expected), "the tone must make every frame unique"
+    index = {frame: i for i, frame in enumerate(expected)}
+    silence = listener.silence()
+    strays = [f for f in got if f != silence and f not in extra and f not in index]
+    assert not strays, f"{len(strays)} frames are neither silence nor the other side's audio"
+    order = [index[f] for f in got if f in index]
+    assert order == list(range(order[0], order[0] + len(order))), "frames lost or reordered"
+    return len(order)
+
+
+async def test_client_hangs_up_audio_crossed_converted_both_ways(rig: Rig) -> None:
+    manager = await rig.phone(PCMU, frequency=437, seconds=4)
+    client = await rig.phone(PCMA, frequency=1013, seconds=2.5, bye_after_ms=3000)
+    capture = await rig.capture(manager, client)
+    dialler = rig.dialler()
+    try:
+        leg = await dialler.place(manager.uri)
+        assert isinstance(leg, AnsweredLeg), leg
+        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
+        manager_log, client_log = await manager.log(), await client.log()
+    finally:
+        payloads = await capture.stop()
+    assert result.outcome is Outcome.COMPLETED, result
+    assert result.talk_s is not None and 2.5 <= result.talk_s < 30
+    assert "hung up" in client_log  # the client ended it ...
+    assert "bye received" in manager_log  # ... and the bot said BYE to the manager
+    assert leg.session.stats.packets_received > 0
+    # The client's 2.5 s of A-law reached the manager as μ-law, and the
+    # manager's μ-law reached the client as A-law, whole and in order.
+    ringback = set(ringback_frames(PCMU.name, PCMU.encode, 10))
+    assert assert_carried(received(payloads, PCMU), client, PCMU, ringback) >= 100
+    assert assert_carried(received(payloads, PCMA), manager, PCMA, set()) >= 100
+
+
+async def test_manager_hangs_up_and_the_client_gets_bye(rig: Rig) -> None:
+    manager = await rig.phone(PCMA, frequency=523, seconds=2, bye_after_ms=2500)
+    client = await rig.phone(PCMU, frequency=1209, seconds=3)
+    capture = await rig.capture(manager, client)
+    dialler = rig.dialler()
+    try:
+        leg = await dialler.place(manager.uri)
+        assert isinstance(leg, AnsweredLeg), leg
+        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
+        manager_log, client_log = await manager.log(), await client.log()
+    finally:
+        payloads = await capture.stop()
+    assert result.outcome is Outcome.COMPLETED, result
+    assert result.talk_s is not None and 1.0 <= result.talk_s < 30
+    assert "hung up" in manager_log
+    assert "bye received" in client_log
+    assert assert_carried(received(payloads, PCMU), manager, PCMU, set()) >= 25
+    ringback = set(ringback_frames(PCMA.name, PCMA.encode, 10))
+    assert assert_carried(received(payloads, PCMA), client, PCMA, ringback) >= 25
+
+
+async def test_busy_client_after_ringback(rig: Rig) -> None:
+    manager = await rig.phone(PCMU, seconds=1)
+    client = await rig.phone(PCMA, scenario="bridge_busy.xml", ring_ms=1500)
+    capture = await rig.capture(manager)
+    dialler = rig.dialler()
+    try:
+        leg = await dialler.place(manager.uri)
+        assert isinstance(leg, AnsweredLeg), leg
+        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
+        manager_log = await manager.log()
+        await client.log()
+    finally:
+        payloads = await capture.stop()
+    assert (result.outcome, result.sip_status) == (Outcome.CLIENT_BUSY, 486), result
+    assert "bye received" in manager_log
+    # While the client rang the manager heard ringback: the 1 s of 425 Hz, in order.
+    tone = [f for f in ringback_frames(PCMU.name, PCMU.encode, 1) if f != PCMU.silence()]
+    heard = [f for f in received(payloads, PCMU) if f != PCMU.silence()]
+    assert heard[: len(tone)] == tone
+
+
+async def test_manager_gone_while_client_rings_cancels_the_client(rig: Rig) -> None:
+    manager = await rig.phone(PCMU, seconds=0.5, bye_after_ms=1000)
+    client = await rig.phone(PCMA, scenario="bridge_ring_cancel.xml")
+    dialler = rig.dialler(ring_timeout_s=30.0)  # only the manager's BYE can stop it early
+    leg = await dialler.place(manager.uri)
+    assert isinstance(leg, AnsweredLeg), leg
+    result = await connect_by_bridge(leg, client.uri, dialler=dialler)
+    assert "hung up" in await manager.log()
+    assert "cancelled" in await client.log()
+    assert result.outcome is Outcome.FAILED, result
+    assert "hung up while" in result.detail
+
+
+async def test_client_not_answering_is_cancelled_after_the_ring_timeout(rig: Rig) -> None:
+    manager = await rig.phone(PCMU, seconds=0.5)
+    client = await rig.phone(PCMA, scenario="bridge_ring_cancel.xml")
+    dialler = rig.dialler(ring_timeout_s=1.5)
+    leg = await dialler.place(manager.uri)
+    assert isinstance(leg, AnsweredLeg), leg
+    result = await asyncio.wait_for(connect_by_bridge(leg, client.uri, dialler=dialler), 30)
+    assert "cancelled" in await client.log()
+    assert "bye received" in await manager.log()
+    assert result.outcome is Outcome.CLIENT_NO_ANSWER, result
