@@ -7,26 +7,31 @@ different). What the bot sends each phone is copied off `lo` by dumpcap, and
 the test checks the content: every frame a phone got is silence, ringback, or
 one of the other phone's frames converted to its own law, in order, and the
 conversion is the one an independent G.711 (CPython's audioop) gives.
+The last test has a real softphone, baresip auto-answering, as the manager,
+and holds the bridge for a minute (the suite's one long test here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import struct
+import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.baresip_peer import BaresipPeer
 from tests.ports import free_udp_span, rtp_window
 from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_pcap
 from tests.sipp_harness.pcap import parse_rtp
 from tests.sipp_harness.runner import Sipp, SippNotFoundError, SippRun, can_play_pcap
-from voicebot.callbacks.attempt import Outcome
+from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.callbacks.bridge import connect_by_bridge
 from voicebot.callbacks.dialler import AnsweredLeg, SipDialler
 from voicebot.callbacks.prompts import DIALLER_PROMPT_NAMES
@@ -43,6 +48,8 @@ with warnings.catch_warnings():
     import audioop
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+#: How long the baresip manager must stay bridged (issue 9: "still up after 60 s").
+BRIDGE_HOLD_S = 60.0
 
 pytestmark = [
     pytest.mark.sipp,
@@ -267,3 +274,55 @@ async def test_client_not_answering_is_cancelled_after_the_ring_timeout(rig: Rig
     assert "cancelled" in await client.log()
     assert "bye received" in await manager.log()
     assert result.outcome is Outcome.CLIENT_NO_ANSWER, result
+
+
+@pytest.mark.baresip
+@pytest.mark.skipif(
+    shutil.which("baresip") is None and not os.environ.get("CI"),
+    reason="baresip not installed (apt-get install baresip); required when CI is set",
+)
+async def test_baresip_manager_stays_bridged_for_60_s(rig: Rig) -> None:
+    """A real softphone auto-answering as the manager: the bridge holds a minute."""
+    peer = BaresipPeer(rig.tmp, user="201", rtp_ports=rtp_window(calls=2), answermode="auto")
+    await peer.start()
+    bridged: asyncio.Task[AttemptResult] | None = None
+    passed = False
+    try:
+        dialler = rig.dialler()
+        leg = await dialler.place(f"sip:201@127.0.0.1:{peer.sip_port}")
+        assert isinstance(leg, AnsweredLeg), leg
+        other = PCMA if leg.codec is PCMU else PCMU  # the client on the other law
+        client = await rig.phone(other, frequency=1013, seconds=2, bye_after_ms=120_000)
+        bridged = asyncio.create_task(connect_by_bridge(leg, client.uri, dialler=dialler))
+        closed = asyncio.create_task(peer.wait_event("CALL_CLOSED", timeout=BRIDGE_HOLD_S))
+        done, _ = await asyncio.wait({bridged, closed}, timeout=BRIDGE_HOLD_S)
+        assert not done, f"the bridge fell apart within {BRIDGE_HOLD_S} s: {done}"
+        closed.cancel()
+        # Still up, still bridged, media still flowing from baresip.
+        assert not leg.ended.done()
+        assert leg.session.source is not None
+        heard = leg.session.stats.packets_received
+        await wait_until(lambda: leg.session.stats.packets_received > heard + 25)
+        assert heard >= 50 * BRIDGE_HOLD_S * 0.8  # ~50 packets a second all along
+        mark = len(peer.events)
+        await peer.hangup()
+        result = await asyncio.wait_for(bridged, 15)
+        assert result.outcome is Outcome.COMPLETED, result
+        assert result.talk_s is not None and result.talk_s >= BRIDGE_HOLD_S
+        assert "bye received" in await client.log()  # the bot ended the client's leg
+        await peer.wait_event("CALL_CLOSED", timeout=5, start=mark)
+        passed = True
+    finally:
+        if bridged is not None and not bridged.done():
+            bridged.cancel()
+        await peer.stop()
+        if not passed:
+            print(f"--- baresip log:\n{peer.log_text()}", file=sys.stderr)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
