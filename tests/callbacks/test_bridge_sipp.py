@@ -21,6 +21,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ import pytest
 
 from tests.integration.baresip_peer import BaresipPeer
 from tests.ports import free_udp_span, rtp_window
-from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_pcap
-from tests.sipp_harness.pcap import parse_rtp
+from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_packets, tone_pcap
+from tests.sipp_harness.pcap import build_dtmf_packets, parse_rtp, write_pcap
 from tests.sipp_harness.runner import Sipp, SippNotFoundError, SippRun, can_play_pcap
-from voicebot.callbacks.attempt import AttemptResult, Outcome
+from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.bridge import connect_by_bridge
 from voicebot.callbacks.dialler import AnsweredLeg, SipDialler
 from voicebot.callbacks.prompts import DIALLER_PROMPT_NAMES
@@ -114,12 +115,19 @@ class Rig:
         seconds: float = 3.0,
         bye_after_ms: int = 60_000,
         scenario: str = "bridge_phone.xml",
+        key_first: str = "",
         **keys: object,
     ) -> Phone:
+        """A phone that answers in `codec` and talks a tone; `key_first`: it presses
+        that key (RFC 4733) at 0.3 s, and the tone starts at 1 s."""
         sent = encode(codec, tone_linear(frequency, round(seconds * 50)))
-        pcap = tone_pcap(
-            self.tmp / f"tone-{frequency:g}.pcap", sent, payload_type=codec.payload_type
-        )
+        path = self.tmp / f"tone-{frequency:g}.pcap"
+        if key_first:
+            packets = build_dtmf_packets(key_first, lead_in_ms=300)
+            packets += tone_packets(sent, payload_type=codec.payload_type, start_ms=1000)
+            pcap = write_pcap(path, packets)
+        else:
+            pcap = tone_pcap(path, sent, payload_type=codec.payload_type)
         media_port = free_udp_span(3)
         merged: dict[str, object] = {
             "pcap": pcap,
@@ -171,15 +179,19 @@ def received(payloads: list[bytes], codec: Codec) -> list[bytes]:
     return out
 
 
-def assert_carried(got: list[bytes], talker: Phone, listener: Codec, extra: set[bytes]) -> int:
+def assert_carried(
+    got: list[bytes], talker: Phone, listener: Codec, extra: set[bytes] | None
+) -> int:
     """Every frame `got` is silence, one of `extra`, or one of `talker`'s frames
-    converted to `listener`'s law; those come in order without gaps. Returns how many."""
+    converted to `listener`'s law (`extra=None`: anything else may be there too,
+    e.g. prompts); the talker's come in order without gaps. Returns how many."""
     expected = converted(talker.codec, talker.sent)
     assert len(set(expected)) == len(expected), "the tone must make every frame unique"
     index = {frame: i for i, frame in enumerate(expected)}
     silence = listener.silence()
-    strays = [f for f in got if f != silence and f not in extra and f not in index]
-    assert not strays, f"{len(strays)} frames are neither silence nor the other side's audio"
+    if extra is not None:
+        strays = [f for f in got if f != silence and f not in extra and f not in index]
+        assert not strays, f"{len(strays)} frames are neither silence nor the other side's audio"
     order = [index[f] for f in got if f in index]
     assert order == list(range(order[0], order[0] + len(order))), "frames lost or reordered"
     return len(order)
@@ -206,6 +218,37 @@ async def test_client_hangs_up_audio_crossed_converted_both_ways(rig: Rig) -> No
     # manager's μ-law reached the client as A-law, whole and in order.
     ringback = set(ringback_frames(PCMU.name, PCMU.encode, 10))
     assert assert_carried(received(payloads, PCMU), client, PCMU, ringback) >= 100
+    assert assert_carried(received(payloads, PCMA), manager, PCMA, set()) >= 100
+
+
+async def test_attempt_whisper_key_1_then_bridge(rig: Rig) -> None:
+    """The dialler's whole path with transfer = "bridge": ring the manager, whisper,
+    key 1 (RFC 4733), then the bridge to the client; the job's result is completed."""
+    manager = await rig.phone(PCMU, frequency=437, seconds=5, key_first="1")
+    client = await rig.phone(PCMA, frequency=1013, seconds=2.5, bye_after_ms=3000)
+    capture = await rig.capture(manager, client)
+    dialler = rig.dialler(key_timeout_s=5.0)
+    request = AttemptRequest(
+        job_id=7,
+        attempt=1,
+        client_number="+380441234567",
+        client_dial=client.uri,
+        missed_at=datetime.now(UTC) - timedelta(minutes=3),
+        targets=(manager.uri,),
+        transfer="bridge",
+    )
+    try:
+        result = await dialler.attempt(request)
+        manager_log, client_log = await manager.log(), await client.log()
+    finally:
+        payloads = await capture.stop()
+    assert result.outcome is Outcome.COMPLETED, result
+    assert result.target == manager.uri
+    assert result.talk_s is not None and 2.5 <= result.talk_s < 30
+    assert "hung up" in client_log
+    assert "bye received" in manager_log
+    # The manager heard the whisper before, so only the client's side is strict.
+    assert assert_carried(received(payloads, PCMU), client, PCMU, None) >= 100
     assert assert_carried(received(payloads, PCMA), manager, PCMA, set()) >= 100
 
 

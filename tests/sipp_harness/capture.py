@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .pcap import PcapPacket, read_pcap_udp, write_pcap
 
-__all__ = ["LoopbackCapture", "tone_linear", "tone_pcap"]
+__all__ = ["LoopbackCapture", "tone_linear", "tone_packets", "tone_pcap"]
 
 START_TIMEOUT_S = 10.0
 
@@ -82,18 +82,23 @@ def tone_linear(frequency_hz: float, frames: int) -> list[list[int]]:
     return out
 
 
-def tone_pcap(
-    path: Path,
+def tone_packets(
     payloads: list[bytes],
     *,
     payload_type: int,
+    start_ms: float = 0.0,
     ssrc: int = 0x70AE0001,
-) -> Path:
-    """RTP carrying `payloads` (already G.711), one per 20 ms, for ``play_pcap_audio``."""
+) -> list[PcapPacket]:
+    """RTP carrying `payloads` (already G.711), one per 20 ms from `start_ms`."""
     packets = []
     for i, payload in enumerate(payloads):
         header = struct.pack(
             "!BBHII", 0x80, (0x80 if i == 0 else 0) | payload_type, 1000 + i, 160 * i, ssrc
         )
-        packets.append(PcapPacket(t_ms=20.0 * i, payload=header + payload))
-    return write_pcap(path, packets)
+        packets.append(PcapPacket(t_ms=start_ms + 20.0 * i, payload=header + payload))
+    return packets
+
+
+def tone_pcap(path: Path, payloads: list[bytes], *, payload_type: int) -> Path:
+    """`tone_packets` as a capture for ``play_pcap_audio``."""
+    return write_pcap(path, tone_packets(payloads, payload_type=payload_type))
