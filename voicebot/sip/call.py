@@ -7,37 +7,28 @@ the call session can use without knowing SIP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from voicebot.sip.dialog import (
     CANCELLED,
+    FAILED,
     LOCAL_BYE,
     REJECTED,
     Confirmed,
     Dialog,
     DialogHost,
-    UacProceeding,
     UacTrying,
     UasEarly,
     _consume,
     await_quietly,
 )
 from voicebot.sip.digest import DigestCredentials, DigestError, choose_challenge
-from voicebot.sip.message import (
-    NameAddr,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    SipUri,
-    split_list,
-)
+from voicebot.sip.message import SipParseError, SipRequest, SipResponse, SipUri
+from voicebot.sip.refer import ReferTransfer, TransferResult
 from voicebot.sip.sdp import NegotiatedMedia, SdpParseError, build_answer, negotiate, parse_sdp
 from voicebot.sip.transaction import TransactionTimeout
 from voicebot.sip.transport import Address
-
-FAILED = "failed"
 
 
 class CallCancelled(Exception):
@@ -140,7 +131,9 @@ class IncomingCall:
 
 
 class OutgoingCall:
-    """An INVITE the bot sent (the UAC side, used by `voicebot simulate-call`)."""
+    """An INVITE the bot sent (the UAC side): the callback dialler's legs and
+    `voicebot simulate-call`. The dialog's UAC states (dialog.py) decide what
+    each response means; this object keeps what the application awaits."""
 
     def __init__(
         self,
@@ -159,108 +152,119 @@ class OutgoingCall:
         self._codecs = codecs
         self._credentials = credentials
         self._challenged: set[int] = set()
-        self._cancelling = False
-        self._ack: bytes | None = None
-        self._provisional = asyncio.Event()
+        self.cancelling = False
+        self._cancel_tx: asyncio.Future[SipResponse] | None = None
+        self.ringing = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[NegotiatedMedia] = loop.create_future()
         self._answered.add_done_callback(_consume)
         self.call_id: str = invite.call_id
         self.media: NegotiatedMedia | None = None
         self.ended: asyncio.Future[str] = dialog.ended
+        self.on_info_key: Callable[[str], None] | None = None
+        #: The final status that ended the INVITE, once it failed (486, 487, 408…).
+        self.status: int | None = None
         self._task: asyncio.Task[None] | None = None
+        dialog.deliver_key = self._deliver_key
+
+    @property
+    def dialog(self) -> Dialog:
+        return self._dialog
+
+    def _deliver_key(self, key: str) -> None:
+        if self.on_info_key is not None:
+            self.on_info_key(key)
 
     def _send_invite(self, invite: SipRequest) -> None:
         self._invite = invite
-        self._dialog.transition(UacTrying())
+        self._dialog.transition(UacTrying(self))
+        dialog = self._dialog
         tx = self._ua.transactions.client_transaction(
-            invite, self._destination, on_response=self._on_response
+            invite, self._destination, on_response=lambda r: dialog.state.on_response(dialog, r)
         )
         self._task = asyncio.get_running_loop().create_task(self._await_final(tx.final))
 
-    def _on_response(self, response: SipResponse) -> None:
-        if response.status < 200:
-            if isinstance(self._dialog.state, UacTrying) and not isinstance(
-                self._dialog.state, UacProceeding
-            ):
-                self._dialog.transition(UacProceeding())
-            self._provisional.set()
-        elif response.status < 300 and self._ack is not None:
-            self._ua.send(self._ack, self._dialog.destination())  # our ACK was lost
-
     async def _await_final(self, final: asyncio.Future[SipResponse]) -> None:
+        dialog = self._dialog
         try:
             response = await final
         except TransactionTimeout:
-            self._fail(408, "Request Timeout", FAILED)
+            dialog.state.on_timeout(dialog)
             return
-        status = response.status
-        if 200 <= status < 300:
-            self._accepted(response)
-        elif status in (401, 407) and self._credentials and status not in self._challenged:
-            self._challenged.add(status)
-            self._authenticate(response)
-        else:
-            why = CANCELLED if status == 487 and self._cancelling else (REJECTED)
-            self._fail(status, response.reason, why)
+        dialog.state.on_response(dialog, response)
 
-    def _authenticate(self, response: SipResponse) -> None:
-        assert self._credentials is not None
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    # ------------------------------------------------ what the UAC states report (UacCall)
+
+    def provisional(self, response: SipResponse) -> None:
+        if response.status in (180, 183):
+            self.ringing.set()
+
+    def authenticate(self, response: SipResponse) -> bool:
+        """Send the INVITE again with credentials for this challenge; False if we cannot."""
+        status = response.status
+        if self._credentials is None or status in self._challenged:
+            return False
+        self._challenged.add(status)
+        header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
         try:
             challenge = choose_challenge(response.headers.get_all(header))
         except DigestError:
-            self._fail(response.status, response.reason, REJECTED)
-            return
+            return False
         value = self._credentials.authorization(challenge, "INVITE", self._invite.uri)
         invite = self._dialog.new_request(
             "INVITE", body=self._invite.body, content_type="application/sdp"
         )
+        invite.headers.set("Contact", self._invite.headers.get("Contact") or self._ua.contact())
         for name, field in self._invite.headers:
-            if name.lower().startswith("x-") or name in ("Authorization", "Proxy-Authorization"):
+            if name.lower().startswith("x-") or name in (
+                "Allow",
+                "Authorization",
+                "Proxy-Authorization",
+            ):
                 invite.headers.add(name, field)
         invite.uri = self._invite.uri
-        invite.headers.set(
-            "Authorization" if response.status == 401 else "Proxy-Authorization", value
-        )
+        invite.headers.set("Authorization" if status == 401 else "Proxy-Authorization", value)
         self._send_invite(invite)
+        return True
 
-    def _accepted(self, response: SipResponse) -> None:
-        dialog = self._dialog
-        dialog.remote_tag = response.to.tag
-        contact = response.headers.get("Contact")
-        if contact:
-            with contextlib.suppress(SipParseError):
-                dialog.remote_target = NameAddr.parse(split_list(contact)[0]).uri
-        dialog.route_set = list(reversed(response.headers.get_all("Record-Route")))
-        ack = dialog.new_request("ACK", cseq=self._invite.cseq[0])
-        self._ack = bytes(ack)
-        self._ua.send(self._ack, dialog.destination())
-        self._ua.remember(dialog)
-        dialog.transition(Confirmed())
-        if not dialog.confirmed.done():
-            dialog.confirmed.set_result(None)
-        if self._cancelling:  # 200 crossed our CANCEL (§9.1): ACK it, then BYE
-            dialog.send_bye(CANCELLED)
-            self._answered.set_exception(CallFailed(487, "Request Terminated"))
-            return
+    def answered(self, dialog: Dialog, response: SipResponse) -> None:
         media: NegotiatedMedia | None = None
         try:
             media = negotiate(parse_sdp(response.body), self._codecs)
         except SdpParseError:
             media = None
         if media is None:
+            dialog.log.info("sip.outgoing_failed", status=488, reason="no usable SDP answer")
             dialog.send_bye(FAILED)
+            self.status = 488
             self._answered.set_exception(CallFailed(488, "No usable SDP answer"))
             return
         self.media = media
         dialog.media = media
         self._answered.set_result(media)
 
-    def _fail(self, status: int, reason: str, why: str) -> None:
+    def failed(self, status: int, reason: str, why: str) -> None:
+        self.status = status
         self._dialog.end(why)
         if not self._answered.done():
             self._answered.set_exception(CallFailed(status, reason))
+
+    def send_cancel(self) -> None:
+        invite = self._invite
+        cancel = SipRequest(invite.headers.copy(), b"", method="CANCEL", uri=invite.uri)
+        headers = cancel.headers
+        headers.set("Via", invite.headers.get_all("Via")[0])
+        headers.set("CSeq", f"{invite.cseq[0]} CANCEL")
+        for name in ("Content-Type", "Contact", "Authorization", "Proxy-Authorization", "Allow"):
+            headers.remove(name)
+        for name, _ in list(headers):
+            if name.lower().startswith("x-"):
+                headers.remove(name)
+        tx = self._ua.transactions.client_transaction(cancel, self._destination)
+        tx.final.add_done_callback(_consume)
+        self._cancel_tx = tx.final
+
+    # ------------------------------------------------------------ the application's side
 
     async def wait_answered(self, timeout: float | None = None) -> NegotiatedMedia:
         """Wait for the 200 (ACK is sent for you); raise `CallFailed` on a final error.
@@ -283,23 +287,23 @@ class OutgoingCall:
         if response.status >= 300:
             raise CallFailed(response.status, response.reason)
 
+    async def refer(self, refer_to: str, timeout_s: float) -> TransferResult:
+        """Transfer the far end to `refer_to` (a SIP URI) and follow it to the end
+        (refer.py); the caller hangs up its own leg afterwards."""
+        transfer = ReferTransfer(self._dialog, refer_to, referred_by=str(self._invite.from_.uri))
+        return await transfer.run(timeout_s)
+
     async def cancel(self) -> None:
-        """CANCEL the INVITE if it is still pending (§9.1); no-op otherwise."""
-        if not isinstance(self._dialog.state, UacTrying) or self._cancelling:
+        """CANCEL the INVITE if it is still pending (§9.1); no-op otherwise.
+
+        Before any provisional response the CANCEL waits for one; either way
+        this returns once the INVITE has ended (487, or a crossing 200 ACKed
+        and BYEd) or after a short bound.
+        """
+        state = self._dialog.state
+        if not isinstance(state, UacTrying):
             return
-        self._cancelling = True
-        invite = self._invite
-        cancel = SipRequest(invite.headers.copy(), b"", method="CANCEL", uri=invite.uri)
-        headers = cancel.headers
-        headers.set("Via", invite.headers.get_all("Via")[0])
-        headers.set("CSeq", f"{invite.cseq[0]} CANCEL")
-        for name in ("Content-Type", "Contact", "Authorization", "Proxy-Authorization"):
-            headers.remove(name)
-        for name, _ in list(headers):
-            if name.lower().startswith("x-"):
-                headers.remove(name)
-        tx = self._ua.transactions.client_transaction(cancel, self._destination)
-        await await_quietly(tx.final)
+        state.cancel(self._dialog)
         await await_quietly(self._dialog.ended)
 
     async def hangup(self) -> None:

@@ -8,7 +8,9 @@ state handles only what is valid in it and everything else falls through to
 
 UAS: UasEarly (INVITE received, not answered) -> UasAnswered (200 sent,
      retransmitted until ACK, BYE after 64·T1 without one) -> Confirmed.
-UAC: UacTrying (INVITE sent) -> UacProceeding (1xx seen) -> Confirmed.
+UAC: UacTrying (INVITE sent) -> UacProceeding (1xx seen) -> Confirmed; the
+     UAC states get the INVITE's responses (`on_response`) and decide: ACK a
+     2xx, re-send on 401/407, fail on 3xx-6xx, CANCEL once ringing.
 Any -> Terminated, which answers 481 to whatever still arrives.
 
 The `ended` future resolves once, with why the dialog ended.
@@ -59,6 +61,7 @@ CANCELLED = "cancelled"
 ACK_TIMEOUT = "ack_timeout"
 SHUTDOWN = "shutdown"
 REJECTED = "rejected"
+FAILED = "failed"
 
 
 class DialogHost(Protocol):
@@ -127,6 +130,8 @@ class Dialog:
         self.local_sdp: bytes | None = None
         self.media: NegotiatedMedia | None = None
         self.deliver_key: Callable[[str], None] | None = None
+        #: Takes an in-dialog NOTIFY, returns the status to answer it with (refer.py).
+        self.on_notify: Callable[[SipRequest], int] | None = None
         loop = asyncio.get_running_loop()
         self.ended: asyncio.Future[str] = loop.create_future()
         self.confirmed: asyncio.Future[None] = loop.create_future()
@@ -259,6 +264,12 @@ class DialogState:
         """End the call from our side; returns what to wait for, if anything."""
         return None
 
+    def on_response(self, dialog: Dialog, response: SipResponse) -> None:
+        """A response to our INVITE that this state has no use for (a late 1xx)."""
+
+    def on_timeout(self, dialog: Dialog) -> None:
+        """Our INVITE got no final response; only the UAC states care."""
+
 
 class Terminated(DialogState):
     name = "terminated"
@@ -368,9 +379,17 @@ class UasAnswered(DialogState):
 
 
 class Confirmed(DialogState):
-    """The call is up (both sides)."""
+    """The call is up (both sides). As UAC it holds its ACK, sent again for
+    every retransmission of the 2xx (the ACK was lost)."""
 
     name = "confirmed"
+
+    def __init__(self, ack: bytes | None = None) -> None:
+        self.ack = ack
+
+    def on_response(self, dialog: Dialog, response: SipResponse) -> None:
+        if self.ack is not None and 200 <= response.status < 300:
+            dialog.host.send(self.ack, dialog.destination())
 
     def on_request(self, dialog: Dialog, request: SipRequest, tx: ServerTransaction | None) -> None:
         method = request.method
@@ -387,6 +406,12 @@ class Confirmed(DialogState):
                 dialog.deliver_key(key)
         elif method == "INVITE":
             self._reinvite(dialog, request, tx)
+        elif method == "NOTIFY" and dialog.on_notify is not None:
+            # A subscription of ours (REFER's implicit one, RFC 3515 §2.4.4) decides.
+            status = dialog.on_notify(request)
+            dialog.respond(tx, request, status)
+        elif method == "NOTIFY":
+            dialog.respond(tx, request, 481)  # no subscription (RFC 6665 §4.1.3)
         else:
             super().on_request(dialog, request, tx)
 
@@ -421,16 +446,100 @@ class Confirmed(DialogState):
         return dialog.send_bye(reason)
 
 
+class UacCall(Protocol):
+    """What the UAC states report to (`OutgoingCall`): they decide, it keeps the futures."""
+
+    cancelling: bool
+
+    def provisional(self, response: SipResponse) -> None: ...
+    def answered(self, dialog: Dialog, response: SipResponse) -> None: ...
+    def authenticate(self, response: SipResponse) -> bool: ...
+    def failed(self, status: int, reason: str, why: str) -> None: ...
+    def send_cancel(self) -> None: ...
+
+
 class UacTrying(DialogState):
-    """INVITE sent, nothing back yet."""
+    """INVITE sent, nothing back yet. Decides what each response to it means:
+
+    1xx -> UacProceeding; 2xx -> ACK (to the 2xx's To tag, its Contact, its
+    Record-Route reversed) and Confirmed; 401/407 -> the INVITE again with
+    credentials (once per kind), else like any 3xx-6xx: the call fails with
+    that status; no final response (timer B) -> 408.
+    A CANCEL asked for here waits for the first provisional (RFC 3261 §9.1).
+    """
 
     name = "uac_trying"
 
+    def __init__(self, call: UacCall) -> None:
+        self.call = call
+        self.cancel_pending = False
+
+    def on_response(self, dialog: Dialog, response: SipResponse) -> None:
+        status = response.status
+        if status < 200:
+            self.provisional(dialog, response)
+        elif status < 300:
+            self.accept(dialog, response)
+        elif status in (401, 407) and not self.call.cancelling and self.call.authenticate(response):
+            dialog.log.info("sip.challenged", status=status)
+        else:
+            why = CANCELLED if status == 487 and self.call.cancelling else REJECTED
+            dialog.log.info("sip.outgoing_failed", status=status, reason=response.reason)
+            self.call.failed(status, response.reason, why)
+
+    def on_timeout(self, dialog: Dialog) -> None:
+        dialog.log.info("sip.outgoing_failed", status=408, reason="no final response")
+        self.call.failed(408, "Request Timeout", FAILED)
+
+    def provisional(self, dialog: Dialog, response: SipResponse) -> None:
+        proceeding = UacProceeding(self.call)
+        dialog.transition(proceeding)
+        self.call.provisional(response)
+        if self.cancel_pending:
+            proceeding.cancel(dialog)
+
+    def cancel(self, dialog: Dialog) -> None:
+        """No provisional yet: the CANCEL goes out when one arrives (§9.1)."""
+        self.call.cancelling = True
+        self.cancel_pending = True
+
+    def accept(self, dialog: Dialog, response: SipResponse) -> None:
+        dialog.remote_tag = response.to.tag
+        contact = response.headers.get("Contact")
+        if contact:
+            with contextlib.suppress(SipParseError):
+                dialog.remote_target = NameAddr.parse(split_list(contact)[0]).uri
+        dialog.route_set = list(reversed(response.headers.get_all("Record-Route")))
+        ack = dialog.new_request("ACK", cseq=response.cseq[0])
+        data = bytes(ack)
+        dialog.host.send(data, dialog.destination())
+        dialog.host.remember(dialog)
+        dialog.transition(Confirmed(ack=data))
+        if not dialog.confirmed.done():
+            dialog.confirmed.set_result(None)
+        if self.call.cancelling:  # the 2xx crossed our CANCEL (§9.1): ACK it, then BYE
+            dialog.send_bye(CANCELLED)
+            self.call.failed(487, "Request Terminated", CANCELLED)
+            return
+        self.call.answered(dialog, response)
+
     def hangup(self, dialog: Dialog, reason: str) -> asyncio.Future[Any] | None:
-        return None  # the call object CANCELs
+        self.cancel(dialog)
+        return dialog.ended
 
 
 class UacProceeding(UacTrying):
     """A provisional response arrived; CANCEL is now allowed (§9.1)."""
 
     name = "uac_proceeding"
+
+    def provisional(self, dialog: Dialog, response: SipResponse) -> None:
+        self.call.provisional(response)
+
+    def cancel(self, dialog: Dialog) -> None:
+        if self.cancel_pending and self.call.cancelling:
+            return
+        self.call.cancelling = True
+        self.cancel_pending = True
+        dialog.log.info("sip.cancel_sent")
+        self.call.send_cancel()

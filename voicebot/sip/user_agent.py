@@ -542,14 +542,24 @@ class UserAgent:
         headers: dict[str, str] | None = None,
         local_rtp: tuple[str, int],
         codecs: list[str] | None = None,
+        outbound_proxy: Address | None = None,
+        from_host: str | None = None,
     ) -> OutgoingCall:
-        """Place a call to `target` ("sip:bot@host:port" or "host:port"); see OutgoingCall."""
+        """Place a call to `target` ("sip:bot@host:port" or "host:port"); see OutgoingCall.
+
+        `outbound_proxy`: where the INVITE goes if not to the target's host
+        (the registrar in register mode); `from_host`: the From URI's host
+        (our AOR's domain there), else our own address.
+        """
         uri = _target_uri(target)
-        destination = (uri.host, uri.port or 5060)
+        destination = outbound_proxy or (uri.host, uri.port or 5060)
         codecs = codecs or list(SUPPORTED_CODECS)
         host, port = self.contact_address
         call_id = new_call_id(host)
-        local = NameAddr(SipUri(host=host, port=port, user=from_user))
+        if from_host:
+            local = NameAddr(SipUri(host=from_host, user=from_user))
+        else:
+            local = NameAddr(SipUri(host=host, port=port, user=from_user))
         log = self._log.bind(sip_call_id=call_id)
         dialog = Dialog(
             self,
