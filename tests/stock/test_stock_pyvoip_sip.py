@@ -151,6 +151,21 @@ async def test_voicebot_answers_every_one_of_those_methods() -> None:
         peer.sock.close()
 
 
+def test_stock_cannot_transfer_a_call() -> None:
+    """pyVoIP has no REFER to send and no NOTIFY to read: a call cannot be
+    transferred, so a callback could never hand the manager to the client.
+
+    voicebot: voicebot/sip/refer.py sends REFER in its own dialog and follows
+    the NOTIFY message/sipfrag to the end (tests/sip/test_refer.py,
+    tests/callbacks/test_dialler_sipp.py).
+    """
+    call_methods = {m.lower() for m in dir(pyVoIP.VoIP.VoIPCall)}
+    client_methods = {m.lower() for m in dir(pyVoIP.SIP.SIPClient)}
+    assert not {m for m in call_methods | client_methods if "refer" in m or "transfer" in m}
+    assert not {m for m in client_methods if "notify" in m}
+    assert "REFER" not in pyVoIP.SIPCompatibleMethods
+
+
 # -- 7b. 407 on REGISTER --------------------------------------------------------
 
 CHALLENGE = {
