@@ -479,7 +479,7 @@ def build_dialler(app: Any) -> SipDialler:
         settings.ivr.language, DIALLER_PROMPT_NAMES, override_dir=settings.ivr.prompts_dir
     )
     clock = getattr(app, "media_clock", None) or app._media_clock
-    ports = getattr(app, "rtp_ports", None) or app._rtp_ports
+    ports = getattr(app, "rtp_ports", None) or app._env.ports  # the menu's pool: one RTP range
     return SipDialler(
         app.user_agent,
         clock,
