@@ -282,12 +282,6 @@ class VoicebotApp:
         s = self.settings.callbacks
         assert self.callback_queue is not None
         dialler = self._dialler or self._sip_dialler()
-        if dialler is None:
-            self.log.error(
-                "callback.dialler_missing",
-                reason="no voicebot.callbacks.dialler: jobs queue but nobody dials them",
-            )
-            return
         self.callback_scheduler = CallbackScheduler(
             self.callback_queue,
             dialler,
@@ -298,14 +292,12 @@ class VoicebotApp:
         )
         await self.callback_scheduler.start()
 
-    def _sip_dialler(self) -> Dialler | None:
-        """cbdial's SIP dialler, built on this app's user agent."""
-        try:
-            from voicebot.callbacks import dialler as sip_dialler  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        build = getattr(sip_dialler, "build_dialler", None)
-        return build(self) if build is not None else None
+    def _sip_dialler(self) -> Dialler:
+        """The SIP dialler (voicebot/callbacks/dialler.py), built on this app's
+        user agent, media clock and RTP ports."""
+        from voicebot.callbacks.dialler import build_dialler
+
+        return build_dialler(self)
 
     def _registered(self) -> bool | None:
         registration = self.user_agent.registration if self.user_agent else None
