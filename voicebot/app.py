@@ -282,6 +282,8 @@ class VoicebotApp:
         s = self.settings.callbacks
         assert self.callback_queue is not None
         dialler = self._dialler or self._sip_dialler()
+        if dialler is None:
+            return  # said why; jobs queue, nobody dials them
         self.callback_scheduler = CallbackScheduler(
             self.callback_queue,
             dialler,
@@ -292,12 +294,17 @@ class VoicebotApp:
         )
         await self.callback_scheduler.start()
 
-    def _sip_dialler(self) -> Dialler:
+    def _sip_dialler(self) -> Dialler | None:
         """The SIP dialler (voicebot/callbacks/dialler.py), built on this app's
-        user agent, media clock and RTP ports."""
-        from voicebot.callbacks.dialler import build_dialler
+        user agent, media clock and RTP ports; None (and one error line naming
+        the setting) when the settings do not say where to dial."""
+        from voicebot.callbacks.dialler import DiallerUnavailable, build_dialler
 
-        return build_dialler(self)
+        try:
+            return build_dialler(self)
+        except DiallerUnavailable as why:
+            self.log.error("callback.dialler_unavailable", reason=str(why))
+            return None
 
     def _registered(self) -> bool | None:
         registration = self.user_agent.registration if self.user_agent else None

@@ -60,6 +60,10 @@ _KIND_OUTCOME: dict[TransferKind, Outcome] = {
 }
 
 
+class DiallerUnavailable(ValueError):
+    """The settings do not say where to dial (the message names the setting)."""
+
+
 def client_outcome(status: int | None) -> Outcome:
     """The outcome of ringing the client directly: 486/600 busy, 408/480/487 or
     no answer at all (None) not answered, anything else failed."""
@@ -176,7 +180,7 @@ class SipDialler:
         if missing:
             raise ValueError(f"the dialler's prompt library lacks {', '.join(missing)}")
         if not sip.server:
-            raise ValueError(
+            raise DiallerUnavailable(
                 "sip.server: callbacks dial through the PBX, so it must be set"
                 ' (expected e.g. server = "pbx.example.com")'
             )
