@@ -55,6 +55,7 @@ from voicebot.journal.store import Journal
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import CODECS
+from voicebot.media.inband_receiver import InbandDtmfReceiver
 from voicebot.media.prompt_library import PROMPT_NAMES, PromptLibrary
 from voicebot.media.session import RtpPortPool
 from voicebot.settings import Settings
@@ -185,6 +186,8 @@ class VoicebotApp:
             categories=self.categories.menu_categories,
             after_save=self.call_log.record_categorization,
             spool=self._spool,
+            inband=InbandDtmfReceiver(self._media_clock),
+            inband_mode=s.ivr.inband_dtmf,
         )
         self._missed_env = MissedCallEnvironment(
             call_log=self.call_log,

@@ -36,7 +36,9 @@ from voicebot.journal.spool import Spool
 from voicebot.journal.store import CallOutcome, CallStart, Journal, JournalUnavailable
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
+from voicebot.media.dual_mode_keys import DualModeKeys
 from voicebot.media.g711 import CODECS, Codec
+from voicebot.media.inband_receiver import InbandChannel, InbandDtmfReceiver
 from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.media.tone import hold_tone_frames
@@ -90,6 +92,9 @@ class MenuEnvironment:
     after_save: Callable[[str], Awaitable[object]] | None = None
     # Where a finished call goes when the journal stays unavailable.
     spool: Spool | None = None
+    # In-band DTMF (keys as tones): the shared detector and `ivr.inband_dtmf`.
+    inband: InbandDtmfReceiver | None = None
+    inband_mode: str = "off"
 
 
 class CategorizationCall:
@@ -108,6 +113,8 @@ class CategorizationCall:
         self._menu = ivr.Menu(env.menu_config)
         self._timer: asyncio.TimerHandle | None = None
         self._session: RtpSession | None = None
+        self._inband: InbandChannel | None = None
+        self._keys = DualModeKeys()
         self._codec: Codec | None = None
         self._end_reason = "menu_finished"
         self._start: CallStart | None = None
@@ -149,6 +156,9 @@ class CategorizationCall:
         )
         self._session = session
         self._call.on_info_key = self._info_key
+        if self._env.inband is not None and self._env.inband_mode in ("auto", "on"):
+            self._inband = self._env.inband.open(self._inband_key)
+            session.on_audio = self._inband.feed
         try:
             try:
                 await self._call.answer(endpoint.host, endpoint.port)
@@ -189,6 +199,7 @@ class CategorizationCall:
             self._cancel_timer()
             if self._start_row is not None:
                 await self._start_row
+            self._stop_inband()
             await session.close()
             self._env.counters.rtp_malformed += session.stats.malformed
             self._env.counters.rtp_refused += session.stats.refused
@@ -216,8 +227,35 @@ class CategorizationCall:
     # -- events in ---------------------------------------------------------
 
     def _rtp_key(self, key: str) -> None:
+        if self._inband is not None and self._env.inband_mode == "auto":
+            # The phone sends RFC 4733: tones in its audio are not needed from now on.
+            self.log.info("inband_dtmf.stopped", reason="rfc4733_seen")
+            self._stop_inband()
+        if self._is_second_copy("rfc4733", key):
+            return
         self._env.counters.keys_rfc4733 += 1
         self._events.put_nowait(ivr.Digit(key))
+
+    def _inband_key(self, key: str) -> None:
+        if self._is_second_copy("inband", key):
+            return
+        self._env.counters.keys_inband += 1
+        self.log.info("inband_dtmf.key_received", key=key)
+        self._events.put_nowait(ivr.Digit(key))
+
+    def _is_second_copy(self, source: str, key: str) -> bool:
+        """A dual-mode phone's other copy of a press already counted (see DualModeKeys)."""
+        if self._keys.accept(source, key, asyncio.get_running_loop().time()):
+            return False
+        self.log.info("dtmf.duplicate_dropped", key=key, source=source)
+        return True
+
+    def _stop_inband(self) -> None:
+        channel, self._inband = self._inband, None
+        if channel is not None:
+            channel.close()
+            if self._session is not None:
+                self._session.on_audio = None
 
     def _info_key(self, key: str) -> None:
         self._env.counters.keys_info += 1

@@ -19,5 +19,6 @@ class CallCounters:
     failed: int = 0
     keys_rfc4733: int = 0
     keys_info: int = 0
+    keys_inband: int = 0
     rtp_malformed: int = 0
     rtp_refused: int = 0  # RTP from a source the call does not take media from

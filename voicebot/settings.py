@@ -131,6 +131,10 @@ class IvrSettings(Section):
     # On SIGTERM, calls in the menu get this long to finish before the bot
     # hangs up on them (saving what was keyed as incomplete / shutdown).
     shutdown_grace_s: float = Field(20.0, ge=0, le=600)
+    # Keys sent as tones in the audio (phones, ATAs and trunks without RFC 4733).
+    # auto: detect them until the call's first RFC 4733 key (a call whose SDP
+    # has no telephone-event never sends one); on: always; off: never.
+    inband_dtmf: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
     def _asks_something(self) -> IvrSettings:

@@ -65,6 +65,7 @@ class _VoicebotCollector(Collector):
         keys = CounterMetricFamily("voicebot_keys", "Keypad keys received", labels=["source"])
         keys.add_metric(["rfc4733"], calls.keys_rfc4733)
         keys.add_metric(["sip_info"], calls.keys_info)
+        keys.add_metric(["inband"], calls.keys_inband)
         yield keys
         yield CounterMetricFamily(
             "voicebot_rtp_malformed",

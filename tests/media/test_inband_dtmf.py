@@ -1,0 +1,248 @@
+"""The in-band DTMF detector at every ITU-T Q.24 edge, through real G.711.
+
+Every case runs each of the 16 keys, each at its own random (seeded) offset
+from the 20 ms frame grid, so no result depends on where a tone starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import numpy as np
+import pytest
+
+from tests.media.dtmf_signals import (
+    detect,
+    detect_many,
+    dtmf,
+    keyed,
+    silence,
+    through_g711,
+    white_noise,
+)
+from voicebot.media.clock import MediaClock
+from voicebot.media.dual_mode_keys import DualModeKeys
+from voicebot.media.g711 import PCMA, PCMU, Codec
+from voicebot.media.inband_dtmf import FRAME, KEYS, InbandDtmfDetector
+from voicebot.media.inband_receiver import FRAME_BYTES, MAX_BUFFERED_FRAMES, InbandDtmfReceiver
+
+CODECS = [PCMU, PCMA]
+
+
+def heard(
+    signal: np.ndarray, codec: Codec, rng: np.random.Generator, snr_db: float | None = None
+) -> str:
+    """Keys detected in `signal` as a phone would send it: noise added, G.711, any offset."""
+    if snr_db is not None:
+        toned = signal[np.abs(signal) > 0]
+        power = float(np.mean(toned**2)) / 10 ** (snr_db / 10)
+        signal = signal + white_noise(len(signal), power, rng)
+    return detect(through_g711(signal, codec), offset=int(rng.integers(0, FRAME)))
+
+
+def press(key: str, ms: float = 80, **tone: float) -> np.ndarray:
+    return np.concatenate([silence(100), dtmf(key, ms, **tone), silence(100)])
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_every_key_is_heard_once(codec: Codec, rng: np.random.Generator) -> None:
+    for key in KEYS:
+        assert heard(press(key), codec, rng) == key
+
+
+@pytest.mark.parametrize("deviation", [0.015, -0.015])
+@pytest.mark.parametrize("tone", ["dev_low", "dev_high"])
+def test_frequency_off_by_1_5_percent_is_accepted(
+    tone: str, deviation: float, rng: np.random.Generator
+) -> None:
+    for key in KEYS:
+        assert heard(press(key, **{tone: deviation}), PCMU, rng) == key, key
+
+
+def test_both_tones_off_by_1_5_percent_in_opposite_directions_are_accepted(
+    rng: np.random.Generator,
+) -> None:
+    for key in KEYS:
+        assert heard(press(key, dev_low=0.015, dev_high=-0.015), PCMU, rng) == key
+        assert heard(press(key, dev_low=-0.015, dev_high=0.015), PCMU, rng) == key
+
+
+@pytest.mark.parametrize("deviation", [0.035, -0.035])
+@pytest.mark.parametrize("tone", ["dev_low", "dev_high"])
+def test_frequency_off_by_3_5_percent_is_rejected(
+    tone: str, deviation: float, rng: np.random.Generator
+) -> None:
+    for key in KEYS:
+        assert heard(press(key, **{tone: deviation}), PCMU, rng) == "", key
+        # A loud off-frequency tone in noise is no key either.
+        assert heard(press(key, dbm0=-5, **{tone: deviation}), PCMU, rng, snr_db=15) == ""
+
+
+@pytest.mark.parametrize(
+    ("twist_db", "accepted"), [(-8, True), (4, True), (-10, False), (6, False)]
+)
+def test_twist_limits(twist_db: float, accepted: bool, rng: np.random.Generator) -> None:
+    """Normal twist (high tone weaker) to 8 dB and reverse to 4 dB are keys; beyond is not."""
+    for key in KEYS:
+        expected = key if accepted else ""
+        assert heard(press(key, dbm0=-10, twist_db=twist_db), PCMU, rng) == expected, key
+
+
+@pytest.mark.parametrize(("ms", "accepted"), [(40, True), (20, False)])
+def test_tone_duration(ms: float, accepted: bool, rng: np.random.Generator) -> None:
+    """Q.24: a 40 ms tone is a key; one of 20 ms is not."""
+    for key in KEYS:
+        assert heard(press(key, ms=ms), PCMU, rng) == (key if accepted else ""), key
+
+
+def test_40_ms_pause_separates_two_presses_of_one_key(rng: np.random.Generator) -> None:
+    for key in KEYS:
+        signal = keyed(key * 3, tone_ms=40, pause_ms=40)
+        assert heard(signal, PCMU, rng) == key * 3, key
+
+
+def test_10_ms_interruption_is_not_a_pause(rng: np.random.Generator) -> None:
+    for key in KEYS:
+        signal = np.concatenate(
+            [silence(60), dtmf(key, 60), silence(10), dtmf(key, 60), silence(60)]
+        )
+        assert heard(signal, PCMU, rng) == key, key
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_minus_25_dbm0_per_tone_is_heard(codec: Codec, rng: np.random.Generator) -> None:
+    for key in KEYS:
+        assert heard(press(key, dbm0=-25), codec, rng) == key, key
+        # ... with the weaker tone 8 dB lower still.
+        assert heard(press(key, dbm0=-25, twist_db=-8), codec, rng) == key, key
+
+
+def test_minus_40_dbm0_per_tone_is_not_a_key(rng: np.random.Generator) -> None:
+    for key in KEYS:
+        assert heard(press(key, dbm0=-40), PCMU, rng) == "", key
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_15_db_snr_white_noise_at_minus_25_dbm0(codec: Codec, rng: np.random.Generator) -> None:
+    for key in KEYS:
+        assert heard(press(key, dbm0=-25), codec, rng, snr_db=15) == key, key
+        edges = keyed(key * 2, tone_ms=40, pause_ms=40, dbm0=-25, dev_low=0.015)
+        assert heard(edges, codec, rng, snr_db=15) == key * 2, key
+
+
+def test_noise_alone_is_no_key(rng: np.random.Generator) -> None:
+    noise = white_noise(8000 * 60, (0.1 * 22700) ** 2, rng)
+    assert detect(through_g711(noise, PCMU)) == ""
+
+
+def test_many_calls_at_once_each_hear_their_own_keys(rng: np.random.Generator) -> None:
+    """One analyse() per frame for 40 calls gives what each call alone would."""
+    sequences = ["".join(rng.choice(list(KEYS), size=6)) for _ in range(40)]
+    signals = [keyed(seq, tone_ms=50, pause_ms=50, dbm0=-20) for seq in sequences]
+    total = max(map(len, signals)) + 3 * FRAME
+    offsets = rng.integers(0, FRAME, size=len(signals))
+    streams = np.stack(
+        [np.pad(s, (o, total - o - len(s))) for s, o in zip(signals, offsets, strict=True)]
+    )
+    assert detect_many(streams) == sequences
+
+
+def test_slots_are_reused_with_fresh_state() -> None:
+    detector = InbandDtmfDetector(capacity=1)
+    first = detector.open()
+    half_key = dtmf("5", 20)[:FRAME]
+    detector.analyse(half_key[None], [first])
+    detector.close(first)
+    second, third = detector.open(), detector.open()  # the second grows the arrays
+    assert {second, third} == {0, 1}
+    assert detector.open_slots == 2
+
+
+async def test_receiver_delivers_keys_on_the_media_clock() -> None:
+    """Audio fed in irregular pieces reaches each call's on_key once per press."""
+    clock = MediaClock(interval=0.002)  # fast ticks: the test needs no real time
+    receiver = InbandDtmfReceiver(clock)
+    keys: dict[str, list[str]] = {"a": [], "b": []}
+    channels = {name: receiver.open(keys[name].append) for name in keys}
+    audio = {
+        "a": through_g711(keyed("3#1", tone_ms=60, pause_ms=60), PCMU).tobytes(),
+        "b": through_g711(keyed("90*", tone_ms=60, pause_ms=60), PCMA).tobytes(),
+    }
+    assert clock.running
+    for offset in range(0, max(map(len, audio.values())), FRAME_BYTES):
+        for name, pcm in audio.items():
+            piece = pcm[offset : offset + FRAME_BYTES]
+            channels[name].feed(piece[:100])  # odd splits: a frame is assembled
+            channels[name].feed(piece[100:])
+        await asyncio.sleep(0.004)
+    deadline = asyncio.get_running_loop().time() + 5
+    while (keys["a"], keys["b"]) != (list("3#1"), list("90*")):
+        assert asyncio.get_running_loop().time() < deadline, keys
+        await asyncio.sleep(0.01)
+    for channel in channels.values():
+        channel.close()
+    assert receiver.open_channels == 0
+    await clock.stop()
+
+
+async def test_receiver_bounds_a_flood() -> None:
+    clock = MediaClock(interval=10.0)  # never ticks during the test
+    receiver = InbandDtmfReceiver(clock)
+    channel = receiver.open(lambda key: None)
+    for _ in range(1000):
+        channel.feed(bytes(FRAME_BYTES))
+    assert channel.dropped_bytes == (1000 - MAX_BUFFERED_FRAMES) * FRAME_BYTES
+    channel.close()
+    await clock.stop()
+
+
+async def test_a_failing_key_handler_does_not_stop_other_calls() -> None:
+    clock = MediaClock(interval=10.0)  # ticked by hand below
+    receiver = InbandDtmfReceiver(clock)
+    got: list[str] = []
+
+    def broken(key: str) -> None:
+        raise RuntimeError("boom")
+
+    receiver.detector.open()  # a slot in use elsewhere: slots need not be contiguous
+    channels = [receiver.open(broken), receiver.open(got.append)]
+    pcm = through_g711(keyed("7", tone_ms=80, pause_ms=80), PCMU).tobytes()
+    for offset in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES):
+        for channel in channels:
+            channel.feed(pcm[offset : offset + FRAME_BYTES])
+        receiver.on_tick(0)
+    assert got == ["7"]
+    await clock.stop()
+
+
+# -- dual mode: a phone sending each key as RFC 4733 and as tones ---------------
+
+
+def test_dual_mode_press_is_one_digit_whichever_copy_comes_first() -> None:
+    keys = DualModeKeys()
+    assert keys.accept("rfc4733", "5", 0.00)
+    assert not keys.accept("inband", "5", 0.05)
+    assert keys.accept("inband", "6", 1.00)
+    assert not keys.accept("rfc4733", "6", 1.02)
+    assert keys.merged == 2
+
+
+def test_dual_mode_fast_repeats_of_one_key_stay_distinct() -> None:
+    """'11' with 40 ms tone and pause: two pairs, two digits."""
+    keys = DualModeKeys()
+    events = [("rfc4733", 0.00), ("inband", 0.04), ("rfc4733", 0.08), ("inband", 0.12)]
+    assert [keys.accept(source, "1", t) for source, t in events] == [True, False, True, False]
+
+
+def test_single_source_repeats_are_never_merged() -> None:
+    keys = DualModeKeys()
+    assert all(keys.accept("inband", "1", t / 10) for t in range(5))
+    assert all(keys.accept("rfc4733", "2", 1 + t / 10) for t in range(5))
+    # A copy that comes too late is a press of its own.
+    assert keys.accept("inband", "2", 5.0)
