@@ -74,9 +74,10 @@ _n = np.arange(SUB)
 _BASIS = np.concatenate(
     [np.cos(np.outer(_n, _OMEGA)), -np.sin(np.outer(_n, _OMEGA))], axis=1
 ).astype(np.float32)
-# Sub-block m of a window is delayed by 40 m samples: turn its DFT back.
-_TURN = np.exp(-1j * np.outer(np.arange(WINDOW_SUBS) * SUB, _OMEGA)).astype(np.complex64)
-_HOP_TURN = np.exp(-1j * _OMEGA * SUB).astype(np.complex64)
+# Every DFT is referred to the start of the current frame: sub-block s starts
+# 40 s samples in, and what is kept for the next frame moves 160 samples back.
+_SUB_TURN = np.exp(-1j * np.outer(np.arange(SUBS) * SUB, _OMEGA)).astype(np.complex64)
+_FRAME_TURN = np.exp(1j * _OMEGA * FRAME).astype(np.complex64)
 _HZ_PER_RADIAN = SAMPLE_RATE / (2 * np.pi * SUB)
 _WINDOW = SUB * WINDOW_SUBS
 _LEVEL_FLOOR = (10 ** (MIN_LEVEL_DBM0 / 20) * DBM0_PEAK * _WINDOW / 2) ** 2  # as |X|^2
@@ -155,19 +156,28 @@ class InbandDtmfDetector:
         if m == 0:
             return []
         sub = (x.reshape(m * SUBS, SUB) @ _BASIS).reshape(m, SUBS, 2, len(FREQS))
-        cur = (sub[:, :, 0] + 1j * sub[:, :, 1]).astype(np.complex64)
-        blocks = np.concatenate([self._tail[slot], cur], axis=1)  # (m, 7, 8)
-        sub_energy = np.einsum("msk,msk->ms", x.reshape(m, SUBS, SUB), x.reshape(m, SUBS, SUB))
-        energy_blocks = np.concatenate([self._tail_energy[slot], sub_energy], axis=1)
-        windows = blocks[:, 0:SUBS] * _TURN[0]
+        blocks = np.empty((m, SUBS + WINDOW_SUBS - 1, len(FREQS)), dtype=np.complex64)
+        blocks[:, : WINDOW_SUBS - 1] = self._tail[slot]
+        cur = blocks[:, WINDOW_SUBS - 1 :]
+        cur.real = sub[:, :, 0]
+        cur.imag = sub[:, :, 1]
+        cur *= _SUB_TURN
+        xs = x.reshape(m, SUBS, SUB)
+        energy_blocks = np.concatenate(
+            [self._tail_energy[slot], np.einsum("msk,msk->ms", xs, xs)], axis=1
+        )
+        # Windows of 4 sub-blocks every 5 ms: with one phase reference, plain sums.
+        windows = blocks[:, 0:SUBS].copy()
         energy = energy_blocks[:, 0:SUBS].copy()
         for k in range(1, WINDOW_SUBS):
-            windows += blocks[:, k : k + SUBS] * _TURN[k]
+            windows += blocks[:, k : k + SUBS]
             energy += energy_blocks[:, k : k + SUBS]
-        before = np.concatenate([self._last_window[slot][:, None], windows[:, :-1]], axis=1)
-        self._tail[slot] = blocks[:, -(WINDOW_SUBS - 1) :]
-        self._tail_energy[slot] = energy_blocks[:, -(WINDOW_SUBS - 1) :]
-        self._last_window[slot] = windows[:, -1]
+        before = np.empty_like(windows)
+        before[:, 0] = self._last_window[slot]
+        before[:, 1:] = windows[:, :-1]
+        self._tail[slot] = blocks[:, SUBS:] * _FRAME_TURN
+        self._tail_energy[slot] = energy_blocks[:, SUBS:]
+        self._last_window[slot] = windows[:, -1] * _FRAME_TURN
 
         labels = _classify(windows, before, energy)  # (m, 4): key index or -1
         return self._track(slot, labels)
@@ -197,22 +207,31 @@ class InbandDtmfDetector:
         return [(int(r), KEYS[pressed[r]]) for r in rows]
 
 
+def _offset_hz(
+    windows: npt.NDArray[np.complex64],
+    before: npt.NDArray[np.complex64],
+    index: npt.NDArray[np.intp],
+) -> npt.NDArray[np.float32]:
+    turn = np.take_along_axis(windows, index, -1) * np.conj(np.take_along_axis(before, index, -1))
+    return (np.angle(turn[..., 0]) * _HZ_PER_RADIAN).astype(np.float32)
+
+
 def _classify(
     windows: npt.NDArray[np.complex64],
     before: npt.NDArray[np.complex64],
     energy: npt.NDArray[np.float32],
 ) -> npt.NDArray[np.int8]:
     """Key index (0-15) each window carries, or -1; inputs (m, w, 8), (m, w, 8), (m, w)."""
-    power = (windows.real**2 + windows.imag**2).astype(np.float32)
-    # Phase advance over one 5 ms hop, less the nominal frequency's: the offset.
-    turn = windows * np.conj(before) * _HOP_TURN
-    offset = (np.angle(turn) * _HZ_PER_RADIAN).astype(np.float32)
-    low = np.argmax(power[..., :4], axis=-1)
-    high = np.argmax(power[..., 4:], axis=-1) + 4
-    p_low = np.take_along_axis(power, low[..., None], -1)[..., 0]
-    p_high = np.take_along_axis(power, high[..., None], -1)[..., 0]
-    o_low = np.take_along_axis(offset, low[..., None], -1)[..., 0]
-    o_high = np.take_along_axis(offset, high[..., None], -1)[..., 0]
+    power = windows.real**2 + windows.imag**2
+    low = np.argmax(power[..., :4], axis=-1)[..., None]
+    high = np.argmax(power[..., 4:], axis=-1)[..., None] + 4
+    p_low = np.take_along_axis(power, low, -1)[..., 0]
+    p_high = np.take_along_axis(power, high, -1)[..., 0]
+    # With one phase reference for all windows, a tone's phase advance over
+    # one 5 ms hop is its offset from the nominal frequency.
+    o_low = _offset_hz(windows, before, low)
+    o_high = _offset_hz(windows, before, high)
+    low, high = low[..., 0], high[..., 0]
     # Undo what the window's leakage took from an off-frequency tone.
     p_low = p_low / _leakage(o_low)
     p_high = p_high / _leakage(o_high)
