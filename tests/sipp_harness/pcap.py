@@ -40,6 +40,7 @@ __all__ = [
     "DTMF_EVENTS",
     "PcapPacket",
     "RtpPacket",
+    "build_audio_packets",
     "build_dtmf_packets",
     "decode_dtmf_presses",
     "parse_rtp",
@@ -237,6 +238,48 @@ def build_dtmf_packets(
     if duplicate_all:
         out = [p for orig in out for p in (orig, PcapPacket(orig.t_ms + 0.5, orig.payload))]
     out.sort(key=lambda p: p.t_ms)  # stable: keeps order of equal times
+    return out
+
+
+def build_audio_packets(
+    payloads: Sequence[bytes],
+    *,
+    audio_payload_type: int = 0,
+    presses: Sequence[tuple[int, str, int]] = (),
+    event_payload_type: int = 101,
+    ssrc: int = 0x5EED7A12,
+    start_seq: int = 4711,
+    start_ts: int = 160_000,
+) -> list[PcapPacket]:
+    """A phone's continuous audio: ``payloads[i]`` (one 20 ms G.711 frame) at ``20 * i`` ms.
+
+    ``presses`` ``(first_frame, key, frames)`` also sends those keys as RFC 4733
+    events *beside* the audio, as a phone in dual DTMF mode does (the audio
+    carries the tones; both share SSRC and sequence space). Each press has its
+    own timestamp, the frame it starts on; its end packet goes three times.
+    """
+    b = _Builder(ssrc=ssrc & 0xFFFFFFFF, seq=start_seq & 0xFFFF, ts_base=start_ts)
+    events: dict[int, list[bytes]] = {}  # frame index -> event payloads sent then
+    onsets: dict[int, int] = {}
+    for first, key, frames in presses:
+        event = DTMF_EVENTS[key.upper()]
+        for k in range(frames + 2):
+            end = k >= frames - 1
+            duration = min(k + 1, frames) * SAMPLES_PER_FRAME
+            events.setdefault(first + k, []).append(
+                rfc4733_payload(event, end=end, duration=duration)
+            )
+            onsets.setdefault(first + k, first)
+    out: list[PcapPacket] = []
+    for i, payload in enumerate(payloads):
+        t = float(i * PTIME_MS)
+        pkt = b.rtp(pt=audio_payload_type, marker=i == 0, ts_ms=t, payload=payload)
+        out.append(PcapPacket(t, pkt))
+        for ev in events.get(i, []):
+            onset_ms = onsets[i] * PTIME_MS
+            first_of_press = i == onsets[i]
+            pkt = b.rtp(pt=event_payload_type, marker=first_of_press, ts_ms=onset_ms, payload=ev)
+            out.append(PcapPacket(t + 0.1, pkt))
     return out
 
 
