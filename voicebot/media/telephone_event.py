@@ -53,9 +53,10 @@ class TelephoneEvent:
 class KeySource(Protocol):
     """Turns received RTP into key presses, each reported exactly once.
 
-    `DtmfDetector` is the RFC 4733 one. The seam for in-band DTMF (a Goertzel
-    detector for peers that send tones in the audio) is `RtpSession.on_audio`:
-    such a detector would decode audio packets and satisfy this same Protocol.
+    `DtmfDetector` is the RFC 4733 one. In-band DTMF (tones in the audio)
+    does not feed per packet: `RtpSession.on_audio` hands decoded audio to an
+    `InbandChannel`, and `InbandDtmfReceiver` analyses every call's frame
+    together once per media clock tick (voicebot.media.inband_receiver).
     """
 
     def feed(self, packet: RtpPacket) -> str | None: ...
