@@ -14,8 +14,10 @@ in decoded 8 kHz audio, judged as ITU-T Q.24 judges a DTMF receiver:
 
 How (one numpy product per tick for every call): each call's 20 ms frame is
 cut into four 5 ms sub-blocks, and one matrix product gives every
-sub-block's DFT at the eight DTMF frequencies. Sub-blocks add up (with a
-phase turn) to 20 ms windows every 5 ms, four per frame. A window holds a
+sub-block's DFT at the eight DTMF frequencies. Referred to one phase origin
+(the frame's start), sub-blocks simply add up to 20 ms windows every 5 ms,
+four per frame (the last three sub-blocks of the previous frame are kept).
+A window holds a
 tone pair when those two frequencies carry most of its energy
 (`MIN_TONE_FRACTION`). The frequency is measured, not guessed from a bin:
 the phase advance of a frequency between windows 5 ms apart gives its
@@ -33,9 +35,11 @@ The API other code uses (bench, calls)::
     # -> [(row, key), ...]: row indexes frames; at most one key per row
     detector.close(slot)
 
-`InbandDtmfReceiver` (voicebot.media.inband_receiver) runs it on the media clock's tick.
-BLAS: the product is small; run with OPENBLAS_NUM_THREADS=1 (voicebot's
-entry point sets it), a threaded BLAS only adds contention on 2 cores.
+`InbandDtmfReceiver` (voicebot.media.inband_receiver) runs it on the media
+clock's tick. Cost: about 1 ms per tick for 500 calls (bench/inband_dtmf.py).
+BLAS: the product is small and runs on one thread (`voicebot/__init__.py`
+sets OPENBLAS_NUM_THREADS=1 before numpy loads): a BLAS thread pool measured
+3x slower here, contending for the same cores as the event loop.
 """
 
 from __future__ import annotations
