@@ -104,8 +104,11 @@ class CallbackScheduler:
                 # keep the loop, look again shortly.
                 self._log.error("callback.scheduler_failed", error=repr(error))
                 timeout = 1.0
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel
+            # that lands as the event is set, and stop() then waited for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.queue.changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.queue.changed.wait()
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._attempts.discard(task)
