@@ -321,7 +321,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         ps = psutil.Process(proc.pid)
         out = tmp / "loadgen.json"
         gen = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--target",
+            ["nice", "-n", str(args.gen_nice), sys.executable, str(ROOT / "bench" / "loadgen.py"),
+             "--target",
              f"{LOOPBACK}:{sip_port}", "--n", str(n), "--rate", f"{args.rate:g}",
              "--window", f"{args.window:g}", "--sip-port", str(gen_port),
              "--audio", str(speech), "--mode", cfg.keys_as, "--keys", KEYS,
@@ -490,6 +491,13 @@ def main() -> int:
         type=int,
         default=500,
         help="run stock only up to this N (and only while its calls still come up at >= 40 pkt/s)",
+    )
+    p.add_argument(
+        "--gen-nice",
+        type=int,
+        default=10,
+        help="niceness of the generator: in production the phones are other machines,"
+        " so on a shared box they yield to the answerer (0 = equal footing)",
     )
     p.add_argument("--py-spy", metavar="DIR", help="py-spy record the bot in each window")
     p.add_argument("--keep", action="store_true", help="keep per-run temp dirs")
