@@ -547,7 +547,11 @@ def main() -> int:
     for c in configs:
         if c.impl == "stock":
             continue
-        ratio = f"{held[c.name] / stock:.1f}x" if stock else "-"
+        ratio = (
+            f"{held[c.name] / stock:.1f}x"
+            if stock
+            else ("inf (stock held none)" if held[c.name] else "-")
+        )
         print(f"calls held at p99 <= {TARGET_P99_MS:g} ms: {c.name} {held[c.name]}"
               + (f", stock pyVoIP {stock}, ratio {ratio}" if "stock" in held else ""))  # fmt: skip
     for r in results:
