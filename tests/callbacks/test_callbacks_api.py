@@ -5,6 +5,7 @@ field, the OpenAPI document, /metrics."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from tests.callbacks.callbacks_testkit import ScriptedDialler, eventually
 from tests.ports import rtp_window
+from tests.webhooks.webhooks_testkit import SECRET, Receiver
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.settings import Settings
@@ -30,7 +32,11 @@ AppFactory = Callable[..., Any]
 async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
     started: list[VoicebotApp] = []
 
-    async def start(dialler: ScriptedDialler | None = None, **callbacks: Any) -> VoicebotApp:
+    async def start(
+        dialler: ScriptedDialler | None = None,
+        webhooks: dict[str, Any] | None = None,
+        **callbacks: Any,
+    ) -> VoicebotApp:
         low, high = rtp_window(2)
         options: dict[str, Any] = {
             "enabled": True,
@@ -47,6 +53,7 @@ async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
             storage={"database": tmp_path / "voicebot.db"},
             http={"port": 0, "api_token": TOKEN},
             callbacks=options,
+            webhooks=webhooks or {"endpoints": []},
         )
         app = VoicebotApp(settings, dialler=dialler or ScriptedDialler(hold=True))
         await app.start()
@@ -237,3 +244,62 @@ async def test_list_pages_and_filters(start_app: AppFactory) -> None:
         assert await callbacks(http, f"?to={today - timedelta(days=2)}") == []
         async with http.get("/api/v1/callbacks?cursor=garbage") as r:
             assert r.status == 400 and (await r.json())["field"] == "cursor"
+
+
+async def test_callback_webhooks_arrive_signed(start_app: AppFactory) -> None:
+    """call.missed, callback.scheduled (new, then rescheduled after a busy
+    client) and callback.completed reach a real receiver through the outbox,
+    each verified with the public `standardwebhooks` library."""
+    receiver = Receiver([SECRET])
+    await receiver.start()
+    dialler = ScriptedDialler(
+        AttemptResult(Outcome.CLIENT_BUSY, target="201", sip_status=486),
+        AttemptResult(Outcome.COMPLETED, target="201"),
+    )
+    try:
+        app = await start_app(
+            dialler,
+            webhooks={"endpoints": [{"url": receiver.url, "secret": SECRET}]},
+            first_delay_s=0,
+            retry_interval_s=0.2,
+        )
+        async with (
+            session(app) as http,
+            http.post(
+                "/api/v1/calls/events", json=event("pbx-7", "missed", datetime.now(UTC))
+            ) as r,
+        ):
+            call_id = (await r.json())["id"]
+
+        async def four_events() -> bool:
+            return len(receiver.received) >= 4
+
+        await eventually(four_events, timeout=10)
+    finally:
+        await receiver.stop()
+    events = [json.loads(item.body) for item in receiver.received]
+    assert all(item.verified for item in receiver.received)
+    # The dispatcher posts up to 4 at once: arrival order is not promised.
+    assert sorted(e["type"] for e in events) == [
+        "call.missed",
+        "callback.completed",
+        "callback.scheduled",
+        "callback.scheduled",
+    ]
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_type.setdefault(e["type"], []).append(e["data"])
+    [missed] = by_type["call.missed"]
+    scheduled, rescheduled = sorted(by_type["callback.scheduled"], key=lambda d: d["attempt"])
+    [completed] = by_type["callback.completed"]
+    assert (missed["call_id"], missed["pbx_call_id"]) == (call_id, "pbx-7")
+    assert missed["callback_state"] == "queued" and missed["skip_reason"] is None
+    assert scheduled["outcome"] is None and scheduled["attempt"] == 1
+    assert (rescheduled["outcome"], rescheduled["attempt"]) == ("client_busy", 2)
+    assert completed["callback_id"] == scheduled["callback_id"] == missed["callback_id"]
+    assert completed["missed_call_ids"] == [call_id]
+    assert (completed["outcome"], completed["state"], completed["attempt"]) == (
+        "completed",
+        "completed",
+        2,
+    )
