@@ -49,6 +49,7 @@ class CallbackScheduler:
         self.claimer = claimer or new_claimer()
         self._task: asyncio.Task[None] | None = None
         self._attempts: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._log = get_logger(claimer=self.claimer)
 
     @property
@@ -67,20 +68,24 @@ class CallbackScheduler:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop claiming; attempts in progress get `grace_s`, then are ended
         (recorded `failed`, detail `shutdown`, and retried later)."""
+        self._stopping = True
         if self._task is not None:
+            self.queue.changed.set()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # asyncio.wait, not `await task`: on Python 3.11 a cancellation
+            # that meets a finishing wait_for can be swallowed; the flag ends
+            # the loop then, and this never waits on it forever.
+            await asyncio.wait({self._task}, timeout=grace_s + 5)
             self._task = None
         if self._attempts:
             _, running = await asyncio.wait(set(self._attempts), timeout=grace_s)
             for task in running:
                 task.cancel()
             if running:
-                await asyncio.wait(running)
+                await asyncio.wait(running, timeout=grace_s + 5)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self.queue.changed.clear()
             try:
                 await self.queue.recover_expired()
