@@ -21,6 +21,7 @@ import contextlib
 import gc
 import math
 import signal
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,13 +30,20 @@ from aiohttp import web
 from voicebot.api import callbacks as callbacks_api
 from voicebot.api import journal_routes
 from voicebot.api.context import JournalApi
-from voicebot.api.metrics import CallbackFigures, MetricsSources, build_registry
+from voicebot.api.metrics import (
+    CallbackFigures,
+    JournalFigures,
+    MetricsSources,
+    build_registry,
+)
+from voicebot.api.period import local_midnight
 from voicebot.api.request_gate import RequestGate
 from voicebot.api.server import METRICS_REFRESH_KEY, build_app
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.callbacks.attempt import Dialler
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
 from voicebot.callbacks.intake import CallLogIntake
+from voicebot.callbacks.journal_entry import JournalledDialler
 from voicebot.callbacks.missed_call import (
     MISSED_CALL_PROMPTS,
     PLAY_SLACK_S,
@@ -48,8 +56,9 @@ from voicebot.callbacks.scheduler import CallbackScheduler
 from voicebot.clock import Clock, SystemClock
 from voicebot.counters import CallCounters
 from voicebot.journal.call_types import TypeRules
-from voicebot.journal.calls import CallLog
+from voicebot.journal.calls import CallLog, StoredCall
 from voicebot.journal.categories import CategoryCatalogue
+from voicebot.journal.reports import ReportScope, tally
 from voicebot.journal.spool import Spool, spool_path
 from voicebot.journal.store import Journal
 from voicebot.logs import get_logger
@@ -92,6 +101,7 @@ class VoicebotApp:
         self._spool_task: asyncio.Task[None] | None = None
         self._env: MenuEnvironment | None = None
         self.counters = CallCounters()
+        self.journal_figures = JournalFigures()
         self.http_port: int | None = None
         self.request_gate = RequestGate(settings.http.api_concurrency, settings.http.api_queue)
 
@@ -208,8 +218,10 @@ class VoicebotApp:
                 media_clock_skips=lambda: self._media_clock.skipped_ticks,
                 api_refused=lambda: self.request_gate.refused,
                 sip_refusals=lambda: self.user_agent.counters.as_dict() if self.user_agent else {},
+                journal=self.journal_figures,
             )
         )
+        self.call_log.subscribe(self._count_recorded)
         api = build_app(
             self.journal,
             self.health,
@@ -240,7 +252,7 @@ class VoicebotApp:
         async def refresh_callback_figures() -> None:
             figures.jobs_by_state, figures.attempts_by_outcome = await queue.counts()
 
-        api[METRICS_REFRESH_KEY] = [refresh_callback_figures]
+        api[METRICS_REFRESH_KEY] = [refresh_callback_figures, self._refresh_journal_figures]
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http.host, s.http.port)
@@ -287,9 +299,11 @@ class VoicebotApp:
         dialler = self._dialler or self._sip_dialler()
         if dialler is None:
             return  # said why; jobs queue, nobody dials them
+        assert self.call_log is not None
         self.callback_scheduler = CallbackScheduler(
             self.callback_queue,
-            dialler,
+            # Every attempt is also a call of type "callback" in the journal.
+            JournalledDialler(dialler, self.call_log, self.clock),
             max_concurrent_calls=s.max_concurrent_calls,
             order=s.order,
             transfer=s.transfer,
@@ -308,6 +322,26 @@ class VoicebotApp:
         except DiallerUnavailable as why:
             self.log.error("callback.dialler_unavailable", reason=str(why))
             return None
+
+    async def _count_recorded(self, stored: StoredCall) -> None:
+        if stored.created:
+            key = (stored.call.source, stored.call.status)
+            self.journal_figures.recorded[key] = self.journal_figures.recorded.get(key, 0) + 1
+
+    async def _refresh_journal_figures(self) -> None:
+        """Today's calls by status and type, for the next /metrics answer: one
+        local day, read through the report indexes, so a scrape stays cheap."""
+        if self.call_log is None:
+            return
+        zone = ZoneInfo(self.settings.journal.timezone)
+        today = self.clock.now().astimezone(zone).date()
+        scope = ReportScope(
+            local_midnight(today, zone),
+            local_midnight(today + timedelta(days=1), zone),
+            zone,
+            self.call_log.rules,
+        )
+        self.journal_figures.today = await tally(self.call_log.connection, scope)
 
     def _registered(self) -> bool | None:
         registration = self.user_agent.registration if self.user_agent else None

@@ -7,7 +7,6 @@ screenshots at desktop width and at 390 px (a phone)."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -17,9 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.app.test_reports import seed_known_calls
+from tests.app.test_reports import C, seed_known_calls
+from tests.ports import rtp_window
 from voicebot.api.dashboard import SESSION_COOKIE, session_valid
 from voicebot.app import VoicebotApp
+from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
+from voicebot.callbacks.queue import JobFilter
 from voicebot.clock import ManualClock
 from voicebot.settings import Settings
 
@@ -30,17 +32,27 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOW = datetime.fromisoformat("2026-10-25T15:00:00+00:00")
 
 
+class NobodyAnswers:
+    """The dialler's seam (voicebot/callbacks/attempt.py) where no phone rings:
+    on a Sunday evening outside working hours the scheduler never calls it."""
+
+    async def attempt(self, request: AttemptRequest) -> AttemptResult:
+        return AttemptResult(Outcome.NO_MANAGER, detail="test: nobody answers")
+
+
 @pytest.fixture
 async def seeded(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    base = random.randrange(42000, 48000, 2)
+    rtp_min, rtp_max = rtp_window()
     settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
         storage={"database": tmp_path / "voicebot.db"},
         http={"port": 0, "api_token": TOKEN},
         ivr={"language": "uk"},
         journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
-    )
-    app = VoicebotApp(settings, clock=ManualClock(NOW))
+        callbacks={"enabled": True, "targets": ["201"], "default_region": "UA",
+                   "timezone": "Europe/Kyiv"},
+    )  # fmt: skip
+    app = VoicebotApp(settings, clock=ManualClock(NOW), dialler=NobodyAnswers())
     await app.start()
     try:
         async with aiohttp.ClientSession(
@@ -94,6 +106,41 @@ async def test_forged_or_stale_cookie_is_refused(seeded: VoicebotApp) -> None:
             browser.cookie_jar.update_cookies({SESSION_COOKIE: value})
             async with browser.get("/", allow_redirects=False) as response:
                 assert response.status == 303, value
+
+
+async def test_call_back_now_needs_the_forms_csrf_token(seeded: VoicebotApp) -> None:
+    async with browser_session(seeded) as browser:
+        await browser.post("/login", data={"token": TOKEN})
+        async with browser.get("/") as response:
+            page = await response.text()
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        base = f"http://127.0.0.1:{seeded.http_port}"
+        for form, headers in (
+            ({"number": C}, {}),  # no token
+            ({"number": C, "csrf": "0" * 64}, {}),  # a forged one
+            ({"number": C, "csrf": csrf}, {"Origin": "http://evil.example"}),
+        ):
+            async with browser.post(
+                "/callbacks", data=form, headers=headers, allow_redirects=False
+            ) as response:
+                assert response.status == 403, (form, headers)
+        async with browser.post(
+            "/callbacks", data={"number": "12", "csrf": csrf}, headers={"Origin": base},
+            allow_redirects=False,
+        ) as response:  # fmt: skip
+            assert response.status == 303
+            assert response.headers["Location"] == "/?refused=number#unprocessed"
+    assert seeded.callback_queue is not None
+    jobs, _ = await seeded.callback_queue.list(JobFilter(), 50, None)
+    assert C not in [job.client_number for job in jobs]  # nothing was queued
+    # Signed out, the form is a redirect to the login, whatever it carries.
+    async with (
+        browser_session(seeded) as stranger,
+        stranger.post(
+            "/callbacks", data={"number": C, "csrf": csrf}, allow_redirects=False
+        ) as response,
+    ):
+        assert response.status == 303 and response.headers["Location"] == "/login"
 
 
 async def test_what_users_typed_is_escaped(seeded: VoicebotApp) -> None:
@@ -170,9 +217,21 @@ async def test_browser_logs_in_and_the_page_matches_the_reports(
                 cells = await page.query_selector_all("svg.heat rect[data-count]")
                 drawn = [int(await c.get_attribute("data-count")) for c in cells]
                 assert drawn == [n for day in hourly["calls"] for n in day]
-                # No "call back now" without a callbacks API; the page says so.
-                assert await page.locator("#callbacks-off").count() == 1
-                assert await page.get_by_role("button", name="call back now").count() == 0
+                # "Call back now" on C's busy call (the one unprocessed call with a
+                # number; the anonymous one has no button) queues a real job.
+                assert await page.locator("#callbacks-off").count() == 0
+                buttons = page.locator('button[data-action="call-back"]')
+                assert await buttons.count() == 1
+                assert await buttons.first.get_attribute("data-number") == C
+                await buttons.first.click()
+                await page.wait_for_selector("#callback-queued")
+                job_id = int(await page.get_attribute("#callback-queued", "data-callback-id"))
+                async with aiohttp.ClientSession(base_url=base, headers=auth) as api:
+                    listed = await _json(api, f"/api/v1/callbacks?number={C.replace('+', '%2B')}")
+                job = next(j for j in listed["callbacks"] if j["id"] == job_id)
+                assert (job["client_number"], job["state"], job["source"]) == (C, "queued", "api")
+                # Monday 09:00 in Kyiv: Sunday evening is outside working hours.
+                assert job["due_at"] == "2026-10-26T07:00:00Z"
                 overflow = await page.evaluate(
                     "document.scrollingElement.scrollWidth - window.innerWidth"
                 )

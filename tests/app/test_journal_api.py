@@ -4,7 +4,6 @@ category catalogue, refusals that name the field, the OpenAPI document."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
 
@@ -23,9 +23,9 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    base = random.randrange(42000, 48000, 2)
+    rtp_min, rtp_max = rtp_window()
     settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
         storage={"database": tmp_path / "voicebot.db"},
         http={"port": 0, "api_token": TOKEN},
         journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
@@ -115,6 +115,9 @@ async def test_event_created_then_idempotent(http: aiohttp.ClientSession) -> Non
         (event("b", 0, status="missed"), "answered_at"),
         ({"direction": "inbound"}, "call_id"),
         (event("b", 0, caller="<script>"), "caller"),
+        # Found by schemathesis: a number was read as Unix time, a 0/1 as a flag.
+        (event("b", 0, started_at=0), "started_at"),
+        (event("b", 0, callback=0), "callback"),
     ],
 )
 async def test_invalid_event_names_the_field(
@@ -123,6 +126,21 @@ async def test_invalid_event_names_the_field(
     status, answer = await post(http, body)
     assert status == 400
     assert answer["field"] == field and answer["error"].startswith(field)
+
+
+async def test_refusals_schemathesis_found(http: aiohttp.ClientSession) -> None:
+    # The first day of the calendar, in a zone east of UTC, was a 500.
+    for query in ("from=0001-01-01", "to=9999-12-31", "from=0001-01-01T00:00:00"):
+        for path in ("/api/v1/calls", "/api/v1/reports/summary"):
+            async with http.get(f"{path}?{query}") as response:
+                assert response.status == 400, (path, query)
+                assert (await response.json())["field"] == query.split("=")[0]
+    # GET on the events path reached /calls/{id}; only POST is there.
+    async with http.get("/api/v1/calls/events") as response:
+        assert response.status == 405 and response.headers["Allow"] == "POST"
+        assert (await response.json())["field"] == "method"
+    async with http.post("/api/v1/categories", json={"code": "7", "name": "x", "spam": 0}) as r:
+        assert r.status == 400 and (await r.json())["field"] == "spam"
 
 
 async def test_body_that_is_not_json(http: aiohttp.ClientSession) -> None:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +34,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
+from voicebot.clock import ManualClock
 from voicebot.journal import CallOutcome, CallStart
 from voicebot.settings import Settings
 
@@ -127,16 +129,18 @@ async def seed_known_calls(app: VoicebotApp, http: aiohttp.ClientSession) -> Non
         await app.call_log.record_categorization(f"menu-{pbx_id}")
 
 
-@pytest.fixture
-async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
-    base = random.randrange(42000, 48000, 2)
+@asynccontextmanager
+async def running_and_loaded(
+    tmp_path: Path, clock: ManualClock | None = None
+) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
+    rtp_min, rtp_max = rtp_window()
     settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": base, "rtp_port_max": base + 20},
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
         storage={"database": tmp_path / "voicebot.db"},
         http={"port": 0, "api_token": TOKEN},
         journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
     )
-    app = VoicebotApp(settings)
+    app = VoicebotApp(settings, clock=clock)
     await app.start()
     http = aiohttp.ClientSession(
         base_url=f"http://127.0.0.1:{app.http_port}",
@@ -148,6 +152,12 @@ async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.Cli
     finally:
         await http.close()
         await app.stop()
+
+
+@pytest.fixture
+async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
+    async with running_and_loaded(tmp_path) as both:
+        yield both
 
 
 async def get_json(http: aiohttp.ClientSession, path: str) -> Any:
@@ -291,3 +301,114 @@ async def test_report_refusals(loaded: tuple[VoicebotApp, Any]) -> None:
         async with http.get(f"/api/v1/reports/summary?{bad}") as response:
             assert response.status == 400
             assert (await response.json())["field"] == field
+
+
+async def test_metrics_count_todays_calls_by_status_and_type(tmp_path: Path) -> None:
+    # "Today" is the DST day (17:00 in Kyiv): the nine calls c2..c9 and c7.
+    clock = ManualClock(at("10-25T15:00:00"))
+    async with running_and_loaded(tmp_path, clock) as (_, http), http.get("/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    figures = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("voicebot_journal_")
+    }
+    today = "voicebot_journal_calls_today"
+    assert {k: v for k, v in figures.items() if k.startswith(today + "{")} == {
+        f'{today}{{direction="inbound",status="answered"}}': 4,  # d2 e2 c4 c9
+        f'{today}{{direction="inbound",status="busy"}}': 1,  # c6
+        f'{today}{{direction="inbound",status="missed"}}': 3,  # c2 c3 c7
+        f'{today}{{direction="outbound",status="answered"}}': 1,  # c5
+    }
+    types = "voicebot_journal_call_types_today"
+    assert {k[len(types) :]: v for k, v in figures.items() if k.startswith(types)} == {
+        '{type="unique"}': 4,  # d2 c3 c6 c9
+        '{type="repeated"}': 3,  # c2 e2 c4
+        '{type="target"}': 3,  # d2 c4 c9
+        '{type="unique-target"}': 2,  # d2 c9
+        '{type="callback"}': 0,
+        '{type="missed"}': 4,  # c2 c3 c6 c7
+        '{type="spam"}': 1,  # e2
+    }
+    recorded = "voicebot_journal_calls_recorded_total"
+    # Since start, all 13 events (the four categorizations filed on them add none).
+    assert {k[len(recorded) :]: v for k, v in figures.items() if k.startswith(recorded)} == {
+        '{source="pbx",status="answered"}': 9,
+        '{source="pbx",status="busy"}': 1,
+        '{source="pbx",status="missed"}': 3,
+    }
+
+
+# Callback jobs, stored as the queue stores them (voicebot/callbacks/queue.py).
+# Times are the first missed call; attempts are (seconds after it, outcome, manager).
+#   job  client  first missed (UTC)  state       attempts                      in the day?
+#   J1   A       10-25 00:30:00      completed   +600 no answer, +1800 by 201  yes
+#   J2   B       10-25 01:30:00      failed      +300, +900, +1500 (no one)    yes
+#   J3   C       10-25 08:00:00      not_needed  +120 by 202                   yes
+#   J4   D       10-24 21:00:00      queued      -                             yes (00:00)
+#   J5   E       10-25 12:00:00      skipped     -                             yes
+#   J6   F       10-24 20:59:59      completed   +60 by 201                    no (before)
+#   J7   F       10-25 22:00:00      completed   +60 by 201                    no (after)
+JOBS: list[tuple[str, str, str, list[tuple[int, str, str | None]]]] = [
+    (A, "10-25T00:30:00", "completed", [(600, "client_no_answer", None),
+                                        (1800, "completed", "201")]),
+    (B, "10-25T01:30:00", "failed", [(300, "no_manager", None), (900, "no_manager", None),
+                                     (1500, "no_manager", None)]),
+    (C, "10-25T08:00:00", "not_needed", [(120, "not_needed", "202")]),
+    (D, "10-24T21:00:00", "queued", []),
+    (E, "10-25T12:00:00", "skipped", []),
+    (F, "10-24T20:59:59", "completed", [(60, "completed", "201")]),
+    (F, "10-25T22:00:00", "completed", [(60, "completed", "201")]),
+]  # fmt: skip
+
+
+async def store_jobs(app: VoicebotApp) -> None:
+    assert app.call_log is not None
+    conn = app.call_log.connection
+    async with app.call_log.write_lock:
+        await conn.execute("BEGIN IMMEDIATE")
+        for number, missed, state, attempts in JOBS:
+            first = at(missed).timestamp()
+            cursor = await conn.execute(
+                "INSERT INTO callback_jobs (client_number, state, source, attempts,"
+                " first_missed_at, missed_at, created_at, updated_at)"
+                " VALUES (?, ?, 'pbx', ?, ?, ?, ?, ?)",
+                (number, state, len(attempts), first, first, first, first),
+            )
+            for round_, (after, outcome, target) in enumerate(attempts, 1):
+                await conn.execute(
+                    "INSERT INTO callback_attempts (job_id, round, client_number, targets,"
+                    " claimed_by, started_at, ended_at, outcome, target)"
+                    " VALUES (?, ?, ?, '[\"201\", \"202\"]', 'test', ?, ?, ?, ?)",
+                    (cursor.lastrowid, round_, number, first + after, first + after + 30,
+                     outcome, target),
+                )  # fmt: skip
+        await conn.execute("COMMIT")
+
+
+async def test_callback_results(loaded: tuple[VoicebotApp, Any]) -> None:
+    app, http = loaded
+    await store_jobs(app)
+    report = await get_json(http, f"/api/v1/reports/callbacks?{DAY}")
+    assert report["jobs"] == 5  # J1..J5; J6 and J7 fall outside the 25-hour day
+    assert report["by_state"] == {
+        "queued": 1, "dialling": 0, "completed": 1, "not_needed": 1, "failed": 1,
+        "cancelled": 0, "skipped": 1,
+    }  # fmt: skip
+    # Recovered: J1 of the three that ended after being dialled (J1, J2, J3).
+    assert report["share_recovered"] == 0.3333
+    # First callbacks 600, 300 and 120 s after the miss.
+    assert (report["avg_first_callback_s"], report["median_first_callback_s"]) == (340.0, 300.0)
+    assert report["attempts_per_job"] == 2.0  # (2 + 3 + 1) / 3
+
+    theirs = await get_json(http, f"/api/v1/reports/callbacks?{DAY}&manager=201")
+    assert (theirs["jobs"], theirs["share_recovered"], theirs["attempts_per_job"]) == (1, 1.0, 2.0)
+
+    rows = await get_csv(http, f"/api/v1/reports/callbacks?{DAY}&format=csv")
+    assert rows[0] == [
+        "jobs", "state_queued", "state_dialling", "state_completed", "state_not_needed",
+        "state_failed", "state_cancelled", "state_skipped", "share_recovered",
+        "avg_first_callback_s", "median_first_callback_s", "attempts_per_job",
+    ]  # fmt: skip
+    assert rows[1] == ["5", "1", "0", "1", "1", "1", "0", "1", "0.3333", "340.0", "300.0", "2.0"]

@@ -303,3 +303,39 @@ async def test_callback_webhooks_arrive_signed(start_app: AppFactory) -> None:
         "completed",
         2,
     )
+
+
+async def test_the_bots_callbacks_are_calls_of_type_callback(start_app: AppFactory) -> None:
+    # The first attempt finds the client busy, the second connects them.
+    dialler = ScriptedDialler(
+        AttemptResult(Outcome.CLIENT_BUSY, target="201", sip_status=486),
+        AttemptResult(Outcome.COMPLETED, target="202", talk_s=42.0),
+    )
+    app = await start_app(dialler, first_delay_s=0, retry_interval_s=0.01, targets=["201", "202"])
+    missed_at = datetime.now(UTC) - timedelta(minutes=5)
+    async with session(app) as http:
+        await http.post("/api/v1/calls/events", json=event("pbx-7", "missed", missed_at))
+
+        async def two_callbacks() -> bool:
+            async with http.get("/api/v1/calls?type=callback") as response:
+                return len((await response.json())["calls"]) == 2
+
+        await eventually(two_callbacks)
+        async with http.get("/api/v1/calls?type=callback") as response:
+            completed, busy = (await response.json())["calls"]
+        async with http.get("/api/v1/reports/missed") as response:
+            report = await response.json()
+    assert (busy["status"], busy["manager"], busy["source"]) == ("busy", "201", "callback")
+    assert (completed["status"], completed["manager"], completed["talk_s"]) == (
+        "answered",
+        "202",
+        42.0,
+    )
+    for call in (busy, completed):
+        # As the PBX wrote the missed call ("044 123 45 67"), not as the queue dials.
+        assert call["direction"] == "outbound" and call["client_number"] == "0441234567"
+    assert busy["types"] == ["callback"]
+    assert completed["types"] == ["target", "callback"]  # 42 s >= journal.target_min_talk_s
+    # The answered callback is the answered call after the miss: processed.
+    assert (report["missed"], report["unprocessed"]) == (1, 0)
+    assert [c["unprocessed"] for c in report["calls"]] == [False]

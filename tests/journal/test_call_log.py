@@ -282,3 +282,30 @@ async def test_catalogue_seeds_once_and_deletes_softly(store: Store) -> None:
         await store.catalogue.remove("1")
     everything = await store.catalogue.entries(include_deleted=True)
     assert [e.code for e in everything] == ["1", "4", "9"]
+
+
+async def test_spam_pages_merge_every_spam_code_in_order(store: Store) -> None:
+    # Two spam codes (9 seeded, 8 flagged now), interleaved in time with a
+    # non-spam call; pages of two neither skip nor repeat across the codes.
+    await store.catalogue.add("8", "robocall", None, spam=True)
+    codes = ["9", "8", "1", "9", "8", "8"]
+    for n, code in enumerate(codes):
+        at = T0 + timedelta(minutes=10 * n)
+        await store.log.record_call_event(
+            event(f"s-{n}", started_at=at, answered_at=at, ended_at=at + timedelta(seconds=20))
+        )
+        await categorize(
+            store.journal, f"call_s{n}", at + timedelta(seconds=30), f"s-{n}", code=code
+        )
+        await store.log.record_categorization(f"call_s{n}")
+    seen: list[str | None] = []
+    cursor = None
+    while True:
+        rows, cursor = await store.log.list(CallFilter(call_type="spam"), limit=2, cursor=cursor)
+        seen += [row.pbx_call_id for row in rows]
+        if cursor is None:
+            break
+    assert seen == ["s-5", "s-4", "s-3", "s-1", "s-0"]  # newest first, s-2 (code 1) not spam
+    only_8, _ = await store.log.list(CallFilter(call_type="spam", category="8"))
+    assert [row.pbx_call_id for row in only_8] == ["s-5", "s-4", "s-1"]
+    assert (await store.log.list(CallFilter(call_type="spam", category="1")))[0] == []

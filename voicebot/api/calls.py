@@ -130,9 +130,18 @@ async def post_event(request: web.Request) -> web.Response:
     return reply(CallOut.of(stored.call, api.call_log.rules), status=201 if stored.created else 200)
 
 
+async def events_take_post_only(request: web.Request) -> web.Response:
+    # Without this, GET /api/v1/calls/events would reach /api/v1/calls/{id}
+    # (and aiohttp's Allow header would offer GET for a path that only takes POST).
+    raise refuse(
+        request, 405, f"method: {request.method} not allowed; send POST", "method", ["POST"]
+    )
+
+
 def register(app: web.Application) -> None:
     app.router.add_get("/api/v1/calls", list_calls)
     app.router.add_post("/api/v1/calls/events", post_event)
+    app.router.add_route("*", "/api/v1/calls/events", events_take_post_only)
     app.router.add_get("/api/v1/calls/{id}", get_call)
     add_operation(
         app,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from voicebot.api.context import journal_api
 from voicebot.api.schema import (
@@ -49,7 +49,7 @@ class CategoryFields(BaseModel):
 
     name: Name
     value: Value | None = Field(None, description="default value when # alone is keyed")
-    spam: bool = Field(False, description="calls filed under it are of type spam")
+    spam: StrictBool = Field(False, description="calls filed under it are of type spam")
 
 
 class CategoryIn(CategoryFields):

@@ -8,12 +8,20 @@ Login is the API token, typed once: the server answers with a session cookie
 (HttpOnly, SameSite=Strict, 12 h) that carries no secret, only its issue
 time and an HMAC of it keyed by the token, so changing the token signs
 everyone out. Without `http.api_token` (loopback only) there is no login.
+
+"Call back now" is a form POST to `/callbacks` that queues a callback job
+(voicebot/callbacks/queue.py). SameSite=Strict alone does not make a POST
+safe (a sibling subdomain is "same site"; without a token there is no cookie
+at all), so every form carries a CSRF token, an HMAC of the session cookie
+keyed by the API token (or by a per-process secret when there is no token),
+and a POST whose Origin is not this server is refused too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -23,11 +31,13 @@ import jinja2
 from aiohttp import web
 
 from voicebot.api import charts
+from voicebot.api.callbacks import CALLBACKS_KEY, CallbacksApi
 from voicebot.api.context import JournalApi, journal_api
 from voicebot.api.dashboard_text import LANGUAGES, TEXT, Language
 from voicebot.api.period import local_midnight
 from voicebot.api.reports import (
     PeriodOut,
+    callback_report,
     category_report,
     coverage_report,
     hourly_report,
@@ -35,6 +45,7 @@ from voicebot.api.reports import (
     missed_report,
     summary_report,
 )
+from voicebot.callbacks.queue import QueueError
 from voicebot.journal.reports import ReportScope
 from voicebot.logs import get_logger
 from webhooks.outbox import count_by_status, disabled_endpoints
@@ -42,6 +53,8 @@ from webhooks.outbox import count_by_status, disabled_endpoints
 SESSION_COOKIE = "voicebot_session"
 LANGUAGE_COOKIE = "voicebot_lang"
 SESSION_S = 12 * 3600
+#: Keys the CSRF token when there is no API token (loopback, no login).
+_PROCESS_SECRET = secrets.token_hex(32)
 
 _templates = jinja2.Environment(
     loader=jinja2.FunctionLoader(
@@ -74,6 +87,26 @@ def session_valid(token: str, value: str | None, now: float | None = None) -> bo
     if not (issued - 60 <= moment <= issued + SESSION_S):
         return False
     return hmac.compare_digest(signature, _signature(token, issued))
+
+
+def csrf_token(api: JournalApi, request: web.Request) -> str:
+    """The token every dashboard form carries: tied to this session cookie."""
+    key = api.api_token or _PROCESS_SECRET
+    session = request.cookies.get(SESSION_COOKIE, "")
+    return hmac.new(key.encode(), f"voicebot-csrf:{session}".encode(), hashlib.sha256).hexdigest()
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        # Browsers send Origin on every cross-site POST; its absence is a
+        # same-origin navigation or a non-browser client (who has no cookie to abuse).
+        return origin is None
+    return origin == f"{request.scheme}://{request.host}"
+
+
+def _callbacks(request: web.Request) -> CallbacksApi | None:
+    return request.app.get(CALLBACKS_KEY)
 
 
 def _language(request: web.Request, api: JournalApi) -> Language:
@@ -177,6 +210,9 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     hourly = await hourly_report(api, week, week_period)
     summary = await summary_report(api, week, week_period)
     coverage = await coverage_report(api, week, week_period)
+    callbacks_api = _callbacks(request)
+    callbacks_on = callbacks_api is not None and callbacks_api.enabled
+    callback_week = await callback_report(api, week, week_period)
     conn = api.call_log.connection
     deliveries = await count_by_status(conn)
     disabled = await disabled_endpoints(conn)
@@ -229,14 +265,51 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         disabled=disabled,
         sip=health.get("sip", {}),
         active_calls=health.get("active_calls", 0),
-        callbacks_available=False,
+        callbacks_available=callbacks_on,
+        callback_week=callback_week,
+        csrf=csrf_token(api, request),
+        queued=request.query.get("queued", ""),
+        refused=request.query.get("refused", ""),
     )
     _with_language(response, request, lang)
     return response
 
 
+async def call_back_now(request: web.Request) -> web.StreamResponse:
+    """The "call back now" button: a callback job for the number, at once."""
+    api = journal_api(request)
+    log = get_logger().bind(remote=request.remote)
+    if not _signed_in(request, api):
+        raise web.HTTPSeeOther("/login")
+    form = await request.post()
+    given = form.get("csrf")
+    if (
+        not isinstance(given, str)
+        or not hmac.compare_digest(given.encode(), csrf_token(api, request).encode())
+        or not _same_origin(request)
+    ):
+        log.info("dashboard.callback_refused", reason="csrf", origin=request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="forbidden: stale or foreign form; reload the dashboard")
+    callbacks_api = _callbacks(request)
+    number = form.get("number")
+    if callbacks_api is None or not callbacks_api.enabled:
+        log.info("dashboard.callback_refused", reason="callbacks_disabled")
+        raise web.HTTPSeeOther("/?refused=disabled#unprocessed")
+    if not isinstance(number, str) or not number.strip() or len(number) > 64:
+        log.info("dashboard.callback_refused", reason="no_number")
+        raise web.HTTPSeeOther("/?refused=number#unprocessed")
+    try:
+        intake = await callbacks_api.queue.request_callback(number.strip(), source="api")
+    except QueueError as error:
+        log.info("dashboard.callback_refused", reason=str(error))
+        raise web.HTTPSeeOther("/?refused=number#unprocessed") from None
+    log.info("dashboard.callback_requested", callback_id=intake.job.id, created=intake.created)
+    raise web.HTTPSeeOther(f"/?queued={intake.job.id}#unprocessed")
+
+
 def register(app: web.Application) -> None:
     app.router.add_get("/", dashboard)
+    app.router.add_post("/callbacks", call_back_now)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)

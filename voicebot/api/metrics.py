@@ -15,6 +15,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from voicebot.counters import CallCounters
+from voicebot.journal.call_types import CALL_TYPES
+from voicebot.journal.reports import CallTally
+
+
+@dataclass
+class JournalFigures:
+    """The call journal's figures, read from the database right before each
+    scrape (`voicebot.app` refreshes them; the collector cannot await)."""
+
+    #: Calls of today (the local day in journal.timezone), by status and type.
+    today: CallTally | None = None
+    #: (source, status) -> calls the journal recorded since start.
+    recorded: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,6 +61,7 @@ class MetricsSources:
     media_clock_skips: Callable[[], int] = field(default=lambda: 0)
     api_refused: Callable[[], int] = field(default=lambda: 0)
     sip_refusals: Callable[[], dict[str, int]] = field(default=dict)
+    journal: JournalFigures | None = None
 
 
 class _VoicebotCollector(Collector):
@@ -123,6 +137,37 @@ class _VoicebotCollector(Collector):
         for reason, value in sorted(self._sources.sip_refusals().items()):
             sip.add_metric([reason], value)
         yield sip
+        if self._sources.journal is not None:
+            yield from self._journal(self._sources.journal)
+
+    @staticmethod
+    def _journal(figures: JournalFigures) -> Iterator[Metric]:
+        recorded = CounterMetricFamily(
+            "voicebot_journal_calls_recorded",
+            "Calls the journal recorded since start, by source and status",
+            labels=["source", "status"],
+        )
+        for (source, status), value in sorted(figures.recorded.items()):
+            recorded.add_metric([source, status], value)
+        yield recorded
+        if figures.today is None:
+            return
+        by_status = GaugeMetricFamily(
+            "voicebot_journal_calls_today",
+            "Calls in the journal today (journal.timezone), by direction and status",
+            labels=["direction", "status"],
+        )
+        for (direction, status), value in sorted(figures.today.by_status.items()):
+            by_status.add_metric([direction, status], value)
+        yield by_status
+        by_type = GaugeMetricFamily(
+            "voicebot_journal_call_types_today",
+            "Calls in the journal today by call type (a call may have several)",
+            labels=["type"],
+        )
+        for name in CALL_TYPES:
+            by_type.add_metric([name], figures.today.by_type.get(name, 0))
+        yield by_type
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, StringConstraints
 
-PeriodText = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
-    ),
-]
+# The pattern says as much as a regular expression can of what
+# `datetime.fromisoformat` takes (years 0001-9999, months 01-12, days 01-31,
+# hours 00-23); a day a month does not have (02-30) is refused with 400 naming
+# the field.
+_YEAR = r"(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})"
+_DAY = rf"{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+_CLOCK = r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+_OFFSET = r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
+PeriodText = Annotated[str, StringConstraints(pattern=rf"^{_DAY}([T ]{_CLOCK}{_OFFSET}?)?$")]
 FromField = Field(None, alias="from", description="start: a date (local day) or a date-time")
 ToField = Field(None, alias="to", description="end: a date (inclusive) or a date-time (exclusive)")
 
@@ -50,11 +53,20 @@ def _bound(text: str, zone: ZoneInfo, field: str, end: bool) -> datetime:
             day = date.fromisoformat(text)
             if end:
                 day = day + timedelta(days=1)
-            return local_midnight(day, zone)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = local_midnight(day, zone)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone)
     except (ValueError, OverflowError):
         raise PeriodError(field, f"{text!r} is not a real date or date-time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    try:
+        # Days at the ends of the calendar (0001-01-01, 9999-12-31) leave what
+        # datetime holds once moved to UTC; refuse them here, not in a report.
+        moment.astimezone(UTC).timestamp()
+    except (ValueError, OverflowError):
+        raise PeriodError(field, f"{text!r} is out of range") from None
+    return moment
 
 
 def resolve(

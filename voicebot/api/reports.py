@@ -6,6 +6,8 @@ with a BOM (so Excel opens Cyrillic names right) and local times.
     GET /api/v1/reports/hourly       calls by hour of day x weekday
     GET /api/v1/reports/summary      answered/missed, avg wait and talk, per direction
     GET /api/v1/reports/coverage     share of answered calls categorized, per manager
+    GET /api/v1/reports/callbacks    callback jobs: time to first callback, share recovered,
+                                     attempts per job (jobs by their first missed call)
 
 Without `from`, a report covers the last 7 days (today included) in
 `journal.timezone`.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -25,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from voicebot.api.calls import CallOut
 from voicebot.api.context import JournalApi, journal_api
-from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, resolve
+from voicebot.api.period import FromField, Period, PeriodError, PeriodText, ToField, resolve
 from voicebot.api.schema import ErrorBody, Operation, QueryModel, add_operation, parse_query, refuse
 from voicebot.journal import reports
 from voicebot.journal.reports import WEEKDAYS, ReportScope
@@ -102,6 +105,20 @@ class CoverageRowOut(BaseModel):
     coverage: float
 
 
+class CallbackReportOut(BaseModel):
+    period: PeriodOut
+    jobs: int = Field(description="callback jobs whose first missed call is in the period")
+    by_state: dict[str, int]
+    share_recovered: float | None = Field(
+        description="completed / jobs that ended after being dialled (open and skipped left out)"
+    )
+    avg_first_callback_s: float | None = Field(
+        description="first missed call to first attempt, jobs dialled at least once"
+    )
+    median_first_callback_s: float | None
+    attempts_per_job: float | None = Field(description="over jobs dialled at least once")
+
+
 class CoverageReportOut(BaseModel):
     period: PeriodOut
     managers: list[CoverageRowOut]
@@ -128,21 +145,37 @@ def scope_of(request: web.Request, api: JournalApi) -> tuple[ReportScope, Period
     except PeriodError as exc:
         raise refuse(request, 400, str(exc), exc.field) from None
     scope = ReportScope(period.since, period.until, api.zone, api.call_log.rules, query.manager)
-    out = PeriodOut(from_=_iso(period.since), to=_iso(period.until), timezone=api.zone.key)
-    return scope, out, query
+    return scope, period_out(period, api.zone), query
 
 
-def csv_response(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> web.Response:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+def period_out(period: Period, zone: ZoneInfo) -> PeriodOut:
+    return PeriodOut(from_=_iso(period.since), to=_iso(period.until), timezone=zone.key)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvTable:
+    """A report as CSV rows: what `?format=csv` and `voicebot report --csv` write."""
+
+    name: str
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+    def text(self) -> str:
+        """UTF-8 text with a BOM first, so Excel opens Cyrillic names right."""
+        buffer = io.StringIO()
+        buffer.write("\ufeff")
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
+def csv_response(table: CsvTable) -> web.Response:
     return web.Response(
-        body=buffer.getvalue().encode("utf-8"),
+        body=table.text().encode("utf-8"),
         content_type="text/csv",
         charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{table.name}.csv"'},
     )
 
 
@@ -211,71 +244,85 @@ async def coverage_report(
     )
 
 
+async def callback_report(
+    api: JournalApi, scope: ReportScope, period: PeriodOut
+) -> CallbackReportOut:
+    report = await reports.callbacks(api.call_log.connection, scope)
+    return CallbackReportOut.model_validate(asdict(report) | {"period": period})
+
+
 # -- CSV shapes ------------------------------------------------------------------
 
 
-def missed_csv(report: MissedReportOut, zone: ZoneInfo) -> web.Response:
+def missed_csv(report: MissedReportOut, zone: ZoneInfo) -> CsvTable:
     def local(text: str | None) -> str:
         if text is None:
             return ""
         return local_text(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), zone)
 
-    return csv_response(
+    return CsvTable(
         "missed",
         ["id", "started_at", "client_number", "company_number", "manager", "status", "wait_s",
          "unprocessed"],
-        (
+        [
             [c.id, local(c.started_at), c.client_number or "", c.company_number or "",
              c.manager or "", c.status, "" if c.wait_s is None else c.wait_s,
              "yes" if c.unprocessed else "no"]
             for c in report.calls
-        ),
+        ],
     )  # fmt: skip
 
 
-def category_csv(report: CategoryReportOut, zone: ZoneInfo) -> web.Response:
+def category_csv(report: CategoryReportOut, zone: ZoneInfo) -> CsvTable:
     rows = [[r.code, r.name, r.manager or "", r.calls, r.value_sum] for r in report.by_manager]
     rows += [[r.code, r.name, "(all)", r.calls, r.value_sum] for r in report.totals]
-    return csv_response("categories", ["code", "name", "manager", "calls", "value_sum"], rows)
+    return CsvTable("categories", ["code", "name", "manager", "calls", "value_sum"], rows)
 
 
-def hourly_csv(report: HourlyReportOut, zone: ZoneInfo) -> web.Response:
-    return csv_response(
+def hourly_csv(report: HourlyReportOut, zone: ZoneInfo) -> CsvTable:
+    return CsvTable(
         "hourly",
         ["weekday", *(f"{h:02d}" for h in range(24))],
-        ([day, *counts] for day, counts in zip(report.weekdays, report.calls, strict=True)),
+        [[day, *counts] for day, counts in zip(report.weekdays, report.calls, strict=True)],
     )
 
 
-def summary_csv(report: SummaryReportOut, zone: ZoneInfo) -> web.Response:
+def summary_csv(report: SummaryReportOut, zone: ZoneInfo) -> CsvTable:
     fields = list(SummaryRowOut.model_fields)
-    return csv_response(
+    return CsvTable(
         "summary",
         fields,
-        ([("" if (v := getattr(r, f)) is None else v) for f in fields] for r in report.directions),
+        [[("" if (v := getattr(r, f)) is None else v) for f in fields] for r in report.directions],
     )
 
 
-def coverage_csv(report: CoverageReportOut, zone: ZoneInfo) -> web.Response:
+def coverage_csv(report: CoverageReportOut, zone: ZoneInfo) -> CsvTable:
     fields = list(CoverageRowOut.model_fields)
-    return csv_response(
-        "coverage", fields, ([getattr(r, f) for f in fields] for r in report.managers)
-    )
+    return CsvTable("coverage", fields, [[getattr(r, f) for f in fields] for r in report.managers])
 
 
 def _handler(
     build: Callable[[JournalApi, ReportScope, PeriodOut], Awaitable[Any]],
-    as_csv: Callable[[Any, ZoneInfo], web.Response],
+    as_csv: Callable[[Any, ZoneInfo], CsvTable],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         api = journal_api(request)
         scope, period, query = scope_of(request, api)
         report = await build(api, scope, period)
         if query.format == "csv":
-            return as_csv(report, api.zone)
+            return csv_response(as_csv(report, api.zone))
         return json_response(report)
 
     return handle
+
+
+def callback_csv(report: CallbackReportOut, zone: ZoneInfo) -> CsvTable:
+    fields = ["jobs", *(f"state_{s}" for s in reports.JOB_STATES), "share_recovered",
+              "avg_first_callback_s", "median_first_callback_s", "attempts_per_job"]  # fmt: skip
+    values = [report.jobs, *(report.by_state.get(s, 0) for s in reports.JOB_STATES),
+              report.share_recovered, report.avg_first_callback_s,
+              report.median_first_callback_s, report.attempts_per_job]  # fmt: skip
+    return CsvTable("callbacks", fields, [["" if v is None else v for v in values]])
 
 
 REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
@@ -292,6 +339,12 @@ REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
         summary_report,
         summary_csv,
         SummaryReportOut,
+    ),
+    "callbacks": (
+        "Callback results: time to first callback, share recovered, attempts per job",
+        callback_report,
+        callback_csv,
+        CallbackReportOut,
     ),
     "coverage": (
         "Share of each manager's answered calls that got a category",

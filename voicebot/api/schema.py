@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -82,8 +82,14 @@ def first_problem(error: ValidationError) -> tuple[str | None, str]:
 
 
 def refuse(
-    request: web.Request, status: int, error: str, field_name: str | None = None
+    request: web.Request,
+    status: int,
+    error: str,
+    field_name: str | None = None,
+    allowed: Sequence[str] = (),
 ) -> web.HTTPException:
+    """The one way a handler says no: a JSON `ErrorBody` and one log line.
+    `allowed` is the Allow header of a 405."""
     get_logger().info(
         "api.refused",
         method=request.method,
@@ -100,6 +106,10 @@ def refuse(
         413: web.HTTPRequestEntityTooLarge,
         415: web.HTTPUnsupportedMediaType,
     }
+    if status == 405:
+        return web.HTTPMethodNotAllowed(
+            request.method, allowed, text=body, content_type="application/json"
+        )
     kind = kinds[status]
     if kind is web.HTTPRequestEntityTooLarge:
         return web.HTTPRequestEntityTooLarge(

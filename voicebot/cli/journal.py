@@ -3,6 +3,7 @@
     voicebot import-cdr FILE [--timezone ZONE] [--extension-digits N]
     voicebot calls [--since 1d] [--status S] [--manager M] [--type T] [--limit N]
     voicebot categories list [--all] | add CODE NAME [--value V] [--spam] | remove CODE
+    voicebot report NAME [--from DAY] [--to DAY] [--manager M] [--csv]
 
 They work on the database named by `storage.database`, next to a running
 `voicebot run` (SQLite WAL): the next menu call hears a category change.
@@ -22,6 +23,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ivr
+from voicebot.api.context import JournalApi
+from voicebot.api.period import PeriodError, resolve
+from voicebot.api.reports import DEFAULT_DAYS, REPORTS, CsvTable, period_out
 from voicebot.config_errors import load_settings_or_exit
 from voicebot.journal.call_types import CALL_TYPES, TypeRules
 from voicebot.journal.calls import CallFilter, CallLog, iso
@@ -32,6 +36,7 @@ from voicebot.journal.categories import (
     LastCategory,
 )
 from voicebot.journal.cdr import RejectedRow, read_master_csv
+from voicebot.journal.reports import ReportScope
 from voicebot.settings import Settings
 
 _SPAN = re.compile(r"^(\d+)([mhdw])$")
@@ -86,6 +91,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     removing = commands.add_parser("remove", help="stop offering a code (history keeps it)")
     removing.add_argument("code")
     removing.set_defaults(handler=_sync(_categories_remove))
+
+    report = subparsers.add_parser(
+        "report", help="a report of /api/v1/reports as a table, or as CSV with --csv"
+    )
+    report.add_argument("name", choices=list(REPORTS))
+    report.add_argument(
+        "--from",
+        dest="from_",
+        help=f"a date (a local day in journal.timezone) or a date-time;"
+        f" default: the last {DEFAULT_DAYS} days",
+    )
+    report.add_argument("--to", help="a date (inclusive) or a date-time (exclusive)")
+    report.add_argument("--manager", help="only this manager's calls")
+    report.add_argument(
+        "--csv", action="store_true", help="CSV on stdout, UTF-8 with a BOM (opens right in Excel)"
+    )
+    report.set_defaults(handler=_sync(_report))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -248,4 +270,37 @@ async def _categories_remove(args: argparse.Namespace, settings: Settings) -> in
     finally:
         await log.close()
     print(f"removed category {args.code}; calls filed under it keep it")
+    return 0
+
+
+async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    zone = ZoneInfo(settings.journal.timezone)
+    try:
+        period = resolve(
+            args.from_, args.to, zone, default_days=DEFAULT_DAYS, now=datetime.now(UTC)
+        )
+    except PeriodError as exc:
+        print(f"voicebot report: --{exc}", file=sys.stderr)
+        return 2
+    title, build, as_csv, _ = REPORTS[args.name]
+    log = await open_call_log(settings)
+    try:
+        api = JournalApi(call_log=log, catalogue=catalogue_of(log, settings), zone=zone)
+        scope = ReportScope(period.since, period.until, zone, log.rules, args.manager)
+        table: CsvTable = as_csv(await build(api, scope, period_out(period, zone)), zone)
+    finally:
+        await log.close()
+    if args.csv:
+        sys.stdout.buffer.write(table.text().encode("utf-8"))
+        sys.stdout.buffer.flush()
+        return 0
+    until = period.until.strftime("%Y-%m-%d %H:%M") if period.until else "now"
+    since = period.since.strftime("%Y-%m-%d %H:%M") if period.since else "the start"
+    print(f"{title}, {since} to {until} ({zone.key})")
+    cells = [[str(v) for v in table.header], *([str(v) for v in row] for row in table.rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.header))]
+    for row in cells:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0

@@ -12,7 +12,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic would read 0 or 1.7e9 as Unix time; the document says a
+    # date-time string, and a PBX sending a number means its format is wrong.
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date-time with a zone, e.g. 2026-10-25T08:00:00Z")
+    return value
+
+
+# A moment with its zone (ISO 8601 text over HTTP; datetimes from the CDR reader).
+EventTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
 
 Direction = Literal["inbound", "outbound", "internal"]
 CallStatus = Literal["answered", "missed", "busy", "failed"]
@@ -45,11 +66,13 @@ class CallEvent(BaseModel):
     caller: PhoneText | None = None
     callee: PhoneText | None = None
     status: CallStatus
-    started_at: AwareDatetime
-    answered_at: AwareDatetime | None = None
-    ended_at: AwareDatetime | None = None
+    started_at: EventTime
+    answered_at: EventTime | None = None
+    ended_at: EventTime | None = None
     manager: PhoneText | None = Field(None, description="extension or login of the manager")
-    callback: bool = Field(False, description="placed by the bot or asked for by a callback widget")
+    callback: StrictBool = Field(
+        False, description="placed by the bot or asked for by a callback widget"
+    )
 
     @model_validator(mode="after")
     def _times_in_order(self) -> CallEvent:

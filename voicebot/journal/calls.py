@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import builtins
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -536,20 +537,46 @@ class CallLog:
         page. The order (started_at, id) never changes for a stored row, so a
         row added while paging shows up once or not at all, never twice, and
         no row is skipped."""
-        clauses, params = filters.where(self.rules)
-        if cursor is not None:
-            started_at, call_id = decode_cursor(cursor)
-            clauses.append("(c.started_at, c.id) < (:cursor_at, :cursor_id)")
-            params |= {"cursor_at": started_at, "cursor_id": call_id}
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        params["limit"] = limit + 1
-        async with self._conn.execute(
-            f"{SELECT_CALLS}{where} ORDER BY c.started_at DESC, c.id DESC LIMIT :limit", params
-        ) as rows_cursor:
-            rows = await map_in_slices(CallRecord.from_row, await rows_cursor.fetchall())
+        position = decode_cursor(cursor) if cursor is not None else None
+        if filters.call_type == "spam":
+            rows = await self._spam_rows(filters, limit + 1, position)
+        else:
+            rows = await self._rows(filters, limit + 1, position)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit and page else None
         return page, next_cursor
+
+    async def _rows(
+        self, filters: CallFilter, count: int, position: tuple[float, int] | None
+    ) -> builtins.list[CallRecord]:
+        clauses, params = filters.where(self.rules)
+        if position is not None:
+            clauses.append("(c.started_at, c.id) < (:cursor_at, :cursor_id)")
+            params |= {"cursor_at": position[0], "cursor_id": position[1]}
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        params["limit"] = count
+        async with self._conn.execute(
+            f"{SELECT_CALLS}{where} ORDER BY c.started_at DESC, c.id DESC LIMIT :limit", params
+        ) as rows_cursor:
+            return await map_in_slices(CallRecord.from_row, await rows_cursor.fetchall())
+
+    async def _spam_rows(
+        self, filters: CallFilter, count: int, position: tuple[float, int] | None
+    ) -> builtins.list[CallRecord]:
+        """type=spam as one ordered read of calls_category per spam code, merged:
+        `category_code IN (spam codes)` would sort every spam call of the
+        journal for one page (0.3 s at 1 M calls, bench/journal.py)."""
+        async with self._conn.execute("SELECT code FROM categories WHERE spam = 1") as cursor:
+            codes = [str(row[0]) for row in await cursor.fetchall()]
+        if filters.category is not None:
+            codes = [code for code in codes if code == filters.category]
+        rows: builtins.list[CallRecord] = []
+        for code in codes:
+            rows += await self._rows(
+                replace(filters, call_type=None, category=code), count, position
+            )
+        rows.sort(key=lambda call: (call.started_at, call.id), reverse=True)
+        return rows[:count]
 
 
 __all__ = [
