@@ -41,6 +41,7 @@ COMMANDS = [
     ["callbacks", "list"],
     ["callbacks", "cancel", "1"],
     ["callbacks", "retry", "1"],
+    ["report", "missed"],
 ]
 
 
