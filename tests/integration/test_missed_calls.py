@@ -41,7 +41,7 @@ async def test_missed_call_is_answered_promised_and_queued(make_bot: MakeBot, si
     result = await sipp.arun_scenario(
         SCENARIOS / "missed_answer.xml",
         target(app),
-        keys={"client_number": "0441234567", "pbx_call_id": "pbx-missed-1"},
+        keys={"client_number": "0441234567", "pbx_call_id": "pbx-missed-1", "manager": "201"},
         timeout_s=20,
         trace_msg=True,
     )
@@ -55,6 +55,7 @@ async def test_missed_call_is_answered_promised_and_queued(make_bot: MakeBot, si
     call = await app.call_log.get(job.missed_calls[0].call_id or 0)
     assert call is not None and (call.status, call.direction) == ("missed", "inbound")
     assert call.client_number == "0441234567"
+    assert call.manager == "201"  # X-Manager: the extension that did not answer
 
 
 async def test_missed_call_by_uri_is_refused_480_and_queued(make_bot: MakeBot, sipp: Sipp) -> None:
@@ -62,7 +63,7 @@ async def test_missed_call_by_uri_is_refused_480_and_queued(make_bot: MakeBot, s
     result = await sipp.arun_scenario(
         SCENARIOS / "missed_uri_refused.xml",
         target(app),
-        keys={"client_number": "+380501112233"},
+        keys={"client_number": "+380501112233", "manager": "202"},
         timeout_s=15,
         trace_msg=True,
     )
@@ -71,5 +72,29 @@ async def test_missed_call_by_uri_is_refused_480_and_queued(make_bot: MakeBot, s
     assert "SIP/2.0 200" not in result.messages_log_text
     [job] = await jobs_of(app, 1)
     assert (job.state, job.client_number) == ("queued", "+380501112233")
+    assert app.call_log is not None
+    call = await app.call_log.get(job.missed_calls[0].call_id or 0)
+    assert call is not None and call.manager == "202"
     # No menu call was started for it.
     assert app.health()["active_calls"] == 0
+
+
+async def test_a_header_that_is_no_number_is_left_out_and_the_miss_kept(
+    make_bot: MakeBot, sipp: Sipp
+) -> None:
+    """A hostile X-Manager does not cost the miss: it is stored without it."""
+    app = await make_bot(callbacks={**CALLBACKS, "on_missed_call": "refuse"})
+    result = await sipp.arun_scenario(
+        SCENARIOS / "missed_uri_refused.xml",
+        target(app),
+        keys={"client_number": "+380501112233", "manager": "<sip:x@evil>;a=1"},
+        timeout_s=15,
+        trace_msg=True,
+    )
+    assert result.ok and result.successful_calls == 1, result.describe()
+    [job] = await jobs_of(app, 1)
+    assert (job.state, job.client_number) == ("queued", "+380501112233")
+    assert app.call_log is not None
+    call = await app.call_log.get(job.missed_calls[0].call_id or 0)
+    assert call is not None and call.client_number == "+380501112233"
+    assert call.manager is None

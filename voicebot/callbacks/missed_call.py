@@ -79,29 +79,45 @@ class MissedCallLine:
 
     async def _record(self) -> None:
         started = self._env.clock.now()
-        fields = {
+        fields: dict[str, Any] = {
             "call_id": self.pbx_call_id,
             "direction": "inbound",
+            "caller": self.client,
             "callee": _clean(self._call.request_user) or _clean(self._call.to_user),
             "status": "missed",
             "started_at": started,
+            # the extension that did not answer (the recipes send it)
+            "manager": _clean(self._call.header("X-Manager")),
         }
-        try:
-            event = CallEvent.model_validate({**fields, "caller": self.client})
-        except ValidationError:
-            # A header the PBX (or a stranger) filled with something that is
-            # no number: the miss is kept, as anonymous, and said so.
-            self.log.info("call.refused_number", reason="unreadable client number")
+        while True:
             try:
-                event = CallEvent.model_validate({**fields, "caller": None, "callee": None})
-            except ValidationError:
-                event = CallEvent.model_validate(
-                    {**fields, "caller": None, "callee": None, "call_id": self._call.call_id}
-                )
+                event = CallEvent.model_validate(fields)
+                break
+            except ValidationError as error:
+                # A header the PBX (or a stranger) filled with something that
+                # is no number: the miss is kept without it, and said so.
+                bad = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+                if not self._drop(fields, bad):
+                    self.log.error("call_log.record_failed", fields=bad, reason="invalid")
+                    return
+                self.log.info("call.refused_header", fields=bad, reason="unreadable value")
         try:
             await self._env.call_log.record_call_event(event)
         except Exception as error:
             self.log.error("call_log.record_failed", error=repr(error))
+
+    def _drop(self, fields: dict[str, Any], bad: list[str]) -> bool:
+        """Leave out (or, for the call id, replace) the fields named `bad`;
+        False when none of them can be: each is changed at most once."""
+        changed = False
+        for name in bad:
+            if name in ("caller", "callee", "manager") and fields[name] is not None:
+                fields[name] = None
+                changed = True
+            elif name == "call_id" and fields[name] != self._call.call_id:
+                fields[name] = self._call.call_id
+                changed = True
+        return changed
 
     async def _promise(self) -> None:
         media = self._call.media
