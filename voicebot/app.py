@@ -270,7 +270,7 @@ class VoicebotApp:
         # Everything long-lived exists now: move it out of the collector's sight,
         # so full collections stay short and do not stall 20 ms media ticks.
         gc.freeze()
-        self.user_agent = UserAgent(s.sip, self._on_incoming_call)
+        self.user_agent = UserAgent(s.sip, self._on_incoming_call, clock=self.clock)
         try:
             await self.user_agent.start()
         except OSError as error:

@@ -17,12 +17,12 @@ import aiohttp
 import pytest
 
 from tests.app.test_reports import C, seed_known_calls
+from tests.clock import ManualClock
 from tests.ports import rtp_window
 from voicebot.api.dashboard import SESSION_COOKIE, session_valid
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.queue import JobFilter
-from voicebot.clock import ManualClock
 from voicebot.settings import Settings
 
 TOKEN = "dash-t0ken"

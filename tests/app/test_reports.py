@@ -34,9 +34,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.clock import ManualClock
 from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
-from voicebot.clock import ManualClock
 from voicebot.journal import CallOutcome, CallStart
 from voicebot.settings import Settings
 

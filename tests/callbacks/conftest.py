@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.callbacks.callbacks_testkit import ENDPOINT, T0, QueueFactory, callback_settings
+from tests.clock import ManualClock
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
 from voicebot.callbacks.queue import CallbackQueue
-from voicebot.clock import ManualClock
 
 
 @pytest.fixture

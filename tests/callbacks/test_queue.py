@@ -9,9 +9,9 @@ import json
 from datetime import timedelta
 
 from tests.callbacks.callbacks_testkit import T0, QueueFactory
+from tests.clock import ManualClock
 from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue, JobFilter
-from voicebot.clock import ManualClock
 
 
 async def webhook_types(queue: CallbackQueue) -> list[str]:

@@ -8,10 +8,10 @@ import asyncio
 from datetime import timedelta
 
 from tests.callbacks.callbacks_testkit import T0, QueueFactory, ScriptedDialler, eventually
+from tests.clock import ManualClock
 from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue, JobFilter
 from voicebot.callbacks.scheduler import CallbackScheduler
-from voicebot.clock import ManualClock
 
 
 async def state_of(queue: CallbackQueue, job_id: int) -> str | None:

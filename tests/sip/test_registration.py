@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from tests.clock import ManualClock
 from voicebot.settings import SipSettings
 from voicebot.sip.message import SipRequest, SipResponse, build_response
 from voicebot.sip.registration import Registration, RegistrationState
@@ -83,13 +84,23 @@ async def test_401_then_200_honours_contact_expires() -> None:
 
 
 async def test_effective_state_is_expired_once_the_grant_runs_out() -> None:
-    reg = make(ScriptedRegistrar(ok(expires=120)))
-    assert reg.effective_state(datetime.now(UTC)) == "unregistered"
+    clock = ManualClock()
+    reg = Registration(
+        settings(),
+        send=ScriptedRegistrar(ok(expires=120)).send,
+        contact=("10.0.0.5", 5062),
+        resolve=resolve,
+        clock=clock,
+    )
+    assert reg.effective_state(clock.now()) == "unregistered"
     await reg._attempt(expires=300)
-    assert reg.expires_at is not None
-    assert reg.effective_state(reg.expires_at - timedelta(seconds=1)) == "registered"
+    # The grant runs on the injected clock, the one /healthz and /metrics read.
+    assert reg.expires_at == clock.now() + timedelta(seconds=120)
+    clock.advance(119)
+    assert reg.effective_state(clock.now()) == "registered"
+    clock.advance(1)
     # The refresh is still retransmitting, but the PBX has dropped us by now.
-    assert reg.effective_state(reg.expires_at) == "expired"
+    assert reg.effective_state(clock.now()) == "expired"
 
 
 async def test_407_answered_with_proxy_authorization() -> None:

@@ -9,8 +9,8 @@ import aiosqlite
 import pytest
 from webhooks_testkit import SECRET, Receiver, ScriptedSender
 
+from tests.clock import ManualClock
 from tests.ports import free_port
-from voicebot.clock import ManualClock
 from voicebot.journal.database import open_database
 
 

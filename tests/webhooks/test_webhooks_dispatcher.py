@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 from webhooks_testkit import SECRET, ScriptedSender
 
-from voicebot.clock import ManualClock
+from tests.clock import ManualClock
 from voicebot.journal.database import connector
 from webhooks import AttemptResult, DeliveryPolicy, Dispatcher, Endpoint, enqueue
 from webhooks.outbox import count_by_status, enable_endpoint, list_deliveries, replay

@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from voicebot.clock import Clock, SystemClock
 from voicebot.logs import get_logger
 from voicebot.settings import SipSettings
 from voicebot.sip.capabilities import ALLOW
@@ -72,6 +73,7 @@ class Registration:
         logger: Any = None,
         sleep: Sleep = asyncio.sleep,
         resolve: Callable[[str, int], Awaitable[Address]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not settings.server or not settings.username:
             raise ValueError("registration needs sip.server and sip.username")
@@ -80,6 +82,7 @@ class Registration:
         self._contact = contact
         self._via = via or contact
         self._sleep = sleep
+        self._clock: Clock = clock or SystemClock()  # expiry on the app's clock
         self._resolve = resolve or _resolve
         self._log = (logger or get_logger()).bind(
             component="sip.registration", registrar=f"{settings.server}:{settings.port}"
@@ -200,7 +203,7 @@ class Registration:
             return 0.0
         granted = self._granted_expires(response, requested)
         self.granted_expires = granted
-        self.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
+        self.expires_at = self._clock.now() + timedelta(seconds=granted)
         self._set_state(RegistrationState.REGISTERED, None, expires=granted)
         return max(1.0, granted * REFRESH_FRACTION)
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from voicebot.clock import Clock, SystemClock
 from voicebot.logs import get_logger
 from voicebot.refusal_log import RefusalLog
 from voicebot.settings import SipSettings
@@ -123,8 +124,10 @@ class UserAgent:
         *,
         logger: Any = None,
         t1: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self._clock: Clock = clock or SystemClock()
         self.user_agent = settings.user_agent
         self._on_incoming_call = on_incoming_call
         self._log = (logger or get_logger()).bind(component="sip")
@@ -175,6 +178,7 @@ class UserAgent:
                 send=self._transactions.request,
                 contact=self.contact_address,
                 logger=self._log,
+                clock=self._clock,
             )
             self.registration.start()
 
