@@ -282,7 +282,10 @@ async def test_rtp_pacing_of_the_bot(bot: VoicebotApp, sipp: Sipp) -> None:
     assert result.ok and result.successful_calls == 1, result.describe()
     stats = probe.stats(pt=0, skip_ms=200)
     print(f"bot RTP: {stats.packets_per_s:.3f} packets/s over {stats.steady_packets} packets")
-    assert 49.0 <= stats.packets_per_s <= 51.0, stats
+    # Arrival times are taken in this process, which shares its loop with the
+    # bot: one late wake-up at either end of a ~2.8 s window moves the rate by
+    # ~2 %. A pacing bug (a dropped or doubled tick) is off by 25 % or more.
+    assert 48.0 <= stats.packets_per_s <= 52.0, stats
     assert stats.steady_packets >= 120, stats
     assert stats.sizes == {160}, stats
     assert stats.seq_gaps == 0 and stats.seq_duplicates == 0, stats
