@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+from tests.sipp_harness.runner import Sipp, SippNotFoundError
 
 # Debian package → the program the tests run from it.
 REQUIRED_IN_CI = {
@@ -31,3 +34,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
     if os.geteuid() != 0:
         raise pytest.UsageError("CI runs as root: SIPp's play_pcap_audio needs a raw socket")
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Sipp:
+    """The suite's one SIPp runner (tests/sipp_harness), working under `tmp_path`.
+    Without `sipp` on PATH the test skips, and in CI it fails (the policy above)."""
+    try:
+        return Sipp(workdir=tmp_path / "sipp")
+    except SippNotFoundError as missing:
+        if os.environ.get("CI"):
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))

@@ -31,7 +31,7 @@ from tests.integration.baresip_peer import BaresipPeer
 from tests.ports import free_udp_span, rtp_window
 from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_packets, tone_pcap
 from tests.sipp_harness.pcap import build_dtmf_packets, parse_rtp, write_pcap
-from tests.sipp_harness.runner import Sipp, SippNotFoundError, SippRun, can_play_pcap
+from tests.sipp_harness.runner import Sipp, SippRun, can_play_pcap
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.bridge import connect_by_bridge
 from voicebot.media.clock import MediaClock
@@ -54,16 +54,6 @@ pytestmark = [
     pytest.mark.sipp,
     pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)"),
 ]
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Sipp:
-    try:
-        return Sipp(workdir=tmp_path / "sipp")
-    except SippNotFoundError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
 
 
 def encode(codec: Codec, frames: list[list[int]]) -> list[bytes]:

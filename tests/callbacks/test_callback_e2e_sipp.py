@@ -18,7 +18,7 @@ import pytest
 from tests.callbacks.callbacks_testkit import eventually
 from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
-from tests.sipp_harness.runner import Sipp, SippNotFoundError, can_play_pcap
+from tests.sipp_harness.runner import Sipp, can_play_pcap
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
@@ -31,14 +31,6 @@ pytestmark = [
     pytest.mark.sipp,
     pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)"),
 ]
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Sipp:
-    try:
-        return Sipp(workdir=tmp_path / "sipp")
-    except SippNotFoundError as missing:
-        pytest.skip(str(missing))
 
 
 @pytest.fixture

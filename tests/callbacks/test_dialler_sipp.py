@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 
 from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
-from tests.sipp_harness.runner import Sipp, SippNotFoundError, SippRun, can_play_pcap
+from tests.sipp_harness.runner import Sipp, SippRun, can_play_pcap
 from voicebot.callbacks.attempt import AttemptRequest, Outcome
 from voicebot.callbacks.dialler import SipDialler
 from voicebot.callbacks.prompts import DIALLER_PROMPT_NAMES
@@ -40,16 +39,6 @@ pytestmark = [
     pytest.mark.sipp,
     pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)"),
 ]
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Sipp:
-    try:
-        return Sipp(workdir=tmp_path / "sipp")
-    except SippNotFoundError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
 
 
 @dataclass

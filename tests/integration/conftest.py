@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.ports import rtp_window
-from tests.sipp_harness.runner import Sipp, can_play_pcap
+from tests.sipp_harness.runner import can_play_pcap
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
 
@@ -102,11 +102,6 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[MakeBot]:
 @pytest.fixture
 async def bot(make_bot: MakeBot) -> VoicebotApp:
     return await make_bot()
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Sipp:
-    return Sipp(workdir=tmp_path / "sipp")
 
 
 def target(app: VoicebotApp) -> str:

@@ -1,18 +1,15 @@
-"""Fixtures for SIP tests: the suite's one SIPp runner (tests/sipp_harness), and a
-running `UserAgent` with short timers (`make_ua`) with bare UDP peers (`peers`)."""
+"""Fixtures for SIP tests: a running `UserAgent` with short timers (`make_ua`) and
+bare UDP peers (`peers`). The `sipp` runner is the suite's, in tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.sip.handoff import each_call
 from tests.sip.udp_peer import UdpPeer
-from tests.sipp_harness.runner import Sipp, SippNotFoundError
 from voicebot.settings import SipSettings
 from voicebot.sip.call import IncomingCall
 from voicebot.sip.user_agent import UserAgent
@@ -24,16 +21,6 @@ Handler = Callable[[IncomingCall], Awaitable[None]]
 
 async def nobody(call: IncomingCall) -> None:
     raise AssertionError("the app must not see this call")
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Sipp:
-    try:
-        return Sipp(workdir=tmp_path / "sipp")
-    except SippNotFoundError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
 
 
 @pytest.fixture
