@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DTMF_EVENTS",
@@ -151,6 +152,15 @@ def build_dtmf_packets(
     tail_ms: int = 200,
 ) -> list[PcapPacket]:
     """Build the RTP datagrams (UDP payloads) with their send times.
+
+    Every press gets a new RTP timestamp (its onset on the 8 kHz clock) and
+    sequence numbers continue across presses; ``,`` is a 1 s pause.
+    ``drop_marker_of``: press indexes whose first (marker) packet is lost;
+    ``duplicate_marker_of``: press indexes whose marker packet arrives twice;
+    ``duplicate_all``: every datagram is sent twice (same bytes);
+    ``insert_events``: ``(index, event)`` inserts a press of ``event`` (e.g. 16,
+    not a DTMF key) before press ``index``; ``with_audio``: G.711 silence
+    (``audio_payload_type`` 0 = PCMU, 8 = PCMA) every 20 ms outside events.
 
     Press indexes (``drop_marker_of``, ``duplicate_marker_of``, ``insert_events``)
     count the key presses of ``keys`` only: commas and inserted events are not
@@ -335,48 +345,10 @@ def write_pcap(
     return path
 
 
-def write_dtmf_pcap(
-    path: str | Path,
-    keys: str,
-    *,
-    payload_type: int = 101,
-    press_ms: int = 100,
-    gap_ms: int = 200,
-    drop_marker_of: Iterable[int] = frozenset(),
-    duplicate_marker_of: Iterable[int] = frozenset(),
-    duplicate_all: bool = False,
-    insert_events: Sequence[tuple[int, int]] = (),
-    lead_in_ms: int = 500,
-    ssrc: int = 0x5EED7A11,
-    with_audio: bool = False,
-    audio_payload_type: int = 0,
-) -> Path:
-    """Write a pcap SIPp's ``<exec play_pcap_audio=...>`` replays as the key presses ``keys``.
-
-    Every press gets a new RTP timestamp (its onset on the 8 kHz clock) and
-    sequence numbers continue across presses; ``,`` is a 1 s pause.
-    ``drop_marker_of``: press indexes whose first (marker) packet is lost;
-    ``duplicate_marker_of``: press indexes whose marker packet arrives twice;
-    ``duplicate_all``: every datagram is sent twice (same bytes);
-    ``insert_events``: ``(index, event)`` inserts a press of ``event`` (e.g. 16,
-    not a DTMF key) before press ``index``; ``with_audio``: G.711 silence
-    (``audio_payload_type`` 0 = PCMU, 8 = PCMA) every 20 ms outside events.
-    """
-    packets = build_dtmf_packets(
-        keys,
-        payload_type=payload_type,
-        press_ms=press_ms,
-        gap_ms=gap_ms,
-        drop_marker_of=drop_marker_of,
-        duplicate_marker_of=duplicate_marker_of,
-        duplicate_all=duplicate_all,
-        insert_events=insert_events,
-        lead_in_ms=lead_in_ms,
-        ssrc=ssrc,
-        with_audio=with_audio,
-        audio_payload_type=audio_payload_type,
-    )
-    return write_pcap(path, packets)
+def write_dtmf_pcap(path: str | Path, keys: str, **options: Any) -> Path:
+    """Write a pcap SIPp's ``<exec play_pcap_audio=...>`` replays as the key presses
+    ``keys``; ``options`` are `build_dtmf_packets`'s (loss, duplicates, audio...)."""
+    return write_pcap(path, build_dtmf_packets(keys, **options))
 
 
 # --------------------------------------------------------------------------- reading
