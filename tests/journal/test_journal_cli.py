@@ -138,3 +138,18 @@ def test_report_refusals_name_the_option(
     assert "--to: must be after from" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["report", "everything"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["calls"], ["categories", "list"], ["webhooks", "list"], ["callbacks", "list"]],
+    ids=" ".join,
+)
+def test_an_unusable_database_is_one_line_and_exit_2(
+    database: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    database.mkdir(parents=True)  # a directory where the file should be
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [captured.err.strip()], captured.err
+    assert captured.err.startswith("voicebot: ") and str(database) in captured.err

@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
 from voicebot.callbacks.queue import CallbackJob, CallbackQueue, JobFilter, QueueError, iso
-from voicebot.cli.journal import _sync, _usage, parse_span
-from voicebot.journal.database import DatabaseError
+from voicebot.cli.command import parse_span, usage_of, with_settings
 from voicebot.settings import Settings
 from voicebot.webhook_service import endpoints_from_settings
 
@@ -27,20 +26,20 @@ STATES = ("queued", "dialling", "completed", "not_needed", "failed", "cancelled"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("callbacks", help="the queue of callbacks to missed callers")
-    group.set_defaults(handler=lambda args: _usage(group))
+    group.set_defaults(handler=usage_of(group))
     commands = group.add_subparsers(dest="callbacks_command")
     listing = commands.add_parser("list", help="callback jobs, newest first")
     listing.add_argument("--state", choices=STATES)
     listing.add_argument("--number", help="the client's number")
     listing.add_argument("--since", type=parse_span, help="e.g. 1d, 12h (default: all)")
     listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(handler=_sync(_list))
+    listing.set_defaults(handler=with_settings(_list))
     cancel = commands.add_parser("cancel", help="cancel an open job")
     cancel.add_argument("id", type=int)
-    cancel.set_defaults(handler=_sync(_cancel))
+    cancel.set_defaults(handler=with_settings(_cancel))
     retry = commands.add_parser("retry", help="queue a job again, due now")
     retry.add_argument("id", type=int)
-    retry.set_defaults(handler=_sync(_retry))
+    retry.set_defaults(handler=with_settings(_retry))
 
 
 async def open_queue(settings: Settings) -> CallbackQueue:
@@ -74,11 +73,7 @@ def _line(job: CallbackJob) -> str:
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        queue = await open_queue(settings)
-    except DatabaseError as error:
-        print(f"voicebot: {error}", file=sys.stderr)
-        return 2
+    queue = await open_queue(settings)
     try:
         since = datetime.now(UTC) - args.since if args.since else None
         jobs, _ = await queue.list(
@@ -92,11 +87,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _steer(args: argparse.Namespace, settings: Settings, action: str) -> int:
-    try:
-        queue = await open_queue(settings)
-    except DatabaseError as error:
-        print(f"voicebot: {error}", file=sys.stderr)
-        return 2
+    queue = await open_queue(settings)
     try:
         if action == "cancel":
             job = await queue.cancel(args.id, reason="operator")

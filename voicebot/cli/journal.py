@@ -12,21 +12,19 @@ They work on the database named by `storage.database`, next to a running
 from __future__ import annotations
 
 import argparse
-import asyncio
-import re
+import contextlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ivr
 from voicebot.api.context import JournalApi
 from voicebot.api.period import PeriodError, resolve
 from voicebot.api.reports import DEFAULT_DAYS, REPORTS, CsvTable, period_out
-from voicebot.config_errors import load_settings_or_exit
+from voicebot.cli.command import parse_span, usage_of, with_settings
 from voicebot.journal.call_types import CALL_TYPES, TypeRules
 from voicebot.journal.calls import CallFilter, CallLog, iso
 from voicebot.journal.categories import (
@@ -38,16 +36,6 @@ from voicebot.journal.categories import (
 from voicebot.journal.cdr import RejectedRow, read_master_csv
 from voicebot.journal.reports import ReportScope
 from voicebot.settings import Settings
-
-_SPAN = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_span(text: str) -> timedelta:
-    match = _SPAN.match(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a span like 30m, 12h, 1d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=5,
         help="numbers this short are extensions, which tells the direction (default 5)",
     )
-    importing.set_defaults(handler=_sync(_import_cdr))
+    importing.set_defaults(handler=with_settings(_import_cdr))
 
     calls = subparsers.add_parser("calls", help="list the call journal, newest first")
     calls.add_argument("--since", type=parse_span, default=timedelta(days=1), help="e.g. 1d, 12h")
@@ -74,23 +62,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calls.add_argument("--manager")
     calls.add_argument("--number")
     calls.add_argument("--limit", type=int, default=100)
-    calls.set_defaults(handler=_sync(_calls))
+    calls.set_defaults(handler=with_settings(_calls))
 
     categories = subparsers.add_parser("categories", help="the category catalogue")
-    categories.set_defaults(handler=lambda args: _usage(categories))
+    categories.set_defaults(handler=usage_of(categories))
     commands = categories.add_subparsers(dest="categories_command")
     listing = commands.add_parser("list", help="the codes managers can key")
     listing.add_argument("--all", action="store_true", help="include deleted codes")
-    listing.set_defaults(handler=_sync(_categories_list))
+    listing.set_defaults(handler=with_settings(_categories_list))
     adding = commands.add_parser("add", help="add a code (or revive a deleted one)")
     adding.add_argument("code")
     adding.add_argument("name")
     adding.add_argument("--value", help="default value, e.g. 100 or 12.50")
     adding.add_argument("--spam", action="store_true", help="calls under it are spam")
-    adding.set_defaults(handler=_sync(_categories_add))
+    adding.set_defaults(handler=with_settings(_categories_add))
     removing = commands.add_parser("remove", help="stop offering a code (history keeps it)")
     removing.add_argument("code")
-    removing.set_defaults(handler=_sync(_categories_remove))
+    removing.set_defaults(handler=with_settings(_categories_remove))
 
     report = subparsers.add_parser(
         "report", help="a report of /api/v1/reports as a table, or as CSV with --csv"
@@ -107,22 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--csv", action="store_true", help="CSV on stdout, UTF-8 with a BOM (opens right in Excel)"
     )
-    report.set_defaults(handler=_sync(_report))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _sync(
-    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
-) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        settings = load_settings_or_exit()
-        return asyncio.run(command(args, settings))
-
-    return handler
+    report.set_defaults(handler=with_settings(_report))
 
 
 def rules_of(settings: Settings) -> TypeRules:
@@ -131,10 +104,15 @@ def rules_of(settings: Settings) -> TypeRules:
     )
 
 
-async def open_call_log(settings: Settings) -> CallLog:
+@contextlib.asynccontextmanager
+async def open_call_log(settings: Settings) -> AsyncIterator[CallLog]:
+    """The journal named by `storage.database`, its catalogue seeded; closed after."""
     log = await CallLog.open(settings.storage.database, rules_of(settings))
-    await catalogue_of(log, settings).seed(settings.categories)
-    return log
+    try:
+        await catalogue_of(log, settings).seed(settings.categories)
+        yield log
+    finally:
+        await log.close()
 
 
 def catalogue_of(log: CallLog, settings: Settings) -> CategoryCatalogue:
@@ -153,10 +131,9 @@ async def _import_cdr(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    log = await open_call_log(settings)
     added = updated = unchanged = 0
     rejected: list[RejectedRow] = []
-    try:
+    async with open_call_log(settings) as log:
         with handle:
             for item in read_master_csv(handle, zone, args.extension_digits):
                 if isinstance(item, RejectedRow):
@@ -169,8 +146,6 @@ async def _import_cdr(args: argparse.Namespace, settings: Settings) -> int:
                     updated += 1
                 else:
                     unchanged += 1
-    finally:
-        await log.close()
     for row in rejected:
         print(f"{args.file}:{row.line}: skipped: {row.reason}", file=sys.stderr)
     print(
@@ -181,8 +156,7 @@ async def _import_cdr(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _calls(args: argparse.Namespace, settings: Settings) -> int:
-    log = await open_call_log(settings)
-    try:
+    async with open_call_log(settings) as log:
         rows, _ = await log.list(
             CallFilter(
                 since=datetime.now(UTC) - args.since,
@@ -194,8 +168,6 @@ async def _calls(args: argparse.Namespace, settings: Settings) -> int:
             ),
             limit=max(1, min(args.limit, 10000)),
         )
-    finally:
-        await log.close()
     print(
         f"{'ID':>7}  {'STARTED (UTC)':20}  {'DIR':8}  {'STATUS':8}  {'CLIENT':16}  {'MANAGER':8}"
         f"  {'WAIT':>5}  {'TALK':>6}  CATEGORY  TYPES"
@@ -218,11 +190,8 @@ def _secs(value: float | None) -> str:
 
 
 async def _categories_list(args: argparse.Namespace, settings: Settings) -> int:
-    log = await open_call_log(settings)
-    try:
+    async with open_call_log(settings) as log:
         entries = await catalogue_of(log, settings).entries(include_deleted=args.all)
-    finally:
-        await log.close()
     print(f"{'CODE':6}  {'VALUE':>10}  {'SPAM':4}  NAME")
     for e in entries:
         value = str(e.value) if e.value is not None else "-"
@@ -243,32 +212,28 @@ async def _categories_add(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"voicebot categories add: {exc}", file=sys.stderr)
         return 2
-    log = await open_call_log(settings)
-    try:
-        await catalogue_of(log, settings).add(
-            category.code, category.name, category.value, category.spam
-        )
-    except CategoryExists:
-        print(f"category {args.code} exists; remove it first or edit it", file=sys.stderr)
-        return 1
-    finally:
-        await log.close()
+    async with open_call_log(settings) as log:
+        try:
+            await catalogue_of(log, settings).add(
+                category.code, category.name, category.value, category.spam
+            )
+        except CategoryExists:
+            print(f"category {args.code} exists; remove it first or edit it", file=sys.stderr)
+            return 1
     print(f"added category {category.code} ({category.name}); the next menu call offers it")
     return 0
 
 
 async def _categories_remove(args: argparse.Namespace, settings: Settings) -> int:
-    log = await open_call_log(settings)
-    try:
-        await catalogue_of(log, settings).remove(args.code)
-    except CategoryNotFound:
-        print(f"no category {args.code}", file=sys.stderr)
-        return 1
-    except LastCategory:
-        print(f"category {args.code} is the last one; the menu needs one", file=sys.stderr)
-        return 1
-    finally:
-        await log.close()
+    async with open_call_log(settings) as log:
+        try:
+            await catalogue_of(log, settings).remove(args.code)
+        except CategoryNotFound:
+            print(f"no category {args.code}", file=sys.stderr)
+            return 1
+        except LastCategory:
+            print(f"category {args.code} is the last one; the menu needs one", file=sys.stderr)
+            return 1
     print(f"removed category {args.code}; calls filed under it keep it")
     return 0
 
@@ -283,13 +248,10 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"voicebot report: --{exc}", file=sys.stderr)
         return 2
     title, build, as_csv, _ = REPORTS[args.name]
-    log = await open_call_log(settings)
-    try:
+    async with open_call_log(settings) as log:
         api = JournalApi(call_log=log, catalogue=catalogue_of(log, settings), zone=zone)
         scope = ReportScope(period.since, period.until, zone, log.rules, args.manager)
         table: CsvTable = as_csv(await build(api, scope, period_out(period, zone)), zone)
-    finally:
-        await log.close()
     if args.csv:
         sys.stdout.buffer.write(table.text().encode("utf-8"))
         sys.stdout.buffer.flush()

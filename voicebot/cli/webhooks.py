@@ -12,16 +12,15 @@ They work on the database named by `storage.database`, next to a running
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 import aiosqlite
 
-from voicebot.config_errors import load_settings_or_exit
+from voicebot.cli.command import Handler, SettingsCommand, usage_of, with_settings
 from voicebot.journal.database import open_database
 from voicebot.settings import Settings, check_webhook_secret
 from voicebot.webhook_service import endpoints_from_settings
@@ -42,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "webhooks", help="inspect, replay and test webhook deliveries", description=__doc__
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.set_defaults(handler=lambda args: _usage(parser))
+    parser.set_defaults(handler=usage_of(parser))
     commands = parser.add_subparsers(dest="webhooks_command")
 
     listing = commands.add_parser("list", help="show deliveries, newest first")
@@ -70,23 +69,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     testing.set_defaults(handler=_sync(_test))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+def _sync(command: SettingsCommand) -> Handler:
+    return with_settings(command, "voicebot webhooks")
 
 
-def _sync(
-    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
-) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        settings = load_settings_or_exit("voicebot webhooks")
-        return asyncio.run(command(args, settings))
-
-    return handler
-
-
-async def _open(settings: Settings) -> aiosqlite.Connection:
-    return await open_database(settings.storage.database)
+@contextlib.asynccontextmanager
+async def _outbox(settings: Settings) -> AsyncIterator[aiosqlite.Connection]:
+    """The database named by `storage.database` (the outbox is in it); closed after."""
+    conn = await open_database(settings.storage.database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def _when(seconds: float | None) -> str:
@@ -105,14 +99,11 @@ def _outcome(record: DeliveryRecord) -> str:
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
-    conn = await _open(settings)
-    try:
+    async with _outbox(settings) as conn:
         statuses = STATUS_FILTERS[args.status] if args.status else None
         records = await list_deliveries(conn, statuses=statuses, limit=args.limit)
         counts = await count_by_status(conn)
         disabled = await disabled_endpoints(conn)
-    finally:
-        await conn.close()
     print(
         f"{'WEBHOOK-ID':36}  {'TYPE':20}  {'STATUS':9}  {'TRIES':>5}  {'CREATED':20}  "
         f"ENDPOINT  /  OUTCOME"
@@ -129,8 +120,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    conn = await _open(settings)
-    try:
+    async with _outbox(settings) as conn:
         count = await replay(
             conn,
             now=datetime.now(UTC),
@@ -139,8 +129,6 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
             endpoint_url=args.endpoint,
         )
         disabled = await disabled_endpoints(conn)
-    finally:
-        await conn.close()
     if count == 0:
         what = args.webhook_id or "failed deliveries"
         print(f"nothing to replay ({what}: none found, or being sent right now)", file=sys.stderr)
@@ -156,11 +144,8 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _enable(args: argparse.Namespace, settings: Settings) -> int:
-    conn = await _open(settings)
-    try:
+    async with _outbox(settings) as conn:
         changed = await enable_endpoint(conn, args.url)
-    finally:
-        await conn.close()
     if not changed:
         print(f"{args.url} was not disabled", file=sys.stderr)
         return 1
