@@ -7,6 +7,7 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -91,16 +92,8 @@ async def test_confirmed_row_and_its_webhook_commit_together(tmp_path: Path) -> 
 async def test_incomplete_row_fires_no_categorized_webhook(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db", [ENDPOINT])
     await journal.start_call(start())
-    outcome = CallOutcome(
-        status="incomplete",
-        category_code="3",
-        category_name="existing order",
-        value=None,
-        digits="3#15",
-        attempts=1,
-        end_reason="remote_bye",
-        ended_at=T1,
-    )
+    # category 3 keyed, then the caller hung up while keying the value
+    outcome = replace(confirmed(None), status="incomplete", digits="3#15", end_reason="remote_bye")
     assert await journal.finish_call(start("call_1"), outcome) == []
     row = await journal.get("call_1")
     await journal.close()
