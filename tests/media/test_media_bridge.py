@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import struct
+from collections.abc import AsyncIterator
 
 from tests.media.conftest import HOST
 from tests.media.test_rtp_session import udp_peer, wait_for
@@ -175,9 +177,12 @@ async def play(phone: Phone, to: int, payloads: list[bytes], pt: int) -> None:
         await asyncio.sleep(0.020)
 
 
+@contextlib.asynccontextmanager
 async def bridged_pair(
     pool: RtpPortPool, clock: MediaClock, codec_a: Codec, codec_b: Codec, *, dtmf_b: bool = False
-) -> tuple[Phone, Phone, RtpSession, RtpSession, MediaBridge]:
+) -> AsyncIterator[tuple[Phone, Phone, RtpSession, RtpSession, MediaBridge]]:
+    """Two phones, a session to each and the bridge between them; all stopped
+    and closed on the way out (what the phones received stays readable)."""
     phone_a, phone_b = await Phone.open(), await Phone.open()
     a = RtpSession(
         await pool.allocate(), (HOST, phone_a.port), codec_a, clock, dtmf_payload_type=DTMF_PT
@@ -193,12 +198,18 @@ async def bridged_pair(
     await b.start()
     bridge = MediaBridge(a, b)
     bridge.start()
-    return phone_a, phone_b, a, b, bridge
+    try:
+        yield phone_a, phone_b, a, b, bridge
+    finally:
+        bridge.stop()
+        await a.close()
+        await b.close()
+        phone_a.transport.close()
+        phone_b.transport.close()
 
 
 async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: MediaClock) -> None:
-    phone_a, phone_b, a, b, bridge = await bridged_pair(pool, clock, PCMU, PCMA)
-    try:
+    async with bridged_pair(pool, clock, PCMU, PCMA) as (phone_a, phone_b, a, b, bridge):
         linear_a, sent_a = tone_frames(1013, 40, PCMU)
         linear_b, sent_b = tone_frames(437, 40, PCMA)
         await asyncio.gather(
@@ -206,12 +217,6 @@ async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: Media
         )
         await wait_for(lambda: len(phone_b.audio(8, PCMA.silence())) >= 40)
         await wait_for(lambda: len(phone_a.audio(0, PCMU.silence())) >= 40)
-    finally:
-        bridge.stop()
-        await a.close()
-        await b.close()
-        phone_a.transport.close()
-        phone_b.transport.close()
     at_b = phone_b.audio(8, PCMA.silence())
     at_a = phone_a.audio(0, PCMU.silence())
     # Every frame arrived, in order, converted exactly as μ-law → linear → A-law ...
@@ -226,20 +231,13 @@ async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: Media
 async def test_keys_are_resent_as_events_never_as_audio(
     pool: RtpPortPool, clock: MediaClock
 ) -> None:
-    phone_a, phone_b, a, b, bridge = await bridged_pair(pool, clock, PCMU, PCMA, dtmf_b=True)
-    try:
+    async with bridged_pair(pool, clock, PCMU, PCMA, dtmf_b=True) as (phone_a, phone_b, a, _, _):
         sender = DtmfSender(DTMF_PT, ssrc=99)
         for press, _ in sender.packets("5", phone_a.seq, phone_a.ts, 0.1):
             phone_a.transport.sendto(bytes(press), (HOST, a.local_port))
             await asyncio.sleep(0.020)
         await wait_for(lambda: any(p.payload_type == DTMF_PT for p in phone_b.packets()))
         await wait_for(lambda: phone_b.packets()[-1].payload_type != DTMF_PT)
-    finally:
-        bridge.stop()
-        await a.close()
-        await b.close()
-        phone_a.transport.close()
-        phone_b.transport.close()
     got = phone_b.packets()
     events = {TelephoneEvent.parse(p.payload).key for p in got if p.payload_type == DTMF_PT}
     assert events == {"5"}
@@ -248,18 +246,14 @@ async def test_keys_are_resent_as_events_never_as_audio(
 
 
 async def test_a_stranger_is_not_bridged(pool: RtpPortPool, clock: MediaClock) -> None:
-    phone_a, phone_b, a, b, bridge = await bridged_pair(pool, clock, PCMU, PCMU)
     stranger = await Phone.open()
     try:
-        _, frames = tone_frames(1013, 10, PCMU)
-        await play(phone_a, a.local_port, frames[:5], 0)  # the real phone is live
-        await play(stranger, a.local_port, frames[5:], 0)
-        await wait_for(lambda: len(phone_b.audio(0, PCMU.silence())) >= 5)
-        await wait_for(lambda: a.stats.refused >= 5)
+        async with bridged_pair(pool, clock, PCMU, PCMU) as (phone_a, phone_b, a, _, _):
+            _, frames = tone_frames(1013, 10, PCMU)
+            await play(phone_a, a.local_port, frames[:5], 0)  # the real phone is live
+            await play(stranger, a.local_port, frames[5:], 0)
+            await wait_for(lambda: len(phone_b.audio(0, PCMU.silence())) >= 5)
+            await wait_for(lambda: a.stats.refused >= 5)
     finally:
-        bridge.stop()
-        await a.close()
-        await b.close()
-        for phone in (phone_a, phone_b, stranger):
-            phone.transport.close()
+        stranger.transport.close()
     assert phone_b.audio(0, PCMU.silence()) == frames[:5]

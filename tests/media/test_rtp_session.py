@@ -1,6 +1,7 @@
 import asyncio
 import itertools
 import socket
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,24 @@ async def udp_peer() -> tuple[asyncio.DatagramTransport, Receiver, int]:
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(Receiver, local_addr=(HOST, 0))
     return transport, protocol, transport.get_extra_info("sockname")[1]
+
+
+async def keyed_session(
+    pool: RtpPortPool, clock: MediaClock, peer_port: int, keys: list[str], **options: Any
+) -> RtpSession:
+    """A started PCMU session towards `peer_port` that puts the RFC 4733 keys
+    (payload type DTMF_PT) it hears into `keys`."""
+    session = RtpSession(
+        await pool.allocate(),
+        (HOST, peer_port),
+        PCMU,
+        clock,
+        dtmf_payload_type=DTMF_PT,
+        on_key=keys.append,
+        **options,
+    )
+    await session.start()
+    return session
 
 
 async def wait_for(predicate, timeout: float = 5.0) -> None:
@@ -121,15 +140,7 @@ async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) 
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # asyncio will not send 0 bytes
     raw.bind((HOST, 0))
     keys: list[str] = []
-    session = RtpSession(
-        await pool.allocate(),
-        (HOST, peer_port),
-        PCMU,
-        clock,
-        dtmf_payload_type=DTMF_PT,
-        on_key=keys.append,
-    )
-    await session.start()
+    session = await keyed_session(pool, clock, peer_port, keys)
     target = (HOST, session.local_port)
     sender = DtmfSender(DTMF_PT, ssrc=77)
     too_short_event = bytes(RtpPacket(DTMF_PT, 1, 2, 3, payload=b"\x01"))
@@ -200,16 +211,7 @@ async def test_stranger_ip_never_latches_however_well_it_sends(
     phone, phone_receiver, phone_port = await udp_peer()
     stranger, stranger_receiver, _ = await udp_peer_on("127.0.0.2")
     keys: list[str] = []
-    session = RtpSession(
-        await pool.allocate(),
-        (HOST, phone_port),
-        PCMU,
-        clock,
-        dtmf_payload_type=DTMF_PT,
-        on_key=keys.append,
-        learn_from=["127.0.0.1"],
-    )
-    await session.start()
+    session = await keyed_session(pool, clock, phone_port, keys, learn_from=["127.0.0.1"])
     target = (HOST, session.local_port)
     sender = DtmfSender(DTMF_PT, ssrc=66)
     seq, timestamp = 0, 0
