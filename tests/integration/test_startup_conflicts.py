@@ -66,20 +66,24 @@ def hold(stack: ExitStack, kind: int, port: int) -> None:
         sock.listen()
 
 
-def test_http_port_taken(tmp_path: Path, held: ExitStack) -> None:
-    port = free_port(udp=False)
-    hold(held, socket.SOCK_STREAM, port)
-    line = error_line(run_bot(tmp_path, http__port=str(port)))
+@pytest.mark.parametrize(
+    ("kind", "setting", "variable"),
+    [
+        (socket.SOCK_STREAM, "http.port", "VOICEBOT_HTTP__PORT"),
+        (socket.SOCK_DGRAM, "sip.bind_port", "VOICEBOT_SIP__BIND_PORT"),
+    ],
+    ids=["http", "sip"],
+)
+def test_port_taken(
+    tmp_path: Path, held: ExitStack, kind: int, setting: str, variable: str
+) -> None:
+    """Another process holds the port: one line naming the address, the setting
+    and its variable."""
+    port = free_port(udp=kind == socket.SOCK_DGRAM, tcp=kind == socket.SOCK_STREAM)
+    hold(held, kind, port)
+    line = error_line(run_bot(tmp_path, **{setting.replace(".", "__"): str(port)}))
     assert f"{HOST}:{port}" in line and "already in use" in line, line
-    assert "http.port" in line and "VOICEBOT_HTTP__PORT" in line, line
-
-
-def test_sip_port_taken(tmp_path: Path, held: ExitStack) -> None:
-    port = free_port(tcp=False)
-    hold(held, socket.SOCK_DGRAM, port)
-    line = error_line(run_bot(tmp_path, sip__bind_port=str(port)))
-    assert f"{HOST}:{port}" in line and "already in use" in line, line
-    assert "sip.bind_port" in line and "VOICEBOT_SIP__BIND_PORT" in line, line
+    assert setting in line and variable in line, line
 
 
 def test_rtp_range_fully_taken(tmp_path: Path, held: ExitStack) -> None:
