@@ -14,6 +14,22 @@ from voicebot.softphone import KeyingStyle, PromptTranscript, place_call
 QUICK = KeyingStyle(listen_s=0.8, timeout_s=40)
 
 
+def spelled(text: str) -> list[str]:
+    return [f"digit_{c}" if c.isdigit() else "point" for c in text]
+
+
+def read_back(code: str, value: str) -> list[str]:
+    """The prompts from the category read-back to "saved"."""
+    return [
+        "you_entered_category",
+        *spelled(code),
+        "you_entered_value",
+        *spelled(value),
+        "confirm",
+        "saved",
+    ]
+
+
 async def test_readback_is_heard_in_order_then_saved(make_bot: MakeBot) -> None:
     bot = await make_bot()
     report = await place_call(
@@ -28,19 +44,7 @@ async def test_readback_is_heard_in_order_then_saved(make_bot: MakeBot) -> None:
     assert report.ended == "bot hung up"
     assert report.heard[0] == "greeting"
     readback = report.heard[report.heard.index("you_entered_category") :]
-    assert readback == [
-        "you_entered_category",
-        "digit_3",
-        "you_entered_value",
-        "digit_1",
-        "digit_5",
-        "digit_0",
-        "digit_0",
-        "point",
-        "digit_5",
-        "confirm",
-        "saved",
-    ]
+    assert readback == read_back("3", "1500.5")
     (row,) = await wait_rows(bot, finished)
     assert row["status"] == "confirmed" and row["value"] == "1500.5"
     assert row["pbx_call_id"] == "pbx-77"
@@ -52,16 +56,7 @@ async def test_wrong_code_is_announced_and_default_value_read_back(make_bot: Mak
     assert "unknown_category" in report.heard
     readback = report.heard[report.heard.index("you_entered_category") :]
     # Category 2's default value (100) is read back when # alone is keyed.
-    assert readback == [
-        "you_entered_category",
-        "digit_2",
-        "you_entered_value",
-        "digit_1",
-        "digit_0",
-        "digit_0",
-        "confirm",
-        "saved",
-    ]
+    assert readback == read_back("2", "100")
     (row,) = await wait_rows(bot, finished)
     assert row["category_code"] == "2" and row["value"] == "100" and row["attempts"] == 2
 
