@@ -83,8 +83,11 @@ def test_unreadable_file_and_zone_named(
 def test_categories_cli_add_list_remove(database: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["categories", "add", "7", "delivery", "--value", "12.50"]) == 0
     assert main(["categories", "add", "7", "again"]) == 1
+    assert "category 7 exists" in capsys.readouterr().err
     assert main(["categories", "add", "x7", "bad"]) == 2
     assert "code" in capsys.readouterr().err
+    assert main(["categories", "remove", "99"]) == 1
+    assert capsys.readouterr().err == "no category 99\n"
     assert main(["categories", "remove", "7"]) == 0
     assert main(["categories", "list", "--all"]) == 0
     out = capsys.readouterr().out

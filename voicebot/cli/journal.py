@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -212,29 +212,47 @@ async def _categories_add(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"voicebot categories add: {exc}", file=sys.stderr)
         return 2
-    async with open_call_log(settings) as log:
-        try:
-            await catalogue_of(log, settings).add(
-                category.code, category.name, category.value, category.spam
-            )
-        except CategoryExists:
-            print(f"category {args.code} exists; remove it first or edit it", file=sys.stderr)
-            return 1
-    print(f"added category {category.code} ({category.name}); the next menu call offers it")
-    return 0
+    return await _edit_catalogue(
+        settings,
+        args.code,
+        lambda catalogue: catalogue.add(
+            category.code, category.name, category.value, category.spam
+        ),
+        f"added category {category.code} ({category.name}); the next menu call offers it",
+    )
 
 
 async def _categories_remove(args: argparse.Namespace, settings: Settings) -> int:
+    return await _edit_catalogue(
+        settings,
+        args.code,
+        lambda catalogue: catalogue.remove(args.code),
+        f"removed category {args.code}; calls filed under it keep it",
+    )
+
+
+#: What the operator is told when the catalogue refuses a change to a code.
+_CATALOGUE_REFUSALS: dict[type[Exception], str] = {
+    CategoryExists: "category {code} exists; remove it first or edit it",
+    CategoryNotFound: "no category {code}",
+    LastCategory: "category {code} is the last one; the menu needs one",
+}
+
+
+async def _edit_catalogue(
+    settings: Settings,
+    code: str,
+    edit: Callable[[CategoryCatalogue], Awaitable[object]],
+    done: str,
+) -> int:
+    """Apply `edit` to the catalogue: `done` and 0, or the refusal and 1."""
     async with open_call_log(settings) as log:
         try:
-            await catalogue_of(log, settings).remove(args.code)
-        except CategoryNotFound:
-            print(f"no category {args.code}", file=sys.stderr)
+            await edit(catalogue_of(log, settings))
+        except (CategoryExists, CategoryNotFound, LastCategory) as refused:
+            print(_CATALOGUE_REFUSALS[type(refused)].format(code=code), file=sys.stderr)
             return 1
-        except LastCategory:
-            print(f"category {args.code} is the last one; the menu needs one", file=sys.stderr)
-            return 1
-    print(f"removed category {args.code}; calls filed under it keep it")
+    print(done)
     return 0
 
 
