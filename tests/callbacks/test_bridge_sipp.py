@@ -139,6 +139,29 @@ class Rig:
         await capture.start()
         return capture
 
+    async def bridge(self, manager: Phone, client: Phone) -> Bridged:
+        """Ring `manager`, bridge `client` to it, and wait for both phones' scenarios
+        to end; what the bot sent either phone is in `payloads`."""
+        capture = await self.capture(manager, client)
+        dialler = self.dialler()
+        try:
+            leg = await dialler.place(manager.uri)
+            assert isinstance(leg, Leg), leg
+            result = await connect_by_bridge(leg, client.uri, dialler=dialler)
+            manager_log, client_log = await manager.log(), await client.log()
+        finally:
+            payloads = await capture.stop()
+        return Bridged(leg, result, manager_log, client_log, payloads)
+
+
+@dataclass
+class Bridged:
+    leg: Leg
+    result: AttemptResult
+    manager_log: str
+    client_log: str
+    payloads: list[bytes]
+
 
 @pytest.fixture
 async def rig(tmp_path: Path, sipp: Sipp) -> AsyncIterator[Rig]:
@@ -183,25 +206,18 @@ def assert_carried(
 async def test_client_hangs_up_audio_crossed_converted_both_ways(rig: Rig) -> None:
     manager = await rig.phone(PCMU, frequency=437, seconds=4)
     client = await rig.phone(PCMA, frequency=1013, seconds=2.5, bye_after_ms=3000)
-    capture = await rig.capture(manager, client)
-    dialler = rig.dialler()
-    try:
-        leg = await dialler.place(manager.uri)
-        assert isinstance(leg, Leg), leg
-        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
-        manager_log, client_log = await manager.log(), await client.log()
-    finally:
-        payloads = await capture.stop()
+    bridged = await rig.bridge(manager, client)
+    result = bridged.result
     assert result.outcome is Outcome.COMPLETED, result
     assert result.talk_s is not None and 2.5 <= result.talk_s < 30
-    assert "hung up" in client_log  # the client ended it ...
-    assert "bye received" in manager_log  # ... and the bot said BYE to the manager
-    assert leg.session.stats.packets_received > 0
+    assert "hung up" in bridged.client_log  # the client ended it ...
+    assert "bye received" in bridged.manager_log  # ... and the bot said BYE to the manager
+    assert bridged.leg.session.stats.packets_received > 0
     # The client's 2.5 s of A-law reached the manager as μ-law, and the
     # manager's μ-law reached the client as A-law, whole and in order.
     ringback = set(ringback_frames(PCMU.name, PCMU.encode, 10))
-    assert assert_carried(received(payloads, PCMU), client, PCMU, ringback) >= 100
-    assert assert_carried(received(payloads, PCMA), manager, PCMA, set()) >= 100
+    assert assert_carried(received(bridged.payloads, PCMU), client, PCMU, ringback) >= 100
+    assert assert_carried(received(bridged.payloads, PCMA), manager, PCMA, set()) >= 100
 
 
 async def test_attempt_whisper_key_1_then_bridge(rig: Rig) -> None:
@@ -245,42 +261,27 @@ async def test_attempt_whisper_key_1_then_bridge(rig: Rig) -> None:
 async def test_manager_hangs_up_and_the_client_gets_bye(rig: Rig) -> None:
     manager = await rig.phone(PCMA, frequency=523, seconds=2, bye_after_ms=2500)
     client = await rig.phone(PCMU, frequency=1209, seconds=3)
-    capture = await rig.capture(manager, client)
-    dialler = rig.dialler()
-    try:
-        leg = await dialler.place(manager.uri)
-        assert isinstance(leg, Leg), leg
-        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
-        manager_log, client_log = await manager.log(), await client.log()
-    finally:
-        payloads = await capture.stop()
+    bridged = await rig.bridge(manager, client)
+    result = bridged.result
     assert result.outcome is Outcome.COMPLETED, result
     assert result.talk_s is not None and 1.0 <= result.talk_s < 30
-    assert "hung up" in manager_log
-    assert "bye received" in client_log
-    assert assert_carried(received(payloads, PCMU), manager, PCMU, set()) >= 25
+    assert "hung up" in bridged.manager_log
+    assert "bye received" in bridged.client_log
+    assert assert_carried(received(bridged.payloads, PCMU), manager, PCMU, set()) >= 25
     ringback = set(ringback_frames(PCMA.name, PCMA.encode, 10))
-    assert assert_carried(received(payloads, PCMA), client, PCMA, ringback) >= 25
+    assert assert_carried(received(bridged.payloads, PCMA), client, PCMA, ringback) >= 25
 
 
 async def test_busy_client_after_ringback(rig: Rig) -> None:
     manager = await rig.phone(PCMU, seconds=1)
     client = await rig.phone(PCMA, scenario="bridge_busy.xml", ring_ms=1500)
-    capture = await rig.capture(manager)
-    dialler = rig.dialler()
-    try:
-        leg = await dialler.place(manager.uri)
-        assert isinstance(leg, Leg), leg
-        result = await connect_by_bridge(leg, client.uri, dialler=dialler)
-        manager_log = await manager.log()
-        await client.log()
-    finally:
-        payloads = await capture.stop()
+    bridged = await rig.bridge(manager, client)
+    result = bridged.result
     assert (result.outcome, result.sip_status) == (Outcome.CLIENT_BUSY, 486), result
-    assert "bye received" in manager_log
+    assert "bye received" in bridged.manager_log
     # While the client rang the manager heard ringback: the 1 s of 425 Hz, in order.
     tone = [f for f in ringback_frames(PCMU.name, PCMU.encode, 1) if f != PCMU.silence()]
-    heard = [f for f in received(payloads, PCMU) if f != PCMU.silence()]
+    heard = [f for f in received(bridged.payloads, PCMU) if f != PCMU.silence()]
     assert heard[: len(tone)] == tone
 
 
