@@ -1,5 +1,5 @@
-"""What the callback tests share: settings, a scripted dialler (the SIP edge),
-and a poll-with-deadline."""
+"""What the callback tests share: settings, an API client of a running app, a
+scripted dialler (the SIP edge), and a poll-with-deadline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
+from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue
 from voicebot.settings import CallbackSettings
@@ -30,6 +33,33 @@ def callback_settings(**changes: Any) -> CallbackSettings:
     }
     base.update(changes)
     return CallbackSettings(**base)
+
+
+#: Open around the clock, every day: a test that dials now is never outside hours.
+ALL_WEEK = {day: "00:00-24:00" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+#: The API token of the apps the callback tests start.
+TOKEN = "cb-token"
+
+
+def callbacks_section(**changes: Any) -> dict[str, Any]:
+    """The `callbacks` settings of a running app that may call back at any hour:
+    one manager (201), Ukrainian numbers, Kyiv time."""
+    return {
+        "enabled": True,
+        "targets": ["201"],
+        "default_region": "UA",
+        "timezone": "Europe/Kyiv",
+        "working_hours": ALL_WEEK,
+        **changes,
+    }
+
+
+def api_session(app: VoicebotApp) -> aiohttp.ClientSession:
+    """An HTTP client of the app's API, authorised with TOKEN."""
+    return aiohttp.ClientSession(
+        base_url=f"http://127.0.0.1:{app.http_port}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
 
 
 QueueFactory = Callable[..., Awaitable[CallbackQueue]]

@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.callbacks.callbacks_testkit import eventually
+from tests.callbacks.callbacks_testkit import TOKEN, api_session, callbacks_section, eventually
 from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.runner import Sipp, can_play_pcap
@@ -24,8 +23,6 @@ from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-TOKEN = "cb-e2e-token"
-ALL_WEEK = {day: "00:00-24:00" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 pytestmark = [
     pytest.mark.sipp,
@@ -67,24 +64,12 @@ async def test_manager_keys_1_refer_completes_the_job_with_a_signed_webhook(
         webhooks={
             "endpoints": [{"url": receiver.url, "secret": SECRET, "events": ["callback.*"]}],
         },
-        callbacks={
-            "enabled": True,
-            "targets": ["201"],
-            "default_region": "UA",
-            "timezone": "Europe/Kyiv",
-            "working_hours": ALL_WEEK,
-            "first_delay_s": 0,
-            "ring_timeout_s": 5,
-            "dial_template": "{national}",
-        },
+        callbacks=callbacks_section(first_delay_s=0, ring_timeout_s=5, dial_template="{national}"),
     )
     app = VoicebotApp(settings)
     await app.start()
     try:
-        async with aiohttp.ClientSession(
-            base_url=f"http://127.0.0.1:{app.http_port}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as http:
+        async with api_session(app) as http:
             async with http.post("/api/v1/callbacks", json={"number": "+380441234567"}) as r:
                 assert r.status == 201, await r.text()
 

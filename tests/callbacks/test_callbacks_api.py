@@ -14,16 +14,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.callbacks.callbacks_testkit import ScriptedDialler, eventually
+from tests.callbacks.callbacks_testkit import (
+    TOKEN,
+    ScriptedDialler,
+    api_session,
+    callbacks_section,
+    eventually,
+)
 from tests.ports import rtp_window
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.settings import Settings
-
-TOKEN = "cb-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ALL_WEEK = {day: "00:00-24:00" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 AppFactory = Callable[..., Any]
 
@@ -38,21 +40,11 @@ async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
         **callbacks: Any,
     ) -> VoicebotApp:
         low, high = rtp_window(2)
-        options: dict[str, Any] = {
-            "enabled": True,
-            "targets": ["201"],
-            "default_region": "UA",
-            "timezone": "Europe/Kyiv",
-            "working_hours": ALL_WEEK,
-            "first_delay_s": 3600,
-            "min_ring_s": 5,
-        }
-        options.update(callbacks)
         settings = Settings(
             sip={"bind_port": 0, "rtp_port_min": low, "rtp_port_max": high},
             storage={"database": tmp_path / "voicebot.db"},
             http={"port": 0, "api_token": TOKEN},
-            callbacks=options,
+            callbacks=callbacks_section(**{"first_delay_s": 3600, "min_ring_s": 5, **callbacks}),
             webhooks=webhooks or {"endpoints": []},
         )
         app = VoicebotApp(settings, dialler=dialler or ScriptedDialler(hold=True))
@@ -63,10 +55,6 @@ async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
     yield start
     for app in started:
         await app.stop()
-
-
-def session(app: VoicebotApp) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(base_url=f"http://127.0.0.1:{app.http_port}", headers=AUTH)
 
 
 def event(
@@ -99,7 +87,7 @@ async def callbacks(http: aiohttp.ClientSession, query: str = "") -> list[dict[s
 async def test_missed_event_queues_and_answered_event_cancels(start_app: AppFactory) -> None:
     app = await start_app()
     now = datetime.now(UTC)
-    async with session(app) as http:
+    async with api_session(app) as http:
         async with http.post("/api/v1/calls/events", json=event("pbx-1", "missed", now)) as r:
             assert r.status == 201
             missed_call_id = (await r.json())["id"]
@@ -125,7 +113,7 @@ async def test_missed_event_queues_and_answered_event_cancels(start_app: AppFact
 async def test_manager_calling_the_client_cancels(start_app: AppFactory) -> None:
     app = await start_app()
     now = datetime.now(UTC)
-    async with session(app) as http:
+    async with api_session(app) as http:
         await http.post("/api/v1/calls/events", json=event("pbx-1", "missed", now))
         outbound = event(
             "pbx-9",
@@ -144,7 +132,7 @@ async def test_manager_calling_the_client_cancels(start_app: AppFactory) -> None
 async def test_explicit_request_and_refusals(start_app: AppFactory) -> None:
     app = await start_app()
     later = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
-    async with session(app) as http:
+    async with api_session(app) as http:
         body = {"number": "+380441234567", "not_before": later.isoformat()}
         async with http.post("/api/v1/callbacks", json=body) as r:
             assert r.status == 201, await r.text()
@@ -202,7 +190,7 @@ async def test_disabled_callbacks_refuse_requests(tmp_path: Path) -> None:
 async def test_due_job_reaches_the_dialler_and_completes(start_app: AppFactory) -> None:
     dialler = ScriptedDialler(AttemptResult(Outcome.COMPLETED, target="201", talk_s=42.0))
     app = await start_app(dialler, first_delay_s=0)
-    async with session(app) as http:
+    async with api_session(app) as http:
         await http.post("/api/v1/calls/events", json=event("pbx-1", "missed", datetime.now(UTC)))
 
         async def completed() -> bool:
@@ -225,7 +213,7 @@ async def test_due_job_reaches_the_dialler_and_completes(start_app: AppFactory) 
 
 async def test_list_pages_and_filters(start_app: AppFactory) -> None:
     app = await start_app()
-    async with session(app) as http:
+    async with api_session(app) as http:
         for n in range(7):
             await http.post("/api/v1/callbacks", json={"number": f"04400000{n:02d}"})
         seen: list[int] = []
@@ -264,7 +252,7 @@ async def test_callback_webhooks_arrive_signed(start_app: AppFactory) -> None:
             retry_interval_s=0.2,
         )
         async with (
-            session(app) as http,
+            api_session(app) as http,
             http.post(
                 "/api/v1/calls/events", json=event("pbx-7", "missed", datetime.now(UTC))
             ) as r,
@@ -313,7 +301,7 @@ async def test_the_bots_callbacks_are_calls_of_type_callback(start_app: AppFacto
     )
     app = await start_app(dialler, first_delay_s=0, retry_interval_s=0.01, targets=["201", "202"])
     missed_at = datetime.now(UTC) - timedelta(minutes=5)
-    async with session(app) as http:
+    async with api_session(app) as http:
         await http.post("/api/v1/calls/events", json=event("pbx-7", "missed", missed_at))
 
         async def two_callbacks() -> bool:
