@@ -5,6 +5,7 @@ field, the OpenAPI document, /metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -32,29 +33,29 @@ AppFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
-    started: list[VoicebotApp] = []
+    async with contextlib.AsyncExitStack() as running:
 
-    async def start(
-        dialler: ScriptedDialler | None = None,
-        webhooks: dict[str, Any] | None = None,
-        **callbacks: Any,
-    ) -> VoicebotApp:
-        low, high = rtp_window(2)
-        settings = Settings(
-            sip={"bind_port": 0, "rtp_port_min": low, "rtp_port_max": high},
-            storage={"database": tmp_path / "voicebot.db"},
-            http={"port": 0, "api_token": TOKEN},
-            callbacks=callbacks_section(**{"first_delay_s": 3600, "min_ring_s": 5, **callbacks}),
-            webhooks=webhooks or {"endpoints": []},
-        )
-        app = VoicebotApp(settings, dialler=dialler or ScriptedDialler(hold=True))
-        await app.start()
-        started.append(app)
-        return app
+        async def start(
+            dialler: ScriptedDialler | None = None,
+            webhooks: dict[str, Any] | None = None,
+            **callbacks: Any,
+        ) -> VoicebotApp:
+            low, high = rtp_window(2)
+            settings = Settings(
+                sip={"bind_port": 0, "rtp_port_min": low, "rtp_port_max": high},
+                storage={"database": tmp_path / "voicebot.db"},
+                http={"port": 0, "api_token": TOKEN},
+                callbacks=callbacks_section(
+                    **{"first_delay_s": 3600, "min_ring_s": 5, **callbacks}
+                ),
+                webhooks=webhooks or {"endpoints": []},
+            )
+            app = VoicebotApp(settings, dialler=dialler or ScriptedDialler(hold=True))
+            await app.start()
+            running.push_async_callback(app.stop)
+            return app
 
-    yield start
-    for app in started:
-        await app.stop()
+        yield start
 
 
 def event(

@@ -3,6 +3,7 @@ bare UDP peers (`peers`). The `sipp` runner is the suite's, in tests/conftest.py
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,17 +26,15 @@ async def nobody(call: IncomingCall) -> None:
 
 @pytest.fixture
 async def make_ua() -> AsyncIterator[Callable[..., Awaitable[UserAgent]]]:
-    agents: list[UserAgent] = []
+    async with contextlib.AsyncExitStack() as running:
 
-    async def make(handler: Handler = nobody, **settings: Any) -> UserAgent:
-        ua = UserAgent(SipSettings(bind_port=0, **settings), each_call(handler), t1=T1)
-        await ua.start()
-        agents.append(ua)
-        return ua
+        async def make(handler: Handler = nobody, **settings: Any) -> UserAgent:
+            ua = UserAgent(SipSettings(bind_port=0, **settings), each_call(handler), t1=T1)
+            await ua.start()
+            running.push_async_callback(ua.stop)
+            return ua
 
-    yield make
-    for ua in agents:
-        await ua.stop()
+        yield make
 
 
 @pytest.fixture
