@@ -395,13 +395,7 @@ class JournalSettings(Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not an IANA time zone (expected e.g. Europe/Kyiv or UTC)"
-            ) from None
-        return value
+        return _check_zone(value)
 
 
 class LogSettings(Section):
