@@ -303,42 +303,27 @@ class UserAgent:
             self._refuse_stateless(invite, source, 503, RATE_RETRY_AFTER_S)
             return False
         if self._refuse_retry_after is not None:
-            self._refusals.refused(
-                "sip.invite_refused",
-                reason="stopping",
-                source=source[0],
-                sip_call_id=invite.call_id,
-            )
-            tx = self.transactions.server_transaction(invite, source, trying=False)
-            tx.respond(
-                build_response(
-                    invite,
-                    503,
-                    to_tag=new_tag(),
-                    headers=[("Retry-After", str(self._refuse_retry_after))],
-                )
-            )
+            self._refuse_invite(invite, source, self._refuse_retry_after, reason="stopping")
             return False
         if len(self._incoming) >= self.max_calls and not self._shed_unacked():
             self.counters.overloaded += 1
-            self._refusals.refused(
-                "sip.invite_refused",
-                reason="max_calls",
-                max_calls=self.max_calls,
-                source=source[0],
-                sip_call_id=invite.call_id,
-            )
-            tx = self.transactions.server_transaction(invite, source, trying=False)
-            tx.respond(
-                build_response(
-                    invite,
-                    503,
-                    to_tag=new_tag(),
-                    headers=[("Retry-After", str(OVERLOAD_RETRY_AFTER_S))],
-                )
+            self._refuse_invite(
+                invite, source, OVERLOAD_RETRY_AFTER_S, reason="max_calls", max_calls=self.max_calls
             )
             return False
         return True
+
+    def _refuse_invite(
+        self, invite: SipRequest, source: Address, retry_after: int, **why: object
+    ) -> None:
+        """503 with Retry-After through a server transaction (so a retransmitted
+        INVITE gets the same answer), logged as one `sip.invite_refused` line."""
+        self._refusals.refused(
+            "sip.invite_refused", **why, source=source[0], sip_call_id=invite.call_id
+        )
+        tx = self.transactions.server_transaction(invite, source, trying=False)
+        headers = [("Retry-After", str(retry_after))]
+        tx.respond(build_response(invite, 503, to_tag=new_tag(), headers=headers))
 
     def _shed_unacked(self) -> bool:
         """Full house: BYE the answered call whose ACK is the most overdue, if
