@@ -43,6 +43,7 @@ from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.media.tone import hold_tone_frames
 from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
+from voicebot.sip.media_session import call_rtp_session
 
 #: The answer-time row may hold the database this long; the call goes on regardless.
 START_ROW_DEADLINE_S = 1.0
@@ -143,15 +144,12 @@ class CategorizationCall:
             with contextlib.suppress(CallCancelled, CallEnded):
                 await self._call.reject(503)
             return
-        session = RtpSession(
+        session = call_rtp_session(
             endpoint,
-            (media.remote_host, media.remote_port),
-            codec,
+            media,
             self._env.media_clock,
-            dtmf_payload_type=media.telephone_event_pt,
             on_key=self._rtp_key,
-            # NAT: the phone's media may come from its signalling IP, not the SDP address.
-            learn_from=(self._call.source[0],),
+            learn_from=self._call.source[0],
             logger=self.log,
         )
         self._session = session

@@ -23,6 +23,7 @@ from voicebot.media.prompt_library import PROMPT_NAMES, PromptError, PromptLibra
 from voicebot.media.session import RtpPortPool, RtpSession
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallFailed, IncomingCall
+from voicebot.sip.media_session import call_rtp_session
 from voicebot.sip.user_agent import UserAgent
 
 LANGUAGES = ("en", "ru", "uk")
@@ -171,14 +172,7 @@ async def place_call(
             return report
         report.answered, report.codec, report.sip_call_id = True, media.codec_name, call.call_id
         transcript = PromptTranscript(media.codec_name)
-        session = RtpSession(
-            endpoint,
-            media.remote_rtp,
-            CODECS[media.codec_name],
-            clock,
-            dtmf_payload_type=media.telephone_event_pt,
-            on_audio=transcript.frame,
-        )
+        session = call_rtp_session(endpoint, media, clock, on_audio=transcript.frame)
         await session.start()
         await _key(digits, call, session, transcript, info, style)
         try:

@@ -35,11 +35,12 @@ from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.prompts import DIALLER_PROMPT_NAMES, whisper
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
-from voicebot.media.g711 import CODECS, Codec
+from voicebot.media.g711 import Codec
 from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpEndpoint, RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.settings import SipSettings
 from voicebot.sip.call import CallFailed, OutgoingCall
+from voicebot.sip.media_session import call_rtp_session
 from voicebot.sip.refer import TransferKind, TransferResult
 from voicebot.sip.user_agent import UserAgent
 
@@ -95,13 +96,12 @@ class AnsweredLeg:
         target: str,
         call: OutgoingCall,
         session: RtpSession,
-        codec: Codec,
         prompts: PromptLibrary,
     ) -> None:
         self.target = target
         self.call = call
         self.session = session
-        self.codec = codec
+        self.codec: Codec = session.codec
         self._prompts = prompts
         self.keys: asyncio.Queue[str] = asyncio.Queue()
         session.on_key = self.keys.put_nowait
@@ -268,19 +268,12 @@ class SipDialler:
             log.info("callback.leg_failed", status=failed.status, reason=failed.reason)
             endpoint.close()
             return RingFailure(user, failed.status, f"{failed.status} {failed.reason}")
-        codec = CODECS[media.codec_name]
-        session = RtpSession(
-            endpoint,
-            media.remote_rtp,
-            codec,
-            self.media_clock,
-            dtmf_payload_type=media.telephone_event_pt,
-            learn_from=(call.peer_host,),
-            logger=log,
+        session = call_rtp_session(
+            endpoint, media, self.media_clock, learn_from=call.peer_host, logger=log
         )
-        leg = AnsweredLeg(user, call, session, codec, self.prompts)
+        leg = AnsweredLeg(user, call, session, self.prompts)
         await session.start()
-        log.info("callback.leg_answered", codec=codec.name)
+        log.info("callback.leg_answered", codec=leg.codec.name)
         return leg
 
     async def ring_targets(

@@ -29,10 +29,10 @@ from voicebot.journal.call_events import CallEvent
 from voicebot.journal.calls import CallLog
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
-from voicebot.media.g711 import CODECS
 from voicebot.media.prompt_library import PromptLibrary
-from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
+from voicebot.media.session import RtpPortPool, RtpPortsExhausted
 from voicebot.sip.call import CallCancelled, CallEnded, IncomingCall
+from voicebot.sip.media_session import call_rtp_session
 
 MISSED_CALL_PROMPTS: tuple[str, ...] = (CALLBACK_PROMISED,)
 #: Beyond the prompt's own length, how long to wait for it before hanging up.
@@ -121,7 +121,6 @@ class MissedCallLine:
 
     async def _promise(self) -> None:
         media = self._call.media
-        codec = CODECS[media.codec_name]
         try:
             endpoint = await self._env.ports.allocate()
         except RtpPortsExhausted as exc:
@@ -129,14 +128,8 @@ class MissedCallLine:
             with contextlib.suppress(CallCancelled, CallEnded):
                 await self._call.reject(480, "Temporarily Unavailable")
             return
-        session = RtpSession(
-            endpoint,
-            (media.remote_host, media.remote_port),
-            codec,
-            self._env.media_clock,
-            dtmf_payload_type=media.telephone_event_pt,
-            learn_from=(self._call.source[0],),
-            logger=self.log,
+        session = call_rtp_session(
+            endpoint, media, self._env.media_clock, learn_from=self._call.source[0], logger=self.log
         )
         try:
             try:
@@ -145,6 +138,7 @@ class MissedCallLine:
                 self.log.info("call.cancelled_before_answer")
                 return
             await session.start()
+            codec = session.codec
             frames = self._env.prompts.frames(CALLBACK_PROMISED, codec.name, codec.encode)
             played: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
