@@ -42,21 +42,17 @@ async def _call(
     timeout_s: float = 12,
 ) -> tuple[SippResult, SippResult]:
     """Start the UAS stand-in, then the UAC scenario at it; both results."""
-    uas_port = free_port()
-    uas = asyncio.create_task(
-        sipp.arun_scenario(
-            UAS, None, local_port=uas_port, timeout_s=timeout_s, trace_msg=True,
-            keys={"probe_ip": "127.0.0.1", "probe_port": probe_port,
-                  "bye_after_ms": bye_after_ms},
-            extra_args=["-aa"],
-        )
+    uas = await sipp.start(
+        UAS, None, timeout_s=timeout_s, trace_msg=True,
+        keys={"probe_ip": "127.0.0.1", "probe_port": probe_port, "bye_after_ms": bye_after_ms},
+        extra_args=["-aa"],
     )  # fmt: skip
-    await asyncio.sleep(0.3)  # let the UAS bind
+    await uas.listening()
     uac = await sipp.arun_scenario(
-        scenario, f"127.0.0.1:{uas_port}", keys={**KEYS, **uac_keys},
+        scenario, f"127.0.0.1:{uas.local_port}", keys={**KEYS, **uac_keys},
         timeout_s=timeout_s, trace_msg=True,
     )  # fmt: skip
-    return uac, await uas
+    return uac, await uas.wait()
 
 
 @pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)")
