@@ -44,3 +44,27 @@ def test_the_managers_leg_goes_on_to_the_bot_when_the_client_hangs_up() -> None:
     assert "{transfer_after_bridge=voicebot_postcall:XML:default," in inbound["bridge"]
     outbound = [data for app, data in found["voicebot_outbound"] if app == "set"]
     assert "transfer_after_bridge=voicebot_postcall:XML:default" in outbound
+
+
+def quoted(file_name: str) -> ET.Element:
+    """A file the recipe quotes in a comment (the directory entry, the bot's context)."""
+    text = RECIPE.read_text(encoding="utf-8")
+    start = text.index("<include>", text.index(file_name))
+    return ET.fromstring(text[start : text.index("</include>", start) + len("</include>")])
+
+
+def test_the_bot_waits_for_the_transfers_outcome_and_dials_only_its_context() -> None:
+    user = quoted("conf/directory/default/voicebot.xml").find("user")
+    assert user is not None and user.get("id") == "voicebot"
+    variables = {v.get("name"): v.get("value") for v in user.iter("variable")}
+    # without it sofia's final NOTIFY says 200 OK before the client's phone rings
+    assert variables["confirm_blind_transfer"] == "true"
+    assert variables["user_context"] == "voicebot_dialout"
+    context = quoted("conf/dialplan/voicebot_dialout.xml").find("context")
+    assert context is not None and context.get("name") == "voicebot_dialout"
+    bridges = [
+        a.get("data", "") for a in context.iter("action") if a.get("application") == "bridge"
+    ]
+    assert len(bridges) == 2
+    # the leg the bot REFERs is transferred in the bot's context, not in default
+    assert all(b.startswith("{force_transfer_context=voicebot_dialout}") for b in bridges)
