@@ -86,11 +86,15 @@ class JournalledDialler:
         """The client's number as the journal wrote it on the missed call the
         job answers (a PBX may send 0441234567 where the queue dials E.164), so
         the callback and the miss are one client's calls; else the queue's."""
-        async with self.call_log.connection.execute(
-            "SELECT c.client_number FROM callback_missed_calls m JOIN calls c ON c.id = m.call_id"
-            " WHERE m.job_id = ? AND c.client_number IS NOT NULL"
-            " ORDER BY m.missed_at DESC LIMIT 1",
-            (request.job_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return str(row[0]) if row is not None else request.client_number
+        # One trip to the connection's thread (execute, fetch, close): no
+        # statement stays open across an await for another task's BEGIN to meet.
+        rows = list(
+            await self.call_log.connection.execute_fetchall(
+                "SELECT c.client_number FROM callback_missed_calls m"
+                " JOIN calls c ON c.id = m.call_id"
+                " WHERE m.job_id = ? AND c.client_number IS NOT NULL"
+                " ORDER BY m.missed_at DESC LIMIT 1",
+                (request.job_id,),
+            )
+        )
+        return str(rows[0][0]) if rows else request.client_number

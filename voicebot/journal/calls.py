@@ -25,7 +25,9 @@ import asyncio
 import base64
 import binascii
 import builtins
+import contextlib
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -45,7 +47,7 @@ from voicebot.journal.call_types import (
     call_types,
     sql_parameters,
 )
-from voicebot.journal.database import open_database
+from voicebot.journal.database import begin_immediate, open_database
 from voicebot.logs import get_logger
 from voicebot.slices import map_in_slices
 
@@ -293,12 +295,15 @@ class CallLog:
 
     async def _transaction(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self.write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await begin_immediate(self._conn)
             try:
                 stored = await work()
                 await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                # Shielded: a cancelled caller must not leave the shared
+                # connection inside a transaction for the next one to trip on.
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(self._conn.execute("ROLLBACK"))
                 raise
         return stored
 

@@ -22,6 +22,7 @@ import aiosqlite
 
 import ivr
 from voicebot.clock import Clock, SystemClock
+from voicebot.journal.database import begin_immediate
 
 
 class CategoryExists(Exception):
@@ -98,7 +99,7 @@ class CategoryCatalogue:
                 return 0
             now = self._now()
             items = list(categories)
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await begin_immediate(self._conn)
             try:
                 await self._conn.executemany(
                     "INSERT INTO categories (code, name, value, spam, created_at, updated_at)"

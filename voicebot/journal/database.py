@@ -27,6 +27,8 @@ previous version intact.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
 import sqlite3
@@ -47,6 +49,36 @@ SCHEMAS: tuple[tuple[str, Migrations], ...] = (
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+#: How long `begin_immediate` keeps trying while SQLite answers BUSY at once.
+BEGIN_RETRY_S = DEFAULT_BUSY_TIMEOUT_MS / 1000
+
+
+async def begin_immediate(conn: aiosqlite.Connection, *, retry_s: float = BEGIN_RETRY_S) -> None:
+    """`BEGIN IMMEDIATE` on a connection that several tasks share.
+
+    busy_timeout covers another connection's write lock, but not a read
+    statement of THIS connection still open in another task (between an
+    `execute` and its cursor's close): when another connection has committed
+    since that read began, SQLite answers SQLITE_BUSY at once, without waiting,
+    and leaves the connection out of autocommit. So a failed BEGIN is rolled
+    back, and a BUSY one is tried again shortly (the read ends within
+    milliseconds) until `retry_s` has passed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_s
+    pause = 0.002
+    while True:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+            busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+            if not busy or loop.time() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class DatabaseError(Exception):

@@ -69,8 +69,9 @@ class ReportScope:
 async def _all(
     conn: aiosqlite.Connection, sql: str, params: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
-    async with conn.execute(sql, params) as cursor:
-        return [tuple(row) for row in await cursor.fetchall()]
+    # One trip to the connection's thread: the call log's connection is shared,
+    # and a statement left open across an await makes its next BEGIN fail.
+    return [tuple(row) for row in await conn.execute_fetchall(sql, params)]
 
 
 # -- missed and unprocessed ---------------------------------------------------
