@@ -1,24 +1,35 @@
-"""Call journal at scale: list and report latency over HTTP at 1 000 000 calls.
+"""Call journal at scale: list and report latency over HTTP at 1 000 000 calls,
+the reports' figures against the direct SQL over the raw rows, and the cost
+of a write through the real path.
 
     python bench/journal.py [--calls 1000000] [--days 365] [--requests 60]
-                            [--db PATH] [--keep]
+                            [--writes 2000] [--db PATH] [--keep]
 
 1. Seeds a fresh SQLite file (migrated by `open_database`, categories seeded
    by the app's first start) with `--calls` calls spread over `--days` days
    ending now: 60 % inbound, 30 % outbound, 10 % internal; 150 000 client
    numbers with a long tail (a few call often), 40 managers, a category on
    half the answered calls, 1 % callbacks. Rows go in with `executemany` in
-   one transaction per 100 000; the unique/repeated gaps are then computed
+   one transaction per 100 000, with journal migration 4's indexes and
+   migration 5's triggers dropped; the unique/repeated gaps are then computed
    in one SQL statement (a window function), as the call log keeps them.
-2. Starts the real app (`VoicebotApp`: aiohttp on 127.0.0.1, bearer token)
+2. Builds what migrations 4 and 5 build on an existing journal (the
+   indexes; the rollups and the unprocessed flags, with migration 5's own
+   statements) and prints how long that took: an upgrade's cost at 1 M calls.
+3. Starts the real app (`VoicebotApp`: aiohttp on 127.0.0.1, bearer token)
    on that file and times, sequentially, `--requests` requests of each:
    `GET /api/v1/calls` (first page, a deep cursor 90 % of the way down,
    filters), every report over 7 days (the default), 30 days and the whole
    span, and the dashboard. p50 / p99 / max in ms.
-3. Does that twice in one run: *before* (the indexes of journal migration 4
-   dropped) and *after* (recreated), and prints the ratio, with the query
-   plans (EXPLAIN QUERY PLAN) of the report queries in both states.
-4. Prints the database size.
+4. Computes each report over 7 / 30 / whole-span days both ways in-process:
+   the rollups (what the endpoints serve) and the direct SQL over the raw
+   rows the reports ran before migration 5 (kept below as `direct_*`), and
+   prints both times, the ratio and whether every figure is the same.
+5. Writes `--writes` new calls through `CallLog.record_call_event` (what
+   `POST /api/v1/calls/events` calls), and re-sends a tenth of them as
+   answered (a missed call later answered: an update), in alternating
+   blocks with the rollup triggers present and dropped: calls/s both ways.
+6. Prints the database size, and the rollup tables' share.
 
 Targets (issue 7): p99 <= 50 ms for the list, <= 500 ms for any report.
 Numbers are printed, not asserted (DESIGN.md §5).
@@ -37,23 +48,24 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import aiosqlite
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
-from voicebot.journal import (
-    migrations,
-    reports,
-)
-from voicebot.journal.call_types import TypeRules
-from voicebot.journal.calls import CallLog
+from voicebot.journal import migrations, reports, rollups
+from voicebot.journal.call_events import CallEvent
+from voicebot.journal.call_types import SQL_PREDICATES, TypeRules
+from voicebot.journal.calls import CALL_COLUMNS, CALLS_FROM, CallLog, CallRecord
 from voicebot.journal.reports import ReportScope
 from voicebot.settings import Settings
 
@@ -65,9 +77,9 @@ CLIENTS = 150_000
 MANAGERS = [str(200 + n) for n in range(40)]
 CODES = [("1", "100"), ("2", "0"), ("3", "250.5"), ("9", "0")]
 
-#: The indexes this benchmark justifies: journal migration 4's statements.
-NEW_INDEXES: tuple[str, ...] = dict(migrations.MIGRATIONS)[4]
-REPORTS = {
+#: Journal migration 4's indexes, dropped while seeding and built after.
+INDEXES_4: tuple[str, ...] = dict(migrations.MIGRATIONS)[4]
+REPORTS: dict[str, Callable[[aiosqlite.Connection, ReportScope], Awaitable[Any]]] = {
     "missed": reports.missed,
     "categories": reports.categories,
     "hourly": reports.hourly,
@@ -169,26 +181,42 @@ def seed(database: Path, calls: int, days: int, seed_value: int = 7) -> float:
     return time.perf_counter() - began
 
 
-def index_names() -> list[str]:
-    names = []
-    for statement in NEW_INDEXES:
-        words = statement.split()
-        names.append(words[words.index("INDEX") + 1])
-    return names
+def _name(statement: str, kind: str) -> str:
+    words = statement.split()
+    return words[words.index(kind) + 1]
 
 
-def drop_new_indexes(database: Path) -> None:
+def drop_for_seeding(database: Path) -> None:
+    """Migration 4's indexes and migration 5's triggers and indexes off, its
+    tables emptied: the seed goes in as a journal of before migration 5."""
     with sqlite3.connect(database) as conn:
-        for name in index_names():
-            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        for statement in INDEXES_4:
+            conn.execute(f"DROP INDEX IF EXISTS {_name(statement, 'INDEX')}")
+        for statement in rollups.CREATE_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {_name(statement, 'INDEX')}")
+        for name in rollups.TRIGGER_NAMES:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for table in rollups.TABLES:
+            conn.execute(f"DELETE FROM {table}")
 
 
-def create_new_indexes(database: Path) -> float:
-    began = time.perf_counter()
+def build_as_migrations(database: Path) -> tuple[float, float]:
+    """What migrations 4 and 5 do to an existing journal (minus calls_buckets,
+    which 5 drops): seconds for the indexes, and for the rollups, the flags,
+    migration 5's indexes and triggers."""
     with sqlite3.connect(database) as conn:
-        for statement in NEW_INDEXES:
-            conn.execute(statement.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
-    return time.perf_counter() - began
+        began = time.perf_counter()
+        for statement in INDEXES_4:
+            if _name(statement, "INDEX") != "calls_buckets":
+                conn.execute(statement)
+        indexed = time.perf_counter()
+        conn.execute("BEGIN")
+        for statement in (*rollups.BUILD, *rollups.CREATE_INDEXES, *rollups.CREATE_TRIGGERS):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        built = time.perf_counter()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return indexed - began, built - indexed
 
 
 def size_mb(database: Path) -> float:
@@ -200,15 +228,296 @@ def size_mb(database: Path) -> float:
     return total / 1e6
 
 
+def rollup_mb(database: Path) -> float | None:
+    """The rollup tables' and migration 5's indexes' pages (dbstat, when SQLite has it)."""
+    names = (*rollups.TABLES, *(_name(s, "INDEX") for s in rollups.CREATE_INDEXES))
+    try:
+        with sqlite3.connect(database) as conn:
+            found = conn.execute(
+                f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({', '.join('?' * len(names))})",
+                names,
+            ).fetchone()
+    except sqlite3.Error:
+        return None
+    return (found[0] or 0) / 1e6
+
+
+# -- the reports as they were: direct SQL over the raw rows --------------------------
+# Verbatim the queries of voicebot/journal/reports.py before migration 5 (with
+# migration 4's indexes), for the figures and the time they take.
+
+_MISSED = SQL_PREDICATES["missed"]
+_UNPROCESSED = (
+    "(c.client_number IS NULL OR NOT EXISTS (SELECT 1 FROM calls a"
+    " WHERE a.client_number = c.client_number AND +a.status = 'answered'"
+    " AND a.started_at > c.started_at))"
+)
+
+
+async def _all(conn: aiosqlite.Connection, sql: str, params: dict[str, Any]) -> list[tuple]:
+    async with conn.execute(sql, params) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+async def direct_missed(conn: aiosqlite.Connection, scope: ReportScope) -> reports.MissedReport:
+    where, params = scope.where()
+    totals = await _all(
+        conn,
+        f"SELECT count(*), coalesce(sum({_UNPROCESSED}), 0) FROM calls c"
+        f" WHERE {where} AND {_MISSED}",
+        params,
+    )
+    rows = await _all(
+        conn,
+        f"SELECT {CALL_COLUMNS}, {_UNPROCESSED} AS unprocessed {CALLS_FROM}"
+        f" WHERE {where} AND {_MISSED} ORDER BY c.started_at DESC, c.id DESC LIMIT 1000",
+        params,
+    )
+    calls = [reports.MissedCall(CallRecord.from_row(r[:-1]), bool(r[-1])) for r in rows]
+    count, unprocessed = totals[0]
+    return reports.MissedReport(int(count), int(unprocessed), calls, count > len(calls))
+
+
+async def direct_categories(
+    conn: aiosqlite.Connection, scope: ReportScope
+) -> reports.CategoryReport:
+    where, params = scope.where()
+    rows = await _all(
+        conn,
+        "SELECT c.category_code, coalesce(k.name, max(c.category_name), c.category_code),"
+        " c.manager, count(*), coalesce(sum(CAST(c.value AS REAL)), 0)"
+        " FROM calls c LEFT JOIN categories k ON k.code = c.category_code"
+        f" WHERE {where} AND c.category_code IS NOT NULL"
+        " GROUP BY c.category_code, c.manager ORDER BY length(c.category_code),"
+        " c.category_code, c.manager",
+        params,
+    )
+    by_manager = [
+        reports.CategoryRow(r[0], r[1], r[2], int(r[3]), round(float(r[4]), 4)) for r in rows
+    ]
+    totals: dict[str, reports.CategoryRow] = {}
+    for row in by_manager:
+        seen = totals.get(row.code)
+        totals[row.code] = reports.CategoryRow(
+            row.code, row.name, None, row.calls + (seen.calls if seen else 0),
+            round(row.value_sum + (seen.value_sum if seen else 0.0), 4),
+        )  # fmt: skip
+    return reports.CategoryReport(by_manager, list(totals.values()))
+
+
+async def direct_hourly(conn: aiosqlite.Connection, scope: ReportScope) -> reports.HourlyReport:
+    where, params = scope.where()
+    bucket = "CAST(c.started_at / 900 AS INTEGER)"
+    rows = await _all(
+        conn,
+        f"SELECT {bucket}, count(*), sum({_MISSED}) FROM calls c WHERE {where} GROUP BY {bucket}",
+        params,
+    )
+    calls = [[0] * 24 for _ in range(7)]
+    missed = [[0] * 24 for _ in range(7)]
+    for quarter, count, missed_count in rows:
+        local = datetime.fromtimestamp(quarter * 900, UTC).astimezone(scope.zone)
+        calls[local.weekday()][local.hour] += int(count)
+        missed[local.weekday()][local.hour] += int(missed_count or 0)
+    return reports.HourlyReport(calls, missed)
+
+
+async def direct_summary(
+    conn: aiosqlite.Connection, scope: ReportScope
+) -> list[reports.SummaryRow]:
+    where, params = scope.where()
+    columns = []
+    for direction in ("inbound", "outbound"):
+        mine = f"c.direction = '{direction}'"
+        answered = f"{mine} AND c.status = 'answered'"
+        columns += [f"sum({mine})", f"sum({answered})",
+                    f"avg(CASE WHEN {answered} THEN c.wait_s END)",
+                    f"avg(CASE WHEN {answered} THEN c.talk_s END)"]  # fmt: skip
+    found = (
+        await _all(
+            conn,
+            f"SELECT {', '.join(columns)} FROM calls c"
+            f" WHERE {where} AND c.direction IN ('inbound', 'outbound')",
+            params,
+        )
+    )[0]
+    result = []
+    for index, direction in enumerate(("inbound", "outbound")):
+        count, answered, wait, talk = found[index * 4 : index * 4 + 4]
+        count, answered = int(count or 0), int(answered or 0)
+        result.append(
+            reports.SummaryRow(
+                direction, count, answered, count - answered,
+                round(answered / count, 4) if count else None,
+                round(wait, 2) if wait is not None else None,
+                round(talk, 2) if talk is not None else None,
+            )
+        )  # fmt: skip
+    return result
+
+
+async def direct_coverage(
+    conn: aiosqlite.Connection, scope: ReportScope
+) -> list[reports.CoverageRow]:
+    where, params = scope.where()
+    rows = await _all(
+        conn,
+        "SELECT c.manager, count(*), count(c.category_code) FROM calls c"
+        f" WHERE {where} AND +c.status = 'answered' AND c.manager IS NOT NULL"
+        " GROUP BY c.manager ORDER BY c.manager",
+        params,
+    )
+    return [
+        reports.CoverageRow(str(m), int(n), int(k), round(int(k) / int(n), 4) if n else 0.0)
+        for m, n, k in rows
+    ]
+
+
+DIRECT = {
+    "missed": direct_missed,
+    "categories": direct_categories,
+    "hourly": direct_hourly,
+    "summary": direct_summary,
+    "coverage": direct_coverage,
+}
+
+
+def _comparable(name: str, report: Any) -> Any:
+    if name == "missed":
+        calls = [(m.call.id, m.unprocessed) for m in report.calls]
+        return (report.missed, report.unprocessed, report.truncated, calls)
+    return report
+
+
+async def against_direct(
+    database: Path, days: int
+) -> list[tuple[str, int, float, float, bool, str]]:
+    """(report, days, rollup ms, direct ms, same figures, first difference)."""
+    log = await CallLog.open(database, RULES)
+    zone = ZoneInfo(ZONE)
+    today = datetime.now(zone).date()
+    found = []
+    try:
+        for name, report in REPORTS.items():
+            for span in (7, 30, days):
+                since = datetime.combine(
+                    today - timedelta(days=span - 1), datetime.min.time(), zone
+                )
+                scope = ReportScope(since, None, zone, RULES)
+                timed = []
+                for run in (report, DIRECT[name]):
+                    began = time.perf_counter()
+                    result = await run(log.connection, scope)
+                    timed.append(((time.perf_counter() - began) * 1000, result))
+                (fast_ms, fast), (direct_ms, direct) = timed
+                same = _comparable(name, fast) == _comparable(name, direct)
+                note = (
+                    "" if same else _difference(_comparable(name, fast), _comparable(name, direct))
+                )
+                found.append((name, span, fast_ms, direct_ms, same, note))
+    finally:
+        await log.close()
+    return found
+
+
+def _difference(fast: Any, direct: Any) -> str:
+    text_fast, text_direct = repr(fast), repr(direct)
+    at = next(
+        (i for i, (a, b) in enumerate(zip(text_fast, text_direct, strict=False)) if a != b), 0
+    )
+    start = max(0, at - 40)
+    return f"rollups {text_fast[start : at + 40]!r} direct {text_direct[start : at + 40]!r}"
+
+
+# -- write cost through the real path ----------------------------------------------------
+
+
+def _events(rng: random.Random, count: int, prefix: str) -> list[CallEvent]:
+    """New calls of the seed's mix, in the last hours, in time order."""
+    now = time.time()
+    events = []
+    for i in range(count):
+        started = datetime.fromtimestamp(now - 3600 + i * 3600 / count, UTC)
+        kind = rng.random()
+        direction = "inbound" if kind < 0.6 else "outbound" if kind < 0.9 else "internal"
+        number = _client(rng) if direction != "internal" else "101"
+        roll = rng.random()
+        status = "answered" if roll < 0.75 else "missed" if roll < 0.9 else "busy"
+        wait = timedelta(seconds=round(rng.uniform(0, 40), 1))
+        talk = timedelta(seconds=round(rng.expovariate(1 / 90), 1))
+        answered = started + wait if status == "answered" else None
+        events.append(
+            CallEvent(
+                call_id=f"{prefix}-{i}", direction=direction,
+                caller=number if direction == "inbound" else "+380440000000",
+                callee="+380440000000" if direction == "inbound" else number,
+                status=status, started_at=started, answered_at=answered,
+                ended_at=(answered + talk) if answered else started + wait,
+                manager=rng.choice(MANAGERS) if status == "answered" else None,
+            )
+        )  # fmt: skip
+    return events
+
+
+async def write_cost(
+    database: Path, writes: int, blocks: int = 4
+) -> dict[str, tuple[float, float]]:
+    """state -> (inserts/s, updates/s), alternating blocks with and without
+    the rollup triggers (and their two indexes), so neither state gets the
+    warmer cache. Leaves the triggers present."""
+    rng = random.Random(11)
+    log = await CallLog.open(database, RULES)
+    conn = log.connection
+    spent: dict[str, list[float]] = {"with triggers": [0.0, 0.0], "without": [0.0, 0.0]}
+    counts: dict[str, list[int]] = {"with triggers": [0, 0], "without": [0, 0]}
+    try:
+        for block in range(blocks):
+            state = "with triggers" if block % 2 == 0 else "without"
+            if state == "without":
+                for name in rollups.TRIGGER_NAMES:
+                    await conn.execute(f"DROP TRIGGER {name}")
+                for statement in rollups.CREATE_INDEXES:
+                    await conn.execute(f"DROP INDEX {_name(statement, 'INDEX')}")
+            events = _events(rng, writes // blocks, f"w{block}")
+            began = time.perf_counter()
+            for event in events:
+                await log.record_call_event(event)
+            spent[state][0] += time.perf_counter() - began
+            counts[state][0] += len(events)
+            # A tenth of the missed ones come again, answered.
+            later = [e for e in events if e.status != "answered"][: len(events) // 10]
+            began = time.perf_counter()
+            for event in later:
+                answered = event.started_at + timedelta(seconds=5)
+                await log.record_call_event(
+                    event.model_copy(
+                        update={"status": "answered", "answered_at": answered,
+                                "ended_at": answered + timedelta(seconds=60),
+                                "manager": MANAGERS[0]}
+                    )
+                )  # fmt: skip
+            spent[state][1] += time.perf_counter() - began
+            counts[state][1] += len(later)
+            if state == "without":
+                for statement in (*rollups.CREATE_INDEXES, *rollups.CREATE_TRIGGERS):
+                    await conn.execute(statement)
+    finally:
+        await log.close()
+    return {
+        state: (counts[state][0] / spent[state][0], counts[state][1] / spent[state][1])
+        for state in spent
+    }
+
+
 # -- query plans -----------------------------------------------------------------
 
 
-async def report_plans(database: Path, now: datetime) -> list[tuple[str, list[str]]]:
-    """Each 7-day report's queries as they run (SQL traced), with their plans."""
+async def report_plans(database: Path, now: datetime, days: int) -> list[tuple[str, list[str]]]:
+    """Each report's queries over the whole span as they run (SQL traced), with their plans."""
     log = await CallLog.open(database, RULES)
     traced: list[str] = []
     await log.connection.set_trace_callback(traced.append)
-    scope = ReportScope(now - timedelta(days=7), now, ZoneInfo(ZONE), RULES)
+    scope = ReportScope(now - timedelta(days=days), now, ZoneInfo(ZONE), RULES)
     plans: list[tuple[str, list[str]]] = []
     try:
         for name, report in REPORTS.items():
@@ -318,10 +627,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--requests", type=int, default=60, help="per endpoint and state")
+    parser.add_argument("--requests", type=int, default=60, help="per endpoint")
     parser.add_argument(
         "--budget", type=float, default=6.0, help="seconds per endpoint at most (min 5 requests)"
     )
+    parser.add_argument("--writes", type=int, default=2000, help="calls written through CallLog")
     parser.add_argument("--db", type=Path, help="seed here (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the database file")
     args = parser.parse_args()
@@ -331,45 +641,61 @@ def main() -> None:
     database = args.db or workdir / "voicebot.db"
     try:
         asyncio.run(first_start(database))
-        drop_new_indexes(database)  # measured without them first, and seeding is faster
+        drop_for_seeding(database)
         print(f"seeding {args.calls:,} calls over {args.days} days into {database}")
         seconds = seed(database, args.calls, args.days)
-        print(f"  {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
+        print(f"  {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s, executemany, no triggers)")
+        indexes_s, rollups_s = build_as_migrations(database)
+        print(f"migration 4's indexes built in {indexes_s:.1f} s; migration 5 (rollups,"
+              f" unprocessed flags, 2 indexes, triggers) in {rollups_s:.1f} s")  # fmt: skip
         paths = targets(database, args.calls, args.days)
 
-        before_plans = asyncio.run(report_plans(database, datetime.now(UTC)))
-        print("\nmeasuring BEFORE (journal migration 4's indexes dropped)")
-        before = asyncio.run(measure(database, paths, args.requests, args.budget))
-        size_before = size_mb(database)
-        built = create_new_indexes(database)
-        after_plans = asyncio.run(report_plans(database, datetime.now(UTC)))
-        print(f"indexes built in {built:.1f} s: {', '.join(index_names())}")
-        print("measuring AFTER")
-        after = asyncio.run(measure(database, paths, args.requests, args.budget))
-        size_after = size_mb(database)
-
-        print(f"\n{'':38} {'before p50':>10} {'p99':>8} {'max':>8}   {'after p50':>9} {'p99':>8}"
-              f" {'max':>8} {'n':>4}  {'p99 ratio':>9}  target")  # fmt: skip
+        print("measuring over HTTP")
+        timed = asyncio.run(measure(database, paths, args.requests, args.budget))
+        print(f"\n{'':38} {'p50':>8} {'p99':>8} {'max':>8} {'n':>4}  target")
         for group, label, _ in paths:
-            b50, b99, bmax, _ = before[label]
-            a50, a99, amax, n = after[label]
+            p50, p99, worst, n = timed[label]
             target = {"list": 50.0, "report": 500.0}.get(group)
-            verdict = "" if target is None else ("ok" if a99 <= target else f"> {target:.0f} ms")
-            print(
-                f"{label:38} {b50:10.1f} {b99:8.1f} {bmax:8.1f}   {a50:9.1f} {a99:8.1f}"
-                f" {amax:8.1f} {n:4d}  {b99 / a99:8.1f}x  {verdict}"
-            )
-        worst_list = max(after[label][1] for g, label, _ in paths if g == "list")
-        worst_report = max(after[label][1] for g, label, _ in paths if g == "report")
-        print(f"\nworst p99 after: list {worst_list:.1f} ms (target 50), any report"
+            verdict = "" if target is None else ("ok" if p99 <= target else f"> {target:.0f} ms")
+            print(f"{label:38} {p50:8.1f} {p99:8.1f} {worst:8.1f} {n:4d}  {verdict}")
+        worst_list = max(timed[label][1] for g, label, _ in paths if g == "list")
+        worst_report = max(timed[label][1] for g, label, _ in paths if g == "report")
+        print(f"\nworst p99: list {worst_list:.1f} ms (target 50), any report"
               f" {worst_report:.1f} ms (target 500)")  # fmt: skip
-        print(f"database: {size_after:.0f} MB ({size_before:.0f} MB without the new indexes),"
-              f" {args.calls:,} calls, {os.cpu_count()} CPUs")  # fmt: skip
-        print("\nquery plans of the 7-day reports, before -> after:")
-        for (name, plan_b), (_, plan_a) in zip(before_plans, after_plans, strict=True):
-            print(f"  {name}:")
-            print("    before: " + " | ".join(plan_b))
-            print("    after:  " + " | ".join(plan_a))
+
+        print(
+            "\nin-process, one run each: rollups (served) against the direct SQL over the raw rows"
+        )
+        print(
+            f"{'report':12} {'days':>5} {'rollups ms':>11} {'direct ms':>10} {'ratio':>7}  figures"
+        )
+        compared = asyncio.run(against_direct(database, args.days))
+        for name, span, fast_ms, direct_ms, same, note in compared:
+            verdict = "same" if same else f"DIFFER {note}"
+            print(f"{name:12} {span:5d} {fast_ms:11.1f} {direct_ms:10.1f}"
+                  f" {direct_ms / fast_ms:6.1f}x  {verdict}")  # fmt: skip
+        print(f"every figure the same: {'yes' if all(c[4] for c in compared) else 'NO'}")
+
+        plans = asyncio.run(report_plans(database, datetime.now(UTC), args.days))
+        size = size_mb(database)
+        share = rollup_mb(database)
+
+        print(f"\nwrites through CallLog.record_call_event ({args.writes:,} new calls and a tenth"
+              " of the missed ones re-sent answered, 4 alternating blocks):")  # fmt: skip
+        cost = asyncio.run(write_cost(database, args.writes))
+        (ins_on, upd_on), (ins_off, upd_off) = cost["with triggers"], cost["without"]
+        print(f"  inserts: {ins_on:,.0f} calls/s with the rollup triggers, {ins_off:,.0f} without"
+              f" ({ins_on / ins_off:.2f}x)")  # fmt: skip
+        print(f"  updates: {upd_on:,.0f} calls/s with the rollup triggers, {upd_off:,.0f} without"
+              f" ({upd_on / upd_off:.2f}x)")  # fmt: skip
+
+        rollup_text = f", of which rollups and their indexes {share:.1f} MB" if share else ""
+        print(
+            f"\ndatabase: {size:.0f} MB{rollup_text}; {args.calls:,} calls, {os.cpu_count()} CPUs"
+        )
+        print(f"\nquery plans of the {args.days}-day reports:")
+        for name, steps in plans:
+            print(f"  {name}: " + " | ".join(steps))
     finally:
         if not args.keep and args.db is None:
             for path in workdir.iterdir():

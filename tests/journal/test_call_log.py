@@ -220,6 +220,27 @@ async def test_unique_and_repeated_at_the_window_edge_even_out_of_order(store: S
     assert out.call.types(RULES) == []
 
 
+async def test_a_call_resent_as_outbound_leaves_the_gaps(store: Store) -> None:
+    """A PBX re-sends an inbound call as outbound: it keeps no gap, and the
+    number's next inbound call now counts from the one before it."""
+    for n in range(3):
+        moment = T0 + timedelta(days=n)
+        await store.log.record_call_event(
+            event(f"g-{n}", started_at=moment, answered_at=moment, ended_at=moment)
+        )
+    moment = T0 + timedelta(days=1)
+    middle = await store.log.record_call_event(
+        event(
+            "g-1", direction="outbound", caller="201", callee="+380441234567",
+            started_at=moment, answered_at=moment, ended_at=moment,
+        )
+    )  # fmt: skip
+    assert middle.call.prev_inbound_gap_s is None and middle.call.direction == "outbound"
+    calls = {call.pbx_call_id: call for call in (await store.log.list(CallFilter()))[0]}
+    assert calls["g-2"].prev_inbound_gap_s == 2 * 86400.0
+    assert calls["g-0"].prev_inbound_gap_s is None
+
+
 async def test_target_at_the_minimum_talk(store: Store) -> None:
     exactly = await store.log.record_call_event(
         event("t-30", answered_at=T0, ended_at=T0 + timedelta(seconds=30))

@@ -368,6 +368,13 @@ class CallLog:
         )
         for number in {existing.client_number, facts["client_number"]} - {None}:
             await self._regap(number)
+        # This call, if it stopped being an inbound call from a number, keeps no gap.
+        await self._conn.execute(
+            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE id = ?"
+            " AND prev_inbound_gap_s IS NOT NULL"
+            " AND (client_number IS NULL OR direction IS NOT 'inbound')",
+            (existing.id,),
+        )
         updated = await self._fetch("c.id = ?", (existing.id,))
         assert updated is not None
         return StoredCall(updated, created=False, changed=True)
@@ -438,11 +445,6 @@ class CallLog:
                     "UPDATE calls SET prev_inbound_gap_s = ? WHERE id = ?", (wanted, call_id)
                 )
             previous = started_at
-        # A call that stopped being inbound from this number keeps no gap.
-        await self._conn.execute(
-            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE prev_inbound_gap_s IS NOT NULL"
-            " AND (client_number IS NULL OR direction IS NOT 'inbound')"
-        )
 
     async def record_categorization(self, categorization_id: str) -> StoredCall | None:
         """Put a finished menu categorization on its call (or make the menu call one)."""

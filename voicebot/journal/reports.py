@@ -11,11 +11,19 @@ Definitions (also in docs/architecture.md):
   direction, callbacks included) after it; an anonymous miss stays unprocessed;
 - wait: ringing time; averages of wait and talk are over answered calls;
 - coverage: the share of a manager's answered calls that got a category.
+
+How they stay fast at a million calls (voicebot/journal/rollups.py): a
+period is split into the whole UTC days (quarter hours for the hour x
+weekday report) inside it, summed from the rollup tables, and the partial
+units at its two ends, read from `calls` with the same definitions; the two
+parts are merged before anything is rounded. Sums of wait and talk are whole
+milliseconds, so an average is the same whichever way its calls were added.
+The unprocessed count reads the maintained `calls.unprocessed` flag.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,16 +39,14 @@ from voicebot.journal.call_types import (
     sql_parameters,
 )
 from voicebot.journal.calls import CALL_COLUMNS, CALLS_FROM, CallRecord
+from voicebot.journal.rollups import DAY_S, QUARTER_S, first_unit_from, unit_of
 from voicebot.slices import map_in_slices
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-# Buckets of 15 minutes map to local hours right in every zone, including
-# the ones 30 or 45 minutes off UTC, whatever DST does.
-BUCKET_S = 900
-#: Written exactly as in the calls_buckets index of journal migration 4, or
-#: SQLite will not use it.
-BUCKET_EXPRESSION = "CAST(c.started_at / 900 AS INTEGER)"
 MISSED = SQL_PREDICATES["missed"]
+# Whole milliseconds, as the rollups keep them (rollups._ms).
+_WAIT_MS = "CAST(round(c.wait_s * 1000) AS INTEGER)"
+_TALK_MS = "CAST(round(c.talk_s * 1000) AS INTEGER)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +58,28 @@ class ReportScope:
     manager: str | None = None
 
     def where(self, alias: str = "c") -> tuple[str, dict[str, Any]]:
+        return self.where_between(_seconds(self.since), _seconds(self.until), alias)
+
+    def where_between(
+        self, since: float | None, until: float | None, alias: str = "c"
+    ) -> tuple[str, dict[str, Any]]:
+        """The scope's manager over [since, until) (None: unbounded)."""
         clauses = ["1 = 1"]
         params: dict[str, Any] = dict(sql_parameters(self.rules))
-        if self.since is not None:
+        if since is not None:
             clauses.append(f"{alias}.started_at >= :since")
-            params["since"] = self.since.timestamp()
-        if self.until is not None:
+            params["since"] = since
+        if until is not None:
             clauses.append(f"{alias}.started_at < :until")
-            params["until"] = self.until.timestamp()
+            params["until"] = until
         if self.manager is not None:
             clauses.append(f"{alias}.manager = :manager")
             params["manager"] = self.manager
         return " AND ".join(clauses), params
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
 
 
 async def _all(
@@ -72,6 +88,62 @@ async def _all(
     # One trip to the connection's thread: the call log's connection is shared,
     # and a statement left open across an await makes its next BEGIN fail.
     return [tuple(row) for row in await conn.execute_fetchall(sql, params)]
+
+
+# -- whole units and raw edges -------------------------------------------------
+
+Range = tuple[float | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A period as whole units [first, end) of a rollup (None: unbounded;
+    `whole` None when no unit fits) and the ranges of `started_at` at its
+    ends that the rollup cannot answer, read from the calls themselves."""
+
+    whole: tuple[int | None, int | None] | None
+    raw: tuple[Range, ...]
+
+
+def split_period(since: float | None, until: float | None, unit: int) -> Split:
+    first = first_unit_from(since, unit) if since is not None else None
+    end = unit_of(until, unit) if until is not None else None
+    if first is not None and end is not None and first >= end:
+        return Split(None, ((since, until),))
+    raw: list[Range] = []
+    if since is not None and first is not None and first * unit > since:
+        raw.append((since, float(first * unit)))
+    if until is not None and end is not None and end * unit < until:
+        raw.append((float(end * unit), until))
+    return Split((first, end), tuple(raw))
+
+
+def _units(
+    column: str, whole: tuple[int | None, int | None], scope: ReportScope
+) -> tuple[str, dict[str, Any]]:
+    """WHERE over a rollup's units (and the scope's manager)."""
+    clauses = ["1 = 1"]
+    params: dict[str, Any] = {}
+    first, end = whole
+    if first is not None:
+        clauses.append(f"{column} >= :first_unit")
+        params["first_unit"] = first
+    if end is not None:
+        clauses.append(f"{column} < :end_unit")
+        params["end_unit"] = end
+    if scope.manager is not None:
+        clauses.append("manager = :manager")
+        params["manager"] = scope.manager
+    return " AND ".join(clauses), params
+
+
+def _day_split(scope: ReportScope) -> Split:
+    return split_period(_seconds(scope.since), _seconds(scope.until), DAY_S)
+
+
+def _text(key: Any) -> str | None:
+    """A rollup key back as the call had it: the empty blob (x'') was NULL."""
+    return None if isinstance(key, bytes) else key
 
 
 # -- missed and unprocessed ---------------------------------------------------
@@ -91,27 +163,34 @@ class MissedReport:
     truncated: bool
 
 
-# `+a.status` keeps the planner off calls_status (every answered call after
-# this one, of any client) and on calls_client_status (this client's later
-# calls, status in the index): 52 s against 15 ms for a week at 1 M calls.
-_UNPROCESSED = (
-    "(c.client_number IS NULL OR NOT EXISTS (SELECT 1 FROM calls a"
-    " WHERE a.client_number = c.client_number AND +a.status = 'answered'"
-    " AND a.started_at > c.started_at))"
-)
-
-
 async def missed(conn: aiosqlite.Connection, scope: ReportScope, limit: int = 1000) -> MissedReport:
+    parts = _day_split(scope)
+    count = 0
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        found = await _all(conn, f"SELECT count(*) FROM calls c WHERE {where} AND {MISSED}", params)
+        count += int(found[0][0])
+    if parts.whole is not None:
+        where, params = _units("day", parts.whole, scope)
+        found = await _all(
+            conn,
+            "SELECT coalesce(sum(calls - answered), 0) FROM call_days"
+            f" WHERE {where} AND direction = 'inbound'",
+            params,
+        )
+        count += int(found[0][0])
     where, params = scope.where()
-    totals = await _all(
+    # Only the unprocessed calls, by time (the flag is kept by triggers).
+    found = await _all(
         conn,
-        f"SELECT count(*), coalesce(sum({_UNPROCESSED}), 0) FROM calls c"
-        f" WHERE {where} AND {MISSED}",
+        f"SELECT count(*) FROM calls c INDEXED BY calls_unprocessed WHERE {where}"
+        " AND c.unprocessed = 1",
         params,
     )
+    unprocessed = int(found[0][0])
     rows = await _all(
         conn,
-        f"SELECT {CALL_COLUMNS}, {_UNPROCESSED} AS unprocessed {CALLS_FROM}"
+        f"SELECT {CALL_COLUMNS}, c.unprocessed AS unprocessed {CALLS_FROM}"
         f" WHERE {where} AND {MISSED}"
         " ORDER BY c.started_at DESC, c.id DESC LIMIT :limit",
         params | {"limit": limit},
@@ -119,8 +198,7 @@ async def missed(conn: aiosqlite.Connection, scope: ReportScope, limit: int = 10
     calls = await map_in_slices(
         lambda row: MissedCall(CallRecord.from_row(row[:-1]), bool(row[-1])), rows
     )
-    count, unprocessed = totals[0]
-    return MissedReport(int(count), int(unprocessed), calls, truncated=count > len(calls))
+    return MissedReport(count, unprocessed, calls, truncated=count > len(calls))
 
 
 # -- categories by count and value ------------------------------------------
@@ -142,18 +220,46 @@ class CategoryReport:
 
 
 async def categories(conn: aiosqlite.Connection, scope: ReportScope) -> CategoryReport:
-    where, params = scope.where()
-    rows = await _all(
-        conn,
-        "SELECT c.category_code, coalesce(k.name, max(c.category_name), c.category_code),"
-        " c.manager, count(*), coalesce(sum(CAST(c.value AS REAL)), 0)"
-        " FROM calls c LEFT JOIN categories k ON k.code = c.category_code"
-        f" WHERE {where} AND c.category_code IS NOT NULL"
-        " GROUP BY c.category_code, c.manager ORDER BY length(c.category_code),"
-        " c.category_code, c.manager",
-        params,
-    )
-    by_manager = [CategoryRow(r[0], r[1], r[2], int(r[3]), round(float(r[4]), 4)) for r in rows]
+    # (code, manager) -> [largest name the calls carry, calls, value sum]
+    groups: dict[tuple[str, str | None], list[Any]] = {}
+
+    def add(code: str, name: str | None, manager: str | None, calls: int, value: float) -> None:
+        group = groups.setdefault((code, manager), [None, 0, 0.0])
+        if name is not None and (group[0] is None or name > group[0]):
+            group[0] = name
+        group[1] += int(calls)
+        group[2] += float(value)
+
+    parts = _day_split(scope)
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        for found in await _all(
+            conn,
+            "SELECT c.category_code, max(c.category_name), c.manager, count(*),"
+            " total(CAST(c.value AS REAL)) FROM calls c"
+            f" WHERE {where} AND c.category_code IS NOT NULL"
+            " GROUP BY c.category_code, c.manager",
+            params,
+        ):
+            add(*found)
+    if parts.whole is not None:
+        where, params = _units("day", parts.whole, scope)
+        for code, name, manager, calls, value in await _all(
+            conn,
+            "SELECT category_code, max(nullif(category_name, x'')), manager, sum(calls),"
+            f" sum(value_sum) FROM category_days WHERE {where}"
+            " GROUP BY category_code, manager",
+            params,
+        ):
+            add(code, name, _text(manager), calls, value)
+    catalogue = dict(await _all(conn, "SELECT code, name FROM categories", {}))
+    by_manager = [
+        CategoryRow(code, _first(catalogue.get(code), name, code), manager, calls, round(total, 4))
+        for (code, manager), (name, calls, total) in sorted(
+            groups.items(),
+            key=lambda item: (len(item[0][0]), item[0][0], item[0][1] is not None, item[0][1]),
+        )
+    ]
     totals: dict[str, CategoryRow] = {}
     for row in by_manager:
         seen = totals.get(row.code)
@@ -167,6 +273,11 @@ async def categories(conn: aiosqlite.Connection, scope: ReportScope) -> Category
     return CategoryReport(by_manager, list(totals.values()))
 
 
+def _first(*names: str | None) -> str:
+    """SQL's coalesce()."""
+    return next(name for name in names if name is not None)
+
+
 # -- hour of day x weekday -----------------------------------------------------
 
 
@@ -178,28 +289,85 @@ class HourlyReport:
     missed: list[list[int]]
 
 
+#: Added to local seconds so SQLite's integer division (which truncates)
+#: floors them for any date datetime holds; a whole number of weeks, so the
+#: hour of the week stays. Hour 0 of the week is Thursday 00:00 (1970-01-01).
+_WEEK_S = 7 * DAY_S
+_SHIFT_S = 102_800 * _WEEK_S
+
+
+def offset_segments(zone: ZoneInfo, first: int, end: int) -> list[tuple[int, int, int]]:
+    """[first, end) quarter hours as (start, end, UTC offset in seconds at each
+    quarter's start) runs. One check per day, a bisection where it changed: a
+    zone changing and changing back within one UTC day would be missed (none
+    does)."""
+
+    def offset(quarter: int) -> int:
+        moment = datetime.fromtimestamp(quarter * QUARTER_S, zone)
+        delta = moment.utcoffset()
+        return int(delta.total_seconds()) if delta is not None else 0
+
+    per_day = DAY_S // QUARTER_S
+    segments: list[tuple[int, int, int]] = []
+    start, current, at = first, offset(first), first
+    while at < end:
+        last = min(at + per_day, end) - 1
+        if offset(last) == current:
+            at = last + 1
+            continue
+        low, high = at, last  # offset(high) differs; find the first that does
+        while low < high:
+            middle = (low + high) // 2
+            if offset(middle) != current:
+                high = middle
+            else:
+                low = middle + 1
+        if low > start:
+            segments.append((start, low, current))
+        start, current, at = low, offset(low), low
+    segments.append((start, end, current))
+    return segments
+
+
 async def hourly(conn: aiosqlite.Connection, scope: ReportScope) -> HourlyReport:
-    where, params = scope.where()
-    # The bucket bounds let the calls_buckets index (migration 4) serve the
-    # range and the grouping in index order; started_at still bounds exactly.
-    if scope.since is not None:
-        where += f" AND {BUCKET_EXPRESSION} >= :since_bucket"
-        params["since_bucket"] = math.floor(scope.since.timestamp() / BUCKET_S)
-    if scope.until is not None:
-        where += f" AND {BUCKET_EXPRESSION} <= :until_bucket"
-        params["until_bucket"] = math.floor(scope.until.timestamp() / BUCKET_S)
-    rows = await _all(
-        conn,
-        f"SELECT {BUCKET_EXPRESSION}, count(*), sum({MISSED}) FROM calls c"
-        f" WHERE {where} GROUP BY {BUCKET_EXPRESSION}",
-        params,
-    )
     calls = [[0] * 24 for _ in range(7)]
     missed_ = [[0] * 24 for _ in range(7)]
-    for bucket, count, missed_count in rows:
-        local = datetime.fromtimestamp(bucket * BUCKET_S, UTC).astimezone(scope.zone)
-        calls[local.weekday()][local.hour] += int(count)
-        missed_[local.weekday()][local.hour] += int(missed_count or 0)
+
+    def add(quarter: int, count: int, missed_count: int) -> None:
+        local = datetime.fromtimestamp(quarter * QUARTER_S, UTC).astimezone(scope.zone)
+        calls[local.weekday()][local.hour] += count
+        missed_[local.weekday()][local.hour] += missed_count
+
+    parts = split_period(_seconds(scope.since), _seconds(scope.until), QUARTER_S)
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        for started_at, is_missed in await _all(
+            conn, f"SELECT c.started_at, {MISSED} FROM calls c WHERE {where}", params
+        ):
+            add(unit_of(started_at, QUARTER_S), 1, int(is_missed or 0))
+    if parts.whole is not None:
+        table = "call_quarters" if scope.manager is None else "manager_quarters"
+        where, params = _units("quarter", parts.whole, scope)
+        found = await _all(
+            conn, f"SELECT min(quarter), max(quarter) FROM {table} WHERE {where}", params
+        )
+        low, high = found[0]
+        if low is not None:
+            segments = offset_segments(scope.zone, int(low), int(high) + 1)
+            cases = " ".join(
+                f"WHEN quarter < {int(end)} THEN {int(offset)}" for _, end, offset in segments
+            )
+            local_hour = f"(quarter * {QUARTER_S} + CASE {cases} END + {_SHIFT_S}) / 3600"
+            for hour_of_week, count, missed_count in await _all(
+                conn,
+                f"SELECT {local_hour} % 168, sum(calls), sum(missed) FROM {table}"
+                f" WHERE {where} GROUP BY 1",
+                params,
+            ):
+                day, hour = divmod(int(hour_of_week), 24)
+                weekday = (day + 3) % 7  # hour 0 of the week is a Thursday
+                calls[weekday][hour] += int(count)
+                missed_[weekday][hour] += int(missed_count)
     return HourlyReport(calls, missed_)
 
 
@@ -217,40 +385,60 @@ class SummaryRow:
     avg_talk_s: float | None
 
 
+def _average_s(milliseconds: int, count: int) -> float | None:
+    return round(milliseconds / 1000 / count, 2) if count else None
+
+
 async def summary(conn: aiosqlite.Connection, scope: ReportScope) -> list[SummaryRow]:
-    where, params = scope.where()
-    # One pass with conditional sums rather than GROUP BY direction, which
-    # sorts every row of the period first (2 s against 0.4 s over a year at 1 M).
-    columns = []
-    for direction in ("inbound", "outbound"):
-        mine = f"c.direction = '{direction}'"
-        mine_answered = f"{mine} AND c.status = 'answered'"
-        columns += [
-            f"sum({mine})",
-            f"sum({mine_answered})",
-            f"avg(CASE WHEN {mine_answered} THEN c.wait_s END)",
-            f"avg(CASE WHEN {mine_answered} THEN c.talk_s END)",
-        ]
-    rows = await _all(
-        conn,
-        f"SELECT {', '.join(columns)} FROM calls c"
-        f" WHERE {where} AND c.direction IN ('inbound', 'outbound')",
-        params,
-    )
-    found = rows[0]
+    directions = ("inbound", "outbound")
+    # direction -> calls, answered, wait ms, waits, talk ms, talks
+    totals = {direction: [0] * 6 for direction in directions}
+
+    def add(rows: Sequence[Sequence[Any]]) -> None:
+        for direction, *counts in rows:
+            for index, count in enumerate(counts):
+                totals[direction][index] += int(count or 0)
+
+    parts = _day_split(scope)
+    answered = "c.status = 'answered'"
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        add(
+            await _all(
+                conn,
+                f"SELECT c.direction, count(*), sum({answered}),"
+                f" sum(CASE WHEN {answered} THEN {_WAIT_MS} END),"
+                f" count(CASE WHEN {answered} THEN c.wait_s END),"
+                f" sum(CASE WHEN {answered} THEN {_TALK_MS} END),"
+                f" count(CASE WHEN {answered} THEN c.talk_s END)"
+                f" FROM calls c WHERE {where} AND c.direction IN ('inbound', 'outbound')"
+                " GROUP BY c.direction",
+                params,
+            )
+        )
+    if parts.whole is not None:
+        where, params = _units("day", parts.whole, scope)
+        add(
+            await _all(
+                conn,
+                "SELECT direction, sum(calls), sum(answered), sum(wait_ms), sum(waits),"
+                f" sum(talk_ms), sum(talks) FROM call_days WHERE {where}"
+                " AND direction IN ('inbound', 'outbound') GROUP BY direction",
+                params,
+            )
+        )
     result = []
-    for index, direction in enumerate(("inbound", "outbound")):
-        count, answered, wait, talk = found[index * 4 : index * 4 + 4]
-        count, answered = int(count or 0), int(answered or 0)
+    for direction in directions:
+        count, answered_count, wait_ms, waits, talk_ms, talks = totals[direction]
         result.append(
             SummaryRow(
                 direction=direction,
                 calls=count,
-                answered=answered,
-                missed=count - answered,
-                answered_ratio=round(answered / count, 4) if count else None,
-                avg_wait_s=round(wait, 2) if wait is not None else None,
-                avg_talk_s=round(talk, 2) if talk is not None else None,
+                answered=answered_count,
+                missed=count - answered_count,
+                answered_ratio=round(answered_count / count, 4) if count else None,
+                avg_wait_s=_average_s(wait_ms, waits),
+                avg_talk_s=_average_s(talk_ms, talks),
             )
         )
     return result
@@ -268,19 +456,41 @@ class CoverageRow:
 
 
 async def coverage(conn: aiosqlite.Connection, scope: ReportScope) -> list[CoverageRow]:
-    where, params = scope.where()
-    # `+c.status`: read calls_report (index-only) over the period rather than
-    # calls_status and a row per answered call.
-    rows = await _all(
-        conn,
-        "SELECT c.manager, count(*), count(c.category_code) FROM calls c"
-        f" WHERE {where} AND +c.status = 'answered' AND c.manager IS NOT NULL"
-        " GROUP BY c.manager ORDER BY c.manager",
-        params,
-    )
+    counts: dict[str, list[int]] = {}
+
+    def add(rows: Sequence[Sequence[Any]]) -> None:
+        for manager, answered, categorized in rows:
+            found = counts.setdefault(str(manager), [0, 0])
+            found[0] += int(answered)
+            found[1] += int(categorized)
+
+    parts = _day_split(scope)
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        # `+c.status`: read calls_report (index-only) rather than calls_status.
+        add(
+            await _all(
+                conn,
+                "SELECT c.manager, count(*), count(c.category_code) FROM calls c"
+                f" WHERE {where} AND +c.status = 'answered' AND c.manager IS NOT NULL"
+                " GROUP BY c.manager",
+                params,
+            )
+        )
+    if parts.whole is not None:
+        where, params = _units("day", parts.whole, scope)
+        add(
+            await _all(
+                conn,
+                "SELECT manager, sum(answered), sum(categorized) FROM call_days"
+                f" WHERE {where} AND typeof(manager) = 'text' GROUP BY manager",
+                params,
+            )
+        )
     return [
-        CoverageRow(str(m), int(n), int(k), round(int(k) / int(n), 4) if n else 0.0)
-        for m, n, k in rows
+        CoverageRow(manager, answered, categorized, round(categorized / answered, 4))
+        for manager, (answered, categorized) in sorted(counts.items())
+        if answered
     ]
 
 
