@@ -19,6 +19,7 @@ sides add them exactly and a figure either matches or is wrong.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sqlite3
 from collections.abc import AsyncIterator
@@ -154,6 +155,12 @@ async def _seed(path: Path) -> None:
             if getattr(event, name) is not None:
                 moved[name] = getattr(event, name) + shift
         await log.record_call_event(changed(event, **moved))
+    # Inbound calls re-sent as outbound and the other way round.
+    for event in rng.sample([e for e in events if e.direction != "internal"], 12):
+        flipped = "outbound" if event.direction == "inbound" else "inbound"
+        await log.record_call_event(
+            changed(event, direction=flipped, caller=event.callee, callee=event.caller)
+        )
     # Categories keyed after the call was stored, some keyed again; a code
     # the catalogue does not know (no name); menu calls the PBX never sent.
     keyed = rng.sample([e for e in events if e.status == "answered"], 90)
@@ -189,6 +196,26 @@ async def log(seeded: Path) -> AsyncIterator[CallLog]:
         yield opened
     finally:
         await opened.close()
+
+
+def test_every_gap_is_the_one_a_recount_gives(seeded: Path) -> None:
+    """The unique/repeated gaps, kept call by call through inserts out of
+    order, moves, re-sent directions and numbers, against a recount."""
+    with sqlite3.connect(seeded) as conn:
+        found = conn.execute(
+            "SELECT id, client_number, direction, started_at, prev_inbound_gap_s FROM calls"
+        ).fetchall()
+    expected: dict[int, float | None] = {row[0]: None for row in found}
+    history: dict[str, list[tuple[float, int]]] = {}
+    for call_id, number, direction, started, _ in found:
+        if number is not None and direction == "inbound":
+            history.setdefault(number, []).append((started, call_id))
+    for calls in history.values():
+        calls.sort()
+        for (before, _), (started, call_id) in itertools.pairwise(calls):
+            expected[call_id] = started - before
+    assert {row[0]: row[4] for row in found} == expected
+    assert sum(gap is not None for gap in expected.values()) > 200
 
 
 # -- the direct computation over the raw rows ------------------------------------------

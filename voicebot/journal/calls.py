@@ -366,15 +366,7 @@ class CallLog:
             f"UPDATE calls SET {', '.join(f'{n} = ?' for n in facts)}, updated_at = ? WHERE id = ?",
             (*facts.values(), now, existing.id),
         )
-        for number in {existing.client_number, facts["client_number"]} - {None}:
-            await self._regap(number)
-        # This call, if it stopped being an inbound call from a number, keeps no gap.
-        await self._conn.execute(
-            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE id = ?"
-            " AND prev_inbound_gap_s IS NOT NULL"
-            " AND (client_number IS NULL OR direction IS NOT 'inbound')",
-            (existing.id,),
-        )
+        await self._move_in_history(existing, facts)
         updated = await self._fetch("c.id = ?", (existing.id,))
         assert updated is not None
         return StoredCall(updated, created=False, changed=True)
@@ -429,22 +421,44 @@ class CallLog:
             (facts["started_at"], number, *key),
         )
 
-    async def _regap(self, number: str) -> None:
-        """Recompute every gap of one number (after an update moved a call)."""
-        async with self._conn.execute(
-            "SELECT id, started_at, prev_inbound_gap_s FROM calls"
-            " WHERE client_number = ? AND direction = 'inbound' ORDER BY started_at, id",
-            (number,),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
-        previous: float | None = None
-        for call_id, started_at, gap in rows:
-            wanted = None if previous is None else started_at - previous
-            if wanted != gap:
+    async def _move_in_history(self, call: CallRecord, facts: dict[str, Any]) -> None:
+        """After an update: take the call out of its old place in its number's
+        inbound history (its old successor now counts from its old
+        predecessor) and put it in the new one, as an insert does. Only the
+        neighbours are touched, however many calls the number has."""
+
+        def place(number: str | None, direction: str | None, started: float) -> Any:
+            return (number, started) if number is not None and direction == "inbound" else None
+
+        old = place(call.client_number, call.direction, call.started_at)
+        new = place(facts["client_number"], facts["direction"], facts["started_at"])
+        if old == new:
+            return
+        if old is not None:
+            number, started = old
+            neighbours = (
+                "FROM calls WHERE client_number = ? AND direction = 'inbound' AND id != ?"
+                " AND (started_at, id) {} (?, ?) ORDER BY started_at {}, id {} LIMIT 1"
+            )
+            params = (number, call.id, started, call.id)
+            async with self._conn.execute(
+                "SELECT id " + neighbours.format(">", "ASC", "ASC"), params
+            ) as cursor:
+                successor = await cursor.fetchone()
+            if successor is not None:
+                async with self._conn.execute(
+                    "SELECT started_at " + neighbours.format("<", "DESC", "DESC"), params
+                ) as cursor:
+                    previous = await cursor.fetchone()
                 await self._conn.execute(
-                    "UPDATE calls SET prev_inbound_gap_s = ? WHERE id = ?", (wanted, call_id)
+                    "UPDATE calls SET prev_inbound_gap_s = started_at - ? WHERE id = ?",
+                    (previous[0] if previous is not None else None, successor[0]),
                 )
-            previous = started_at
+        await self._conn.execute(
+            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE id = ?", (call.id,)
+        )
+        if new is not None:
+            await self._place_in_history(call.id, facts)
 
     async def record_categorization(self, categorization_id: str) -> StoredCall | None:
         """Put a finished menu categorization on its call (or make the menu call one)."""
