@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from unittest.mock import ANY
 
 import pytest
 
@@ -28,6 +29,11 @@ from ivr import (
     StopPlayback,
     TimerFired,
 )
+
+#: The menu's timers with the default config: waiting for the first key of an
+#: entry, and for the next key (the token is whatever the menu issued).
+FIRST = StartTimer(8.0, ANY)
+NEXT = StartTimer(4.0, ANY)
 
 CATEGORIES = {
     "1": Category("1", "sale", None),

@@ -158,25 +158,13 @@ def test_no_categories_needed_when_not_asked():
 
 
 def test_public_names():
-    # the import the app relies on, exactly as documented
-    from ivr import (  # noqa: F401
-        CancelTimer,
-        Category,
-        Digit,
-        HangUp,
-        Hangup,
-        Menu,
-        MenuConfig,
-        MenuResult,
-        Play,
-        PromptFinished,
-        Save,
-        Start,
-        StartTimer,
-        StopPlayback,
-        TimerFired,
-    )
-
+    # the names the app imports from `ivr`, as documented
+    documented = {
+        "CancelTimer", "Category", "Digit", "HangUp", "Hangup", "Menu", "MenuConfig",
+        "MenuResult", "Play", "PromptFinished", "Save", "Start", "StartTimer",
+        "StopPlayback", "TimerFired",
+    }  # fmt: skip
+    assert documented <= set(ivr.__all__)
     assert set(ivr.__all__) <= set(dir(ivr))
 
 

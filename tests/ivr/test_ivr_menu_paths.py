@@ -24,21 +24,25 @@ from ivr import (
     StopPlayback,
     TimerFired,
 )
-from tests.ivr.conftest import SaveOf
+from tests.ivr.conftest import FIRST, NEXT, SaveOf
 
 #: the Save emitted when the outcome is decided (its result is checked via `c.saved`)
 ANY_SAVE = SaveOf()
-FIRST = StartTimer(8.0, ANY)  # waiting for the first key of an entry
-NEXT = StartTimer(4.0, ANY)  # waiting for the next key
 SAID_3 = ("you_entered_category", "digit_3")
 SAID_1500 = ("you_entered_value", "digit_1", "digit_5", "digit_0", "digit_0")
 
 
-def to_confirm(call, keys="3#1500#", **options):
-    """Start a call and key `keys` with every prompt played out; returns the call."""
+def listening(call, **options):
+    """A call whose greeting has played: the menu waits for the first key."""
     c = call(**options)
     c.start()
     c.played()
+    return c
+
+
+def to_confirm(call, keys="3#1500#", **options):
+    """Start a call and key `keys` with every prompt played out; returns the call."""
+    c = listening(call, **options)
     for key in keys:
         if c.menu.state is State.PROMPTING_ENTRY:
             c.played()
@@ -224,9 +228,7 @@ def test_whole_default_from_a_float_is_said_without_point_zero():
 
 
 def test_unknown_code_then_the_right_one(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.keys("7#") == [[NEXT], [CancelTimer(), Play(("unknown_category", "ask_category"))]]
     assert c.menu.state is State.PROMPTING_ENTRY
     assert c.played() == [FIRST]
@@ -240,9 +242,7 @@ def test_unknown_code_then_the_right_one(call):
 
 
 def test_codes_are_matched_literally(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     # "03" is not "3", and "4" is only the start of "42"
     assert c.keys("03#")[-1] == [CancelTimer(), Play(("unknown_category", "ask_category"))]
     c.played()
@@ -252,9 +252,7 @@ def test_codes_are_matched_literally(call):
 
 
 def test_star_inside_a_code_makes_it_unknown(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.keys("3*#") == [
         [NEXT],
         [NEXT],
@@ -263,9 +261,7 @@ def test_star_inside_a_code_makes_it_unknown(call):
 
 
 def test_wrong_codes_until_max_attempts_end_incomplete(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.keys("7#")[-1] == [CancelTimer(), Play(("unknown_category", "ask_category"))]
     c.played()
     assert c.keys("8#")[-1] == [CancelTimer(), Play(("unknown_category", "ask_category"))]
@@ -306,9 +302,7 @@ def test_silence_until_first_digit_timeout_then_success(call):
 
 
 def test_silence_throughout_ends_incomplete(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.timeout() == [Play(("no_input", "ask_category"))]
     c.played()
     assert c.timeout() == [Play(("no_input", "ask_category"))]
@@ -319,9 +313,7 @@ def test_silence_throughout_ends_incomplete(call):
 
 
 def test_terminator_alone_for_the_category_is_no_input(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.press("#") == [CancelTimer(), Play(("no_input", "ask_category"))]
 
 
@@ -338,9 +330,7 @@ def test_silence_on_the_value_keeps_the_category(call):
 
 
 def test_a_timeout_with_keys_counts_as_entered(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     c.press("3")
     # no CancelTimer: the timer just fired
     assert c.timeout() == [Play(("ask_value",))]
@@ -354,9 +344,7 @@ def test_a_timeout_with_keys_counts_as_entered(call):
 
 
 def test_a_timeout_with_a_wrong_code_is_an_unknown_code(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     c.press("7")
     assert c.timeout() == [Play(("unknown_category", "ask_category"))]
 
@@ -405,17 +393,13 @@ def test_barge_in_with_a_full_entry_while_the_question_plays(call):
 
 
 def test_a_key_during_a_reprompt_barges_in(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     c.keys("7#")  # unknown_category + ask_category playing
     assert c.press("3") == [StopPlayback(), NEXT]
 
 
 def test_star_first_restarts_the_entry_without_using_an_attempt(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     assert c.press("*") == [CancelTimer(), Play(("ask_category",))]
     assert c.menu.state is State.PROMPTING_ENTRY
     assert c.press("*") == [StopPlayback(), Play(("ask_category",))]  # during the prompt
@@ -501,9 +485,7 @@ def test_invalid_values_until_max_attempts_keep_the_category(call):
 
 
 def test_the_attempt_budget_is_shared_by_the_whole_call(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     c.keys("7#")  # attempt 1 fails
     c.played()
     c.keys("3#")  # attempt 2: the category is accepted
@@ -624,9 +606,7 @@ def test_hangup_before_start(call):
 
 
 def test_hangup_mid_entry_saves_the_partial_data(call):
-    c = call()
-    c.start()
-    c.played()
+    c = listening(call)
     c.keys("3#15")
     assert c.hangup() == [Save(result("incomplete", c.categories["3"], None, "3#15", 1))]
     assert c.menu.finished and c.menu.state is State.DONE
@@ -724,9 +704,7 @@ def test_without_value_the_category_default_is_the_value(call):
 
 
 def test_without_confirmation_the_read_back_ends_with_saved(call):
-    c = call(confirm=False)
-    c.start()
-    c.played()
+    c = listening(call, confirm=False)
     c.keys("3#")
     c.played()
     assert c.keys("1500#")[-1] == [CancelTimer(), ANY_SAVE, Play((*SAID_3, *SAID_1500, "saved"))]
@@ -756,9 +734,7 @@ def test_custom_timeouts_are_used(call):
 
 
 def test_another_terminator(call):
-    c = call(terminator="A")
-    c.start()
-    c.played()
+    c = listening(call, terminator="A")
     assert c.press("#") == []  # not the terminator, so just a logged key
     assert c.keys("3A") == [[NEXT], [CancelTimer(), Play(("ask_value",))]]
     c.played()

@@ -6,7 +6,6 @@ states that wait on a timer, a cancelled or unissued one elsewhere).
 """
 
 from decimal import Decimal
-from unittest.mock import ANY
 
 import pytest
 
@@ -23,14 +22,12 @@ from ivr import (
     Saved,
     SaveFailed,
     Start,
-    StartTimer,
     State,
     StopPlayback,
     TimerFired,
 )
+from tests.ivr.conftest import FIRST, NEXT
 
-FIRST = StartTimer(8.0, ANY)
-NEXT = StartTimer(4.0, ANY)
 S = State
 CAT3 = ("3", "existing order", None)
 
