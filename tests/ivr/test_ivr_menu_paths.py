@@ -50,6 +50,14 @@ def to_confirm(call, keys="3#1500#", **options):
     return c
 
 
+def saved_on_confirm(c):
+    """Hear the read-back out, key 1, hear "saved": the result the menu saved."""
+    c.played()
+    c.press("1")
+    c.played()
+    return c.saved.result
+
+
 def result(status, category, value, digits, attempts):
     return MenuResult(status, category, value, digits, attempts)
 
@@ -175,10 +183,7 @@ def test_terminator_alone_takes_the_category_default(call):
             )
         ),
     ]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["2"], Decimal("100"), "2##1", 1)
+    assert saved_on_confirm(c) == result("confirmed", c.categories["2"], Decimal("100"), "2##1", 1)
 
 
 def test_terminator_alone_with_no_default_is_no_value(call):
@@ -188,10 +193,7 @@ def test_terminator_alone_with_no_default_is_no_value(call):
         CancelTimer(),
         Play((*SAID_3, "you_entered_value", "no_value", "confirm")),
     ]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["3"], None, "3##1", 1)
+    assert saved_on_confirm(c) == result("confirmed", c.categories["3"], None, "3##1", 1)
 
 
 def test_default_with_a_fraction_is_said_with_its_point(call):
@@ -295,10 +297,9 @@ def test_silence_until_first_digit_timeout_then_success(call):
     c.keys("3#")
     c.played()
     c.keys("1500#")
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["3"], Decimal("1500"), "3#1500#1", 2)
+    assert saved_on_confirm(c) == result(
+        "confirmed", c.categories["3"], Decimal("1500"), "3#1500#1", 2
+    )
 
 
 def test_silence_throughout_ends_incomplete(call):
@@ -337,10 +338,7 @@ def test_a_timeout_with_keys_counts_as_entered(call):
     c.played()
     c.keys("15")
     assert c.timeout() == [Play((*SAID_3, "you_entered_value", "digit_1", "digit_5", "confirm"))]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["3"], Decimal("15"), "3151", 1)
+    assert saved_on_confirm(c) == result("confirmed", c.categories["3"], Decimal("15"), "3151", 1)
 
 
 def test_a_timeout_with_a_wrong_code_is_an_unknown_code(call):
@@ -410,10 +408,9 @@ def test_star_first_restarts_the_entry_without_using_an_attempt(call):
     # only the first key restarts; after digits `*` is the decimal point
     assert c.press("*") == [NEXT]
     c.timeout()
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["3"], Decimal("15"), "**3#15*1", 1)
+    assert saved_on_confirm(c) == result(
+        "confirmed", c.categories["3"], Decimal("15"), "**3#15*1", 1
+    )
 
 
 def test_star_restart_of_the_value_asks_the_value_again(call):
@@ -457,10 +454,7 @@ def test_second_star_is_an_invalid_value(call):
     ]
     c.played()
     c.keys("15#")
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result(
+    assert saved_on_confirm(c) == result(
         "confirmed", c.categories["3"], Decimal("15"), "3#15*5*0#15#1", 2
     )
 
@@ -512,10 +506,7 @@ def test_confirm_2_starts_over_and_uses_an_attempt(call):
         CancelTimer(),
         Play(("you_entered_category", "digit_2", "you_entered_value", *d("50"), "confirm")),
     ]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result(
+    assert saved_on_confirm(c) == result(
         "confirmed", c.categories["2"], Decimal("50"), "3#1500#22#50#1", 2
     )
 
@@ -670,10 +661,7 @@ def test_without_category_only_the_value_is_asked(call):
     assert c.start() == [Play(("greeting", "ask_value"))]
     c.played()
     assert c.keys("1500#")[-1] == [CancelTimer(), Play((*SAID_1500, "confirm"))]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", None, Decimal("1500"), "1500#1", 1)
+    assert saved_on_confirm(c) == result("confirmed", None, Decimal("1500"), "1500#1", 1)
 
 
 def test_without_category_the_terminator_alone_is_no_value(call):
@@ -697,10 +685,7 @@ def test_without_value_the_category_default_is_the_value(call):
         CancelTimer(),
         Play(("you_entered_category", "digit_2", "confirm")),
     ]
-    c.played()
-    c.press("1")
-    c.played()
-    assert c.saved.result == result("confirmed", c.categories["2"], Decimal("100"), "2#1", 1)
+    assert saved_on_confirm(c) == result("confirmed", c.categories["2"], Decimal("100"), "2#1", 1)
 
 
 def test_without_confirmation_the_read_back_ends_with_saved(call):
