@@ -51,6 +51,23 @@ def assert_no_errors(logs: list[dict[str, Any]]) -> None:
     assert not bad, bad
 
 
+async def assert_ringing(pbx: UdpPeer, ua: UserAgent, name: str, count: int) -> None:
+    """`count` INVITEs (Call-IDs name0, name1, ...) each taken: 100 Trying."""
+    for n in range(count):
+        pbx.send(invite(pbx, f"{name}{n}"), ua.local_address)
+        assert (await pbx.response()).status == 100
+
+
+async def assert_refused(
+    pbx: UdpPeer, ua: UserAgent, name: str, count: int, *, retry_after: str
+) -> None:
+    """`count` INVITEs each refused: 503 with this Retry-After."""
+    for n in range(count):
+        pbx.send(invite(pbx, f"{name}{n}"), ua.local_address)
+        final: SipResponse = await pbx.final()
+        assert (final.status, final.headers.get("Retry-After")) == (503, retry_after)
+
+
 async def statuses_until(peer: UdpPeer, wanted: int, call_id: str) -> list[int]:
     got: list[int] = []
     while wanted not in got:
@@ -64,13 +81,8 @@ async def test_beyond_max_calls_is_503_with_retry_after_in_one_warning_line(make
     with capture_logs() as logs:
         ua: UserAgent = await make_ua(hold, max_calls=2)
         pbx = peers()
-        for n in range(2):
-            pbx.send(invite(pbx, f"up{n}"), ua.local_address)
-            assert (await pbx.response()).status == 100
-        for n in range(5):
-            pbx.send(invite(pbx, f"over{n}"), ua.local_address)
-            final: SipResponse = await pbx.final()
-            assert (final.status, final.headers.get("Retry-After")) == (503, "10")
+        await assert_ringing(pbx, ua, "up", 2)
+        await assert_refused(pbx, ua, "over", 5, retry_after="10")
     assert ua.calls_in_progress == 2 and ua.counters.overloaded == 5
     lines = refusals(logs)
     # five refusals inside a second: one line, the rest counted on the next one
@@ -84,13 +96,8 @@ async def test_a_source_over_its_invite_rate_gets_503_in_one_warning_line(make_u
     with capture_logs() as logs:
         ua: UserAgent = await make_ua(hold, invite_rate_per_source=0.1, invite_burst_per_source=2)
         pbx = peers()
-        for n in range(2):
-            pbx.send(invite(pbx, f"ok{n}"), ua.local_address)
-            assert (await pbx.response()).status == 100
-        for n in range(2):
-            pbx.send(invite(pbx, f"fast{n}"), ua.local_address)
-            final = await pbx.final()
-            assert (final.status, final.headers.get("Retry-After")) == (503, "2")
+        await assert_ringing(pbx, ua, "ok", 2)
+        await assert_refused(pbx, ua, "fast", 2, retry_after="2")
     assert ua.counters.rate_limited == 2 and ua.calls_in_progress == 2
     assert ua.transactions.server_count == 2  # stateless: the refusals made no transaction
     lines = refusals(logs)
