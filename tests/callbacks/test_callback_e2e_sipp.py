@@ -7,7 +7,6 @@ aiohttp receiver (verified with the `standardwebhooks` library)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -86,15 +85,7 @@ async def test_manager_keys_1_refer_completes_the_job_with_a_signed_webhook(
         result = await phone.wait()
         assert result.ok, result.describe()
         assert f"REFER to sip:0441234567@127.0.0.1:{phone.local_port}" in result.logs_text
-
-        async def webhook_arrived() -> bool:
-            return any(
-                json.loads(r.body)["type"] == "callback.completed"
-                for r in receiver.received
-                if r.verified
-            )
-
-        await eventually(webhook_arrived, timeout=10)
+        await receiver.wait_for_event("callback.completed", timeout=10)
     finally:
         phone.kill()
         await app.stop()
@@ -104,10 +95,6 @@ async def test_manager_keys_1_refer_completes_the_job_with_a_signed_webhook(
         "201",
         200,
     )
-    [hook] = [
-        json.loads(r.body)
-        for r in receiver.received
-        if r.verified and json.loads(r.body)["type"] == "callback.completed"
-    ]
+    [hook] = receiver.events("callback.completed")
     assert hook["data"]["client_number"] == "+380441234567"
     assert hook["data"]["state"] == "completed" and hook["data"]["outcome"] == "completed"

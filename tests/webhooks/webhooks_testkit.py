@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from standardwebhooks import Webhook
@@ -111,6 +113,21 @@ class Receiver:
         while len(set(self.ids)) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"received {len(set(self.ids))} of {count}")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), 0.05)
+
+    def events(self, event_type: str) -> list[dict[str, Any]]:
+        """The verified deliveries of `event_type`, as parsed bodies, in arrival order."""
+        bodies = [json.loads(r.body) for r in self.received if r.verified]
+        return [body for body in bodies if body["type"] == event_type]
+
+    async def wait_for_event(self, event_type: str, timeout: float = 5.0) -> None:
+        """Return once a verified `event_type` delivery has arrived."""
+        deadline = time.monotonic() + timeout
+        while not self.events(event_type):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no verified {event_type} within {timeout} s")
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), 0.05)
