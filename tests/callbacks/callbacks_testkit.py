@@ -1,5 +1,5 @@
-"""What the callback tests share: settings, an API client of a running app, a
-scripted dialler (the SIP edge), and a poll-with-deadline."""
+"""What the callback tests share: settings, an API client of a running app, and
+a scripted dialler (the SIP edge)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.polling import until
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue
@@ -92,11 +93,5 @@ class ScriptedDialler:
         return self.outcomes[index]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll `check` until it holds, failing after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
+#: The suite's poll-with-deadline, by the name tests/pbx imports it under.
+eventually = until

@@ -19,7 +19,7 @@ import shutil
 import struct
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ import pytest
 
 from tests.callbacks.bridge_legs import Leg, LegPlacer
 from tests.integration.baresip_peer import BaresipPeer
+from tests.polling import until
 from tests.ports import free_udp_span, rtp_window
 from tests.sipp_harness.capture import LoopbackCapture, tone_linear, tone_packets, tone_pcap
 from tests.sipp_harness.pcap import build_dtmf_packets, parse_rtp, write_pcap
@@ -336,7 +337,7 @@ async def test_baresip_manager_stays_bridged_for_60_s(rig: Rig) -> None:
         assert not leg.ended.done()
         assert leg.session.source is not None
         heard = leg.session.stats.packets_received
-        await wait_until(lambda: leg.session.stats.packets_received > heard + 25)
+        await until(lambda: leg.session.stats.packets_received > heard + 25)
         assert heard >= 50 * BRIDGE_HOLD_S * 0.8  # ~50 packets a second all along
         mark = len(peer.events)
         await peer.hangup()
@@ -352,11 +353,3 @@ async def test_baresip_manager_stays_bridged_for_60_s(rig: Rig) -> None:
         await peer.stop()
         if not passed:
             print(f"--- baresip log:\n{peer.log_text()}", file=sys.stderr)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.callbacks.callbacks_testkit import TOKEN, api_session, callbacks_section, eventually
+from tests.callbacks.callbacks_testkit import TOKEN, api_session, callbacks_section
+from tests.polling import until
 from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.runner import Sipp, can_play_pcap
@@ -80,7 +81,7 @@ async def test_manager_keys_1_refer_completes_the_job_with_a_signed_webhook(
             async def completed() -> bool:
                 return (await job())["state"] == "completed"
 
-            await eventually(completed, timeout=20)
+            await until(completed, timeout=20)
             done = await job()
         result = await phone.wait()
         assert result.ok, result.describe()

@@ -20,8 +20,8 @@ from tests.callbacks.callbacks_testkit import (
     ScriptedDialler,
     api_session,
     callbacks_section,
-    eventually,
 )
+from tests.polling import until
 from tests.ports import rtp_window
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
 from voicebot.app import VoicebotApp
@@ -198,7 +198,7 @@ async def test_due_job_reaches_the_dialler_and_completes(start_app: AppFactory) 
             jobs = await callbacks(http, "?state=completed")
             return len(jobs) == 1
 
-        await eventually(completed)
+        await until(completed)
         [job] = await callbacks(http)
         assert job["attempt_log"][0]["talk_s"] == 42.0
         async with http.get("/metrics") as r:
@@ -263,7 +263,7 @@ async def test_callback_webhooks_arrive_signed(start_app: AppFactory) -> None:
         async def four_events() -> bool:
             return len(receiver.received) >= 4
 
-        await eventually(four_events, timeout=10)
+        await until(four_events, timeout=10)
     finally:
         await receiver.stop()
     events = [json.loads(item.body) for item in receiver.received]
@@ -309,7 +309,7 @@ async def test_the_bots_callbacks_are_calls_of_type_callback(start_app: AppFacto
             async with http.get("/api/v1/calls?type=callback") as response:
                 return len((await response.json())["calls"]) == 2
 
-        await eventually(two_callbacks)
+        await until(two_callbacks)
         async with http.get("/api/v1/calls?type=callback") as response:
             completed, busy = (await response.json())["calls"]
         async with http.get("/api/v1/reports/missed") as response:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from tests.callbacks.callbacks_testkit import T0, QueueFactory, ScriptedDialler, eventually
+from tests.callbacks.callbacks_testkit import T0, QueueFactory, ScriptedDialler
 from tests.clock import ManualClock
+from tests.polling import until
 from voicebot.callbacks.attempt import AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue, JobFilter
 from voicebot.callbacks.scheduler import CallbackScheduler
@@ -32,7 +33,7 @@ async def test_due_job_is_dialled_and_completed(
     await scheduler.start()
     try:
         intake = await queue.missed_call("0441234567", missed_at=T0, source="pbx", call_id=3)
-        await eventually(lambda: _is(queue, intake.job.id, "completed"))
+        await until(lambda: _is(queue, intake.job.id, "completed"))
     finally:
         await scheduler.stop()
     [request] = dialler.requests
@@ -68,7 +69,7 @@ async def test_outcomes_drive_retries_until_max_attempts(
     try:
         intake = await queue.missed_call("0441234567", missed_at=T0, source="pbx")
         for attempts in (1, 2):
-            await eventually(lambda n=attempts: _attempts_done(queue, intake.job.id, n))
+            await until(lambda n=attempts: _attempts_done(queue, intake.job.id, n))
             assert await state_of(queue, intake.job.id) == "queued"
             clock.advance(299)
             scheduler.wake()
@@ -76,7 +77,7 @@ async def test_outcomes_drive_retries_until_max_attempts(
             assert len(dialler.requests) == attempts  # not due yet
             clock.advance(1)
             scheduler.wake()
-        await eventually(lambda: _is(queue, intake.job.id, "failed"))
+        await until(lambda: _is(queue, intake.job.id, "failed"))
     finally:
         await scheduler.stop()
     assert [r.attempt for r in dialler.requests] == [1, 2, 3]
@@ -102,11 +103,11 @@ async def test_max_concurrent_calls_is_respected(make_queue: QueueFactory) -> No
     try:
         for n in range(5):
             await queue.missed_call(f"04400000{n:02d}", missed_at=T0, source="pbx")
-        await eventually(lambda: _claimed(queue, 2))
+        await until(lambda: _claimed(queue, 2))
         await asyncio.sleep(0.1)
         assert dialler.active == 2 and len(dialler.requests) == 2
         dialler.release.set()
-        await eventually(lambda: _count(queue, "completed", 5))
+        await until(lambda: _count(queue, "completed", 5))
     finally:
         await scheduler.stop()
     assert dialler.peak == 2
@@ -149,11 +150,11 @@ async def test_restart_mid_attempt_dials_no_one_twice(
         assert second.requests == []  # still leased to the dead process
         clock.advance(31)
         restarted.wake()
-        await eventually(lambda: _reason(second_queue, intake.job.id, "interrupted"))
+        await until(lambda: _reason(second_queue, intake.job.id, "interrupted"))
         assert second.requests == []  # recovered for later, not redialled
         clock.advance(600)
         restarted.wake()
-        await eventually(lambda: _is(second_queue, intake.job.id, "completed"))
+        await until(lambda: _is(second_queue, intake.job.id, "completed"))
     finally:
         await restarted.stop()
         for task in orphans:  # the dead process's call, gone with it
@@ -179,7 +180,7 @@ async def test_a_dialler_that_raises_is_a_failed_attempt(make_queue: QueueFactor
     await scheduler.start()
     try:
         intake = await queue.missed_call("0441234567", missed_at=T0, source="pbx")
-        await eventually(lambda: _attempts_done(queue, intake.job.id, 1))
+        await until(lambda: _attempts_done(queue, intake.job.id, 1))
     finally:
         await scheduler.stop()
     job = await queue.get(intake.job.id)

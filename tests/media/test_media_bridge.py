@@ -10,7 +10,8 @@ import struct
 from collections.abc import AsyncIterator
 
 from tests.media.conftest import HOST
-from tests.media.test_rtp_session import udp_peer, wait_for
+from tests.media.test_rtp_session import udp_peer
+from tests.polling import until
 from voicebot.media.bridge import BridgeDirection, MediaBridge, transcode_table
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMA, PCMU, Codec
@@ -215,8 +216,8 @@ async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: Media
         await asyncio.gather(
             play(phone_a, a.local_port, sent_a, 0), play(phone_b, b.local_port, sent_b, 8)
         )
-        await wait_for(lambda: len(phone_b.audio(8, PCMA.silence())) >= 40)
-        await wait_for(lambda: len(phone_a.audio(0, PCMU.silence())) >= 40)
+        await until(lambda: len(phone_b.audio(8, PCMA.silence())) >= 40)
+        await until(lambda: len(phone_a.audio(0, PCMU.silence())) >= 40)
     at_b = phone_b.audio(8, PCMA.silence())
     at_a = phone_a.audio(0, PCMU.silence())
     # Every frame arrived, in order, converted exactly as μ-law → linear → A-law ...
@@ -236,8 +237,8 @@ async def test_keys_are_resent_as_events_never_as_audio(
         for press, _ in sender.packets("5", phone_a.seq, phone_a.ts, 0.1):
             phone_a.transport.sendto(bytes(press), (HOST, a.local_port))
             await asyncio.sleep(0.020)
-        await wait_for(lambda: any(p.payload_type == DTMF_PT for p in phone_b.packets()))
-        await wait_for(lambda: phone_b.packets()[-1].payload_type != DTMF_PT)
+        await until(lambda: any(p.payload_type == DTMF_PT for p in phone_b.packets()))
+        await until(lambda: phone_b.packets()[-1].payload_type != DTMF_PT)
     got = phone_b.packets()
     events = {TelephoneEvent.parse(p.payload).key for p in got if p.payload_type == DTMF_PT}
     assert events == {"5"}
@@ -252,8 +253,8 @@ async def test_a_stranger_is_not_bridged(pool: RtpPortPool, clock: MediaClock) -
             _, frames = tone_frames(1013, 10, PCMU)
             await play(phone_a, a.local_port, frames[:5], 0)  # the real phone is live
             await play(stranger, a.local_port, frames[5:], 0)
-            await wait_for(lambda: len(phone_b.audio(0, PCMU.silence())) >= 5)
-            await wait_for(lambda: a.stats.refused >= 5)
+            await until(lambda: len(phone_b.audio(0, PCMU.silence())) >= 5)
+            await until(lambda: a.stats.refused >= 5)
     finally:
         stranger.transport.close()
     assert phone_b.audio(0, PCMU.silence()) == frames[:5]

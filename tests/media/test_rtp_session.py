@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from tests.media.conftest import HOST
+from tests.polling import until
 from tests.ports import free_udp_span, rtp_window
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMA, PCMU
@@ -48,14 +49,6 @@ async def keyed_session(
     return session
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 def free_even_ports(*ports: int) -> set[int]:
     free = set()
     for port in ports:
@@ -85,7 +78,7 @@ async def test_pool_allocates_even_ports_skips_busy_and_exhausts() -> None:
         first.close()
         assert first.port not in pool.in_use
         # asyncio closes the socket on a later loop iteration
-        await wait_for(lambda: first.port in free_even_ports(first.port))
+        await until(lambda: first.port in free_even_ports(first.port))
         again = await pool.allocate()
         assert again.port == first.port
         again.close()
@@ -126,7 +119,7 @@ async def test_sequence_wrap_on_the_wire(pool: RtpPortPool, clock: MediaClock) -
     session = RtpSession(await pool.allocate(), (HOST, peer_port), PCMA, clock)
     session._seq = 65533  # start right before the wrap
     await session.start()
-    await wait_for(lambda: len(receiver.datagrams) >= 6)
+    await until(lambda: len(receiver.datagrams) >= 6)
     await session.close()
     peer.close()
     packets = [RtpPacket.parse(d) for d, _ in receiver.datagrams]
@@ -153,14 +146,14 @@ async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) 
             peer.sendto(bytes(packet), target)
             seq += 1
         timestamp += 1600
-    await wait_for(lambda: len(keys) == 5)
+    await until(lambda: len(keys) == 5)
     assert keys == list("1500#")
     assert session.stats.keys == 5
     assert session.stats.malformed == 5 * len(garbage)
     assert session.stats.packets_received == 5 * 8
     assert session.remote == (HOST, peer_port)  # garbage from elsewhere did not latch
     sent_before = session.stats.packets_sent
-    await wait_for(lambda: session.stats.packets_sent > sent_before + 2)  # still sending
+    await until(lambda: session.stats.packets_sent > sent_before + 2)  # still sending
     await session.close()
     peer.close()
     raw.close()
@@ -188,14 +181,14 @@ async def test_nat_source_on_a_trusted_ip_latches_after_four_in_sequence_packets
         await pool.allocate(), (HOST, sdp_port), PCMU, clock, on_audio=heard.append
     )
     await session.start()
-    await wait_for(lambda: len(sdp_receiver.datagrams) >= 2)
+    await until(lambda: len(sdp_receiver.datagrams) >= 2)
     target = (HOST, session.local_port)
     for seq in (1, 2, 4, 5, 6):  # a gap restarts the count: 4, 5, 6 are only 3
         nat_peer.sendto(audio(seq), target)
-    await wait_for(lambda: session.stats.learning == 5)
+    await until(lambda: session.stats.learning == 5)
     assert session.remote == (HOST, sdp_port) and heard == []
     nat_peer.sendto(audio(7), target)  # the 4th in a row
-    await wait_for(lambda: len(nat_receiver.datagrams) >= 3)
+    await until(lambda: len(nat_receiver.datagrams) >= 3)
     assert session.remote == (HOST, nat_port)
     assert heard == [b"\x00\x00" * 160] and session.stats.relatched == 1
     await session.close()
@@ -222,14 +215,14 @@ async def test_stranger_ip_never_latches_however_well_it_sends(
         timestamp += 1600
     for n in range(10):
         stranger.sendto(audio(seq + n), target)
-    await wait_for(lambda: session.stats.refused == 5 * 8 + 10)
+    await until(lambda: session.stats.refused == 5 * 8 + 10)
     assert keys == [] and session.remote == (HOST, phone_port)
     assert stranger_receiver.datagrams == []
     sender = DtmfSender(DTMF_PT, ssrc=77)
     for packet, _ in sender.packets("3", 100, 5000):
         phone.sendto(bytes(packet), target)
-    await wait_for(lambda: keys == ["3"])
-    await wait_for(lambda: len(phone_receiver.datagrams) >= 3)
+    await until(lambda: keys == ["3"])
+    await until(lambda: len(phone_receiver.datagrams) >= 3)
     await session.close()
     phone.close()
     stranger.close()
@@ -244,10 +237,10 @@ async def test_a_live_stream_is_not_taken_over_from_its_own_ip(
     await session.start()
     target = (HOST, session.local_port)
     phone.sendto(audio(1), target)
-    await wait_for(lambda: session.stats.packets_received == 1)
+    await until(lambda: session.stats.packets_received == 1)
     for seq in range(10, 20):
         other.sendto(audio(seq), target)
-    await wait_for(lambda: session.stats.refused == 10)
+    await until(lambda: session.stats.refused == 10)
     assert session.remote == (HOST, phone_port)
     await session.close()
     phone.close()
@@ -285,7 +278,7 @@ async def test_send_keys_round_trip_between_sessions(pool: RtpPortPool, clock: M
     with pytest.raises(ValueError):
         a.send_keys("12x")
     await asyncio.wait_for(a.send_keys("1500", duration=0.04, gap=0.04), 5)
-    await wait_for(lambda: len(keys) == 4)
+    await until(lambda: len(keys) == 4)
     assert keys == list("1500")
     await a.close()
     await b.close()

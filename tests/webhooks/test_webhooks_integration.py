@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 from webhooks_testkit import SECRET, SECRET_2, Receiver
 
+from tests.polling import until
 from voicebot.journal.database import connector
 from webhooks import DeliveryPolicy, Dispatcher, Endpoint, SystemClock, enqueue
 from webhooks.outbox import count_by_status, list_deliveries
@@ -29,13 +30,6 @@ async def put(conn, endpoints, n: int = 1, event: str = "call.categorized") -> l
 
 def _now():
     return SystemClock().now()
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_delivery_verifies_with_standardwebhooks(conn, db_path, receiver: Receiver) -> None:
