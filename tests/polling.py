@@ -17,11 +17,12 @@ async def until(
     condition: Callable[[], bool | Awaitable[bool]],
     timeout: float = 5.0,
     *,
-    what: str = "the condition",
+    what: str | Callable[[], object] = "the condition",
     every: float = 0.01,
 ) -> None:
     """Return once `condition()` (plain or async) holds, checking every `every`
-    seconds; AssertionError naming `what` once `timeout` seconds have passed."""
+    seconds; after `timeout` seconds an AssertionError shows `what` (a callable
+    `what` is asked then, so it can show the state the test got instead)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -31,5 +32,6 @@ async def until(
         if held:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
+            shown = what() if callable(what) else what
+            raise AssertionError(f"not reached within {timeout} s: {shown}")
         await asyncio.sleep(every)

@@ -16,6 +16,7 @@ import sys
 import time
 
 from tests.integration.conftest import MakeBot, target, wait_rows
+from tests.polling import until
 from voicebot.journal.spool import spool_path
 from voicebot.softphone import KeyingStyle, place_call
 
@@ -94,7 +95,4 @@ async def test_saved_is_said_only_once_stored_and_the_spool_reaches_the_journal(
     assert len(bodies) == 1 and row["call_id"] in bodies[0], bodies
 
     # Replayed, so the spool is emptied (replaying twice is covered in tests/journal).
-    deadline = time.monotonic() + 5
-    while spool.exists() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not spool.exists()
+    await until(lambda: not spool.exists(), 5, what="the spool replayed and removed")

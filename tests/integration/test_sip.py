@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     needs_sipp,
     target,
 )
+from tests.polling import until
 from tests.ports import free_port
 from tests.sipp_harness.runner import Sipp, SippRun
 from voicebot.app import VoicebotApp
@@ -104,10 +105,8 @@ async def test_registers_with_401_and_again_after_registrar_restart(
     assert "Authorization: Digest" in second_result.messages_log_text
     await wait_registered(app, timeout=5)
     # the grant of the second registrar (Contact ;expires=120), not the first's 2 s
-    deadline = time.monotonic() + 5
-    while app.user_agent.registration.granted_expires != 120:
-        assert time.monotonic() < deadline, app.health()
-        await asyncio.sleep(0.05)
+    registration = app.user_agent.registration
+    await until(lambda: registration.granted_expires == 120, 5, what=app.health)
     status, body = await get_healthz(app)
     assert status == 200 and body["sip"]["registration"]["state"] == "registered", body
 

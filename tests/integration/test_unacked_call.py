@@ -5,13 +5,13 @@ every un-ACKed INVITE logged `call.failed` with a CallEnded traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 
 import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.conftest import MakeBot
+from tests.polling import until
 from tests.sip.test_hostile_requests import request, sdp
 from tests.sip.udp_peer import UdpPeer
 from voicebot import app as app_module
@@ -35,11 +35,11 @@ async def test_never_acked_call_ends_in_one_warning_and_frees_its_port(
             )
             assert (await pbx.final(timeout=5.0)).status == 200
             assert len(bot._env.ports.in_use) == 1
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while bot._calls or bot._env.ports.in_use:
-                assert loop.time() < deadline, "the un-ACKed call never ended"
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: not bot._calls and not bot._env.ports.in_use,
+                10,
+                what="the end of the un-ACKed call",
+            )
         finally:
             pbx.close()
     assert bot.counters.failed == 0

@@ -6,11 +6,11 @@ answering 500 once, so the retry path is the one exercised."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 from tests.integration.conftest import CALLER, MakeBot, finished, needs_sipp, target, wait_rows
+from tests.polling import until
 from tests.sipp_harness.runner import Sipp, build_info_scenario
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
 
@@ -38,9 +38,7 @@ async def test_categorized_call_is_delivered_signed_after_a_500(
         result = await sipp.arun_scenario(scenario, target(bot), keys=CALLER, timeout_s=40)
         assert result.ok and result.successful_calls == 1, result.describe()
         (row,) = await wait_rows(bot, finished)
-        deadline = asyncio.get_running_loop().time() + 10
-        while len(receiver.received) < 2 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(receiver.received) >= 2, 10, what="a retry after the 500")
     finally:
         await receiver.stop()
 

@@ -21,6 +21,7 @@ from tests.media.dtmf_signals import (
     through_g711,
     white_noise,
 )
+from tests.polling import until
 from voicebot.media.clock import MediaClock
 from voicebot.media.dual_mode_keys import DualModeKeys
 from voicebot.media.g711 import PCMA, PCMU, Codec
@@ -181,10 +182,7 @@ async def test_receiver_delivers_keys_on_the_media_clock() -> None:
             channels[name].feed(piece[:100])  # odd splits: a frame is assembled
             channels[name].feed(piece[100:])
         await asyncio.sleep(0.004)
-    deadline = asyncio.get_running_loop().time() + 5
-    while (keys["a"], keys["b"]) != (list("3#1"), list("90*")):
-        assert asyncio.get_running_loop().time() < deadline, keys
-        await asyncio.sleep(0.01)
+    await until(lambda: (keys["a"], keys["b"]) == (list("3#1"), list("90*")), 5, what=lambda: keys)
     for channel in channels.values():
         channel.close()
     assert receiver.open_channels == 0

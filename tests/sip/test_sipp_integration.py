@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.polling import until
 from tests.ports import free_port
 from tests.sip.handoff import each_call
 from tests.sipp_harness.runner import Sipp, SippResult, SippRun
@@ -51,11 +52,13 @@ async def never_called(call: IncomingCall) -> None:
 
 
 async def wait_for_state(ua: UserAgent, state: RegistrationState, timeout: float) -> None:
-    assert ua.registration is not None
-    deadline = time.monotonic() + timeout
-    while ua.registration.state != state:
-        assert time.monotonic() < deadline, (ua.registration.state, ua.registration.last_error)
-        await asyncio.sleep(0.05)
+    registration = ua.registration
+    assert registration is not None
+    await until(
+        lambda: registration.state == state,
+        timeout,
+        what=lambda: (registration.state, registration.last_error),
+    )
 
 
 async def registrar(sipp: Sipp, scenario: str, port: int) -> SippRun:
