@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.sipp_harness.runner import Sipp, SippNotFoundError
+from tests.webhooks.webhooks_testkit import SECRET, Receiver
 
 # Debian package → the program the tests run from it.
 REQUIRED_IN_CI = {
@@ -46,3 +48,13 @@ def sipp(tmp_path: Path) -> Sipp:
         if os.environ.get("CI"):
             pytest.fail(str(missing))
         pytest.skip(str(missing))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver (the CRM stand-in) on 127.0.0.1 that verifies the
+    Standard Webhooks signature of every delivery against SECRET."""
+    hooks = Receiver([SECRET])
+    await hooks.start()
+    yield hooks
+    await hooks.stop()

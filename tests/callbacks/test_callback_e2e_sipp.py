@@ -7,7 +7,6 @@ aiohttp receiver (verified with the `standardwebhooks` library)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ pytestmark = [
     pytest.mark.sipp,
     pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)"),
 ]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    hooks = Receiver([SECRET])
-    await hooks.start()
-    yield hooks
-    await hooks.stop()
 
 
 async def test_manager_keys_1_refer_completes_the_job_with_a_signed_webhook(

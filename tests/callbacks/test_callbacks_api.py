@@ -235,37 +235,26 @@ async def test_list_pages_and_filters(start_app: AppFactory) -> None:
             assert r.status == 400 and (await r.json())["field"] == "cursor"
 
 
-async def test_callback_webhooks_arrive_signed(start_app: AppFactory) -> None:
+async def test_callback_webhooks_arrive_signed(start_app: AppFactory, receiver: Receiver) -> None:
     """call.missed, callback.scheduled (new, then rescheduled after a busy
     client) and callback.completed reach a real receiver through the outbox,
     each verified with the public `standardwebhooks` library."""
-    receiver = Receiver([SECRET])
-    await receiver.start()
     dialler = ScriptedDialler(
         AttemptResult(Outcome.CLIENT_BUSY, target="201", sip_status=486),
         AttemptResult(Outcome.COMPLETED, target="201"),
     )
-    try:
-        app = await start_app(
-            dialler,
-            webhooks={"endpoints": [{"url": receiver.url, "secret": SECRET}]},
-            first_delay_s=0,
-            retry_interval_s=0.2,
-        )
-        async with (
-            api_session(app) as http,
-            http.post(
-                "/api/v1/calls/events", json=event("pbx-7", "missed", datetime.now(UTC))
-            ) as r,
-        ):
-            call_id = (await r.json())["id"]
-
-        async def four_events() -> bool:
-            return len(receiver.received) >= 4
-
-        await until(four_events, timeout=10)
-    finally:
-        await receiver.stop()
+    app = await start_app(
+        dialler,
+        webhooks={"endpoints": [{"url": receiver.url, "secret": SECRET}]},
+        first_delay_s=0,
+        retry_interval_s=0.2,
+    )
+    async with (
+        api_session(app) as http,
+        http.post("/api/v1/calls/events", json=event("pbx-7", "missed", datetime.now(UTC))) as r,
+    ):
+        call_id = (await r.json())["id"]
+    await until(lambda: len(receiver.received) >= 4, timeout=10, what="four webhooks")
     events = [json.loads(item.body) for item in receiver.received]
     assert all(item.verified for item in receiver.received)
     # The dispatcher posts up to 4 at once: arrival order is not promised.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-from webhooks_testkit import SECRET, Receiver, ScriptedSender
+from webhooks_testkit import ScriptedSender
 
 from tests.clock import ManualClock
 from tests.ports import free_port
@@ -35,14 +35,6 @@ def clock() -> ManualClock:
 @pytest.fixture
 def sender() -> ScriptedSender:
     return ScriptedSender()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver([SECRET])
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture
