@@ -7,10 +7,13 @@ test also proves RFC 3261 §18.2.2 / RFC 3581 response routing (j).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +69,19 @@ async def registrar(sipp: Sipp, scenario: str, port: int) -> SippRun:
     run = await sipp.start(SCENARIOS / scenario, None, local_port=port, timeout_s=20)
     await run.listening()
     return run
+
+
+@contextlib.asynccontextmanager
+async def peer_ua(
+    app: Callable[[IncomingCall], Awaitable[None]] = never_called, **overrides: Any
+) -> AsyncIterator[UserAgent]:
+    """A started peer-mode UserAgent on a port the OS chose; stopped on the way out."""
+    ua = UserAgent(peer_settings(**overrides), each_call(app))
+    await ua.start()
+    try:
+        yield ua
+    finally:
+        await ua.stop()
 
 
 async def dial(sipp: Sipp, scenario: str, ua: UserAgent) -> SippResult:
@@ -160,13 +176,9 @@ async def test_answered_without_the_app(
     """The UA answers these itself (the scenario checks the status and headers);
     the app is never called."""
     overrides = {"allowed_peers": allowed_peers} if allowed_peers is not None else {}
-    ua = UserAgent(peer_settings(**overrides), each_call(never_called))
-    await ua.start()
-    try:
+    async with peer_ua(**overrides) as ua:
         result = await dial(sipp, scenario, ua)
         assert result.ok, result.describe()
-    finally:
-        await ua.stop()
 
 
 async def test_cancel_before_answer_gets_487_and_is_never_answered(sipp: Sipp) -> None:
@@ -180,18 +192,11 @@ async def test_cancel_before_answer_gets_487_and_is_never_answered(sipp: Sipp) -
             outcome["answer"] = "CallCancelled"
         outcome["ended"] = call.ended.result()
 
-    ua = UserAgent(peer_settings(), each_call(slow_app))
-    await ua.start()
-    try:
+    async with peer_ua(slow_app) as ua:
         result = await dial(sipp, "invite_cancel.xml", ua)
         assert result.ok, result.describe()
-        for _ in range(60):
-            if "ended" in outcome:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: "ended" in outcome, 3, what=lambda: outcome)
         assert outcome == {"answer": "CallCancelled", "ended": "cancelled"}
-    finally:
-        await ua.stop()
 
 
 async def test_call_with_pbx_headers_answered_then_remote_bye(sipp: Sipp) -> None:
@@ -213,17 +218,10 @@ async def test_call_with_pbx_headers_answered_then_remote_bye(sipp: Sipp) -> Non
         seen["answered"] = True
         seen["ended"] = await asyncio.wait_for(call.ended, 5)
 
-    ua = UserAgent(peer_settings(), each_call(app))
-    await ua.start()
-    try:
+    async with peer_ua(app) as ua:
         result = await dial(sipp, "call_bye.xml", ua)
         assert result.ok, result.describe()
-        for _ in range(40):
-            if "ended" in seen:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await ua.stop()
+        await until(lambda: "ended" in seen, 2, what=lambda: seen)
     assert seen["x_call_id"] == "pbx-1700000000.42"
     assert seen["client"] == "+380501234567"
     assert seen["manager"] == "201"
@@ -244,12 +242,8 @@ async def test_info_digits_delivered_and_answered_200(sipp: Sipp) -> None:
         await call.ended
         done.set()
 
-    ua = UserAgent(peer_settings(), each_call(app))
-    await ua.start()
-    try:
+    async with peer_ua(app) as ua:
         result = await dial(sipp, "call_info.xml", ua)
         assert result.ok, result.describe()
         await asyncio.wait_for(done.wait(), 3)
-    finally:
-        await ua.stop()
     assert keys == ["5", "#"]
