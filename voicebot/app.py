@@ -93,6 +93,8 @@ class VoicebotApp:
         self._runner: web.AppRunner | None = None
         self._dispatcher: Any = None
         self._media_clock = MediaClock()
+        #: Every call's media ticks on this one clock (its skips are on /metrics).
+        self.media_clock = self._media_clock
         self._calls: dict[asyncio.Task[None], CategorizationCall] = {}
         # Missed calls over SIP: a few seconds each (a prompt, or a 480).
         self._missed_calls: set[asyncio.Task[None]] = set()
@@ -144,6 +146,9 @@ class VoicebotApp:
             s.storage.database,
             TypeRules.from_settings(s.journal.unique_window_days, s.journal.target_min_talk_s),
             self.clock,
+            # The API's reads on a connection (and thread) of their own: a long
+            # report never queues the log's writes nor outruns the media clock.
+            separate_reader=True,
         )
         self._spool = Spool(spool_path(s.storage.database, s.storage.spool_dir))
         # Before recovery: a spooled call finishes its row instead of being
@@ -341,7 +346,7 @@ class VoicebotApp:
             zone,
             self.call_log.rules,
         )
-        self.journal_figures.today = await tally(self.call_log.connection, scope)
+        self.journal_figures.today = await tally(self.call_log.reader, scope)
 
     def _registered(self) -> bool | None:
         registration = self.user_agent.registration if self.user_agent else None

@@ -213,7 +213,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     callbacks_api = _callbacks(request)
     callbacks_on = callbacks_api is not None and callbacks_api.enabled
     callback_week = await callback_report(api, week, week_period)
-    conn = api.call_log.connection
+    conn = api.call_log.reader
     deliveries = await count_by_status(conn)
     disabled = await disabled_endpoints(conn)
     health = api.health() if api.health is not None else {}

@@ -187,7 +187,7 @@ def json_response(model: BaseModel) -> web.Response:
 
 
 async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> MissedReportOut:
-    report = await reports.missed(api.call_log.connection, scope)
+    report = await reports.missed(api.call_log.reader, scope)
     rules = api.call_log.rules
     calls = await map_in_slices(
         lambda m: MissedCallOut.model_validate(
@@ -207,7 +207,7 @@ async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) 
 async def category_report(
     api: JournalApi, scope: ReportScope, period: PeriodOut
 ) -> CategoryReportOut:
-    report = await reports.categories(api.call_log.connection, scope)
+    report = await reports.categories(api.call_log.reader, scope)
     return CategoryReportOut(
         period=period,
         totals=[CategoryRowOut.model_validate(r, from_attributes=True) for r in report.totals],
@@ -218,7 +218,7 @@ async def category_report(
 
 
 async def hourly_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> HourlyReportOut:
-    report = await reports.hourly(api.call_log.connection, scope)
+    report = await reports.hourly(api.call_log.reader, scope)
     return HourlyReportOut(
         period=period, weekdays=list(WEEKDAYS), calls=report.calls, missed=report.missed
     )
@@ -227,7 +227,7 @@ async def hourly_report(api: JournalApi, scope: ReportScope, period: PeriodOut) 
 async def summary_report(
     api: JournalApi, scope: ReportScope, period: PeriodOut
 ) -> SummaryReportOut:
-    rows = await reports.summary(api.call_log.connection, scope)
+    rows = await reports.summary(api.call_log.reader, scope)
     return SummaryReportOut(
         period=period,
         directions=[SummaryRowOut.model_validate(r, from_attributes=True) for r in rows],
@@ -237,7 +237,7 @@ async def summary_report(
 async def coverage_report(
     api: JournalApi, scope: ReportScope, period: PeriodOut
 ) -> CoverageReportOut:
-    rows = await reports.coverage(api.call_log.connection, scope)
+    rows = await reports.coverage(api.call_log.reader, scope)
     return CoverageReportOut(
         period=period,
         managers=[CoverageRowOut.model_validate(r, from_attributes=True) for r in rows],
@@ -247,7 +247,7 @@ async def coverage_report(
 async def callback_report(
     api: JournalApi, scope: ReportScope, period: PeriodOut
 ) -> CallbackReportOut:
-    report = await reports.callbacks(api.call_log.connection, scope)
+    report = await reports.callbacks(api.call_log.reader, scope)
     return CallbackReportOut.model_validate(asdict(report) | {"period": period})
 
 

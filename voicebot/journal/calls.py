@@ -17,6 +17,10 @@ of last month), because the unique/repeated rules read it
 
 The log owns its own connection to the journal's SQLite file (WAL: the
 menu's writes on the journal's connection do not wait for reports here).
+Opened with `separate_reader=True` (the running bot), its reads for the API
+(`list`, `get`, and `reader` for the reports) go through a second, read-only
+connection of their own (voicebot/journal/reader.py), so a long report never
+queues the log's own writes.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from voicebot.journal.call_types import (
     sql_parameters,
 )
 from voicebot.journal.database import begin_immediate, open_database
+from voicebot.journal.reader import open_reader
 from voicebot.logs import get_logger
 from voicebot.slices import map_in_slices
 
@@ -273,9 +278,14 @@ async def connect(path: Path) -> aiosqlite.Connection:
 
 class CallLog:
     def __init__(
-        self, conn: aiosqlite.Connection, rules: TypeRules, clock: Clock | None = None
+        self,
+        conn: aiosqlite.Connection,
+        rules: TypeRules,
+        clock: Clock | None = None,
+        reader: aiosqlite.Connection | None = None,
     ) -> None:
         self._conn = conn
+        self._reader = reader
         self.rules = rules
         self._clock = clock or SystemClock()
         # Every write here is a multi-statement transaction on one shared
@@ -285,14 +295,38 @@ class CallLog:
         self._log = get_logger()
 
     @classmethod
-    async def open(cls, path: Path, rules: TypeRules, clock: Clock | None = None) -> CallLog:
-        return cls(await connect(path), rules, clock)
+    async def open(
+        cls,
+        path: Path,
+        rules: TypeRules,
+        clock: Clock | None = None,
+        *,
+        separate_reader: bool = False,
+    ) -> CallLog:
+        """`separate_reader`: serve `list`, `get` and `reader` from a read-only
+        connection of their own (the running bot does, for its HTTP API)."""
+        conn = await connect(path)
+        try:
+            reader = await open_reader(path) if separate_reader else None
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, rules, clock, reader)
 
     @property
     def connection(self) -> aiosqlite.Connection:
+        """The connection the log writes on (and reads within its writes)."""
         return self._conn
 
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """The connection for reads that are not part of a write: the reports,
+        the API's lists. The writing one when the log has no reader of its own."""
+        return self._reader if self._reader is not None else self._conn
+
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
         await self._conn.close()
 
     def subscribe(self, listener: CallListener) -> None:
@@ -555,7 +589,9 @@ class CallLog:
         return CallRecord.from_row(row) if row is not None else None
 
     async def get(self, call_id: int) -> CallRecord | None:
-        return await self._fetch("c.id = ?", (call_id,))
+        async with self.reader.execute(f"{SELECT_CALLS} WHERE c.id = ?", (call_id,)) as cursor:
+            row = await cursor.fetchone()
+        return CallRecord.from_row(row) if row is not None else None
 
     async def list(
         self, filters: CallFilter, limit: int = 50, cursor: str | None = None
@@ -582,7 +618,7 @@ class CallLog:
             params |= {"cursor_at": position[0], "cursor_id": position[1]}
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params["limit"] = count
-        async with self._conn.execute(
+        async with self.reader.execute(
             f"{SELECT_CALLS}{where} ORDER BY c.started_at DESC, c.id DESC LIMIT :limit", params
         ) as rows_cursor:
             return await map_in_slices(CallRecord.from_row, await rows_cursor.fetchall())
@@ -593,7 +629,7 @@ class CallLog:
         """type=spam as one ordered read of calls_category per spam code, merged:
         `category_code IN (spam codes)` would sort every spam call of the
         journal for one page (0.3 s at 1 M calls, bench/journal.py)."""
-        async with self._conn.execute("SELECT code FROM categories WHERE spam = 1") as cursor:
+        async with self.reader.execute("SELECT code FROM categories WHERE spam = 1") as cursor:
             codes = [str(row[0]) for row in await cursor.fetchall()]
         if filters.category is not None:
             codes = [code for code in codes if code == filters.category]

@@ -1,0 +1,126 @@
+"""The API's reads beside the calls (issue 6 item 10), against the real app:
+a report in flight runs on the call log's read-only connection, in a thread
+of its own at a lower CPU priority, so it neither queues a PBX event's write
+nor holds the event loop the media clock ticks on.
+
+The report is held mid-statement by a SQLite progress handler on that
+connection, which waits for the test's go: "in flight" is a state here, not
+a timing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.ports import rtp_window
+from voicebot.app import VoicebotApp
+from voicebot.journal.reader import READER_NICENESS
+from voicebot.settings import Settings
+
+EVENT = {
+    "call_id": "pbx-during-report",
+    "direction": "inbound",
+    "caller": "+79990001122",
+    "status": "missed",
+    "started_at": "2026-11-20T10:00:00+00:00",
+}
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
+    rtp_min, rtp_max = rtp_window(calls=2)
+    settings = Settings(
+        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
+        storage={"database": tmp_path / "voicebot.db"},
+        http={"port": 0},
+        webhooks={"endpoints": []},
+    )
+    bot = VoicebotApp(settings)
+    await bot.start()
+    yield bot
+    await bot.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+class TickCounter:
+    """A call's place on the media clock: counts the ticks it is given."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def on_tick(self, tick_no: int) -> None:
+        self.ticks += 1
+
+
+async def test_a_report_in_flight_neither_queues_a_write_nor_holds_the_media_clock(
+    app: VoicebotApp,
+) -> None:
+    assert app.call_log is not None
+    reader = app.call_log.reader
+    assert reader is not app.call_log.connection
+    entered, release = threading.Event(), threading.Event()
+    reader_thread: list[int] = []
+
+    def hold() -> int:
+        # SQLite calls this inside the report's statement, on the reader's thread.
+        if not entered.is_set():
+            reader_thread.append(threading.get_native_id())
+            entered.set()
+        release.wait(30)  # a safety net, never a measure: the test sets it
+        return 0
+
+    await reader.set_progress_handler(hold, 1)
+    counter = TickCounter()
+    app.media_clock.subscribe(counter)
+    base = f"http://127.0.0.1:{app.http_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            report = asyncio.create_task(
+                http.get(f"{base}/api/v1/reports/coverage?from=2000-01-01")
+            )
+            await until(entered.is_set)
+            # The report is mid-statement. A PBX event is written meanwhile:
+            # on one shared connection it would wait for the report's end.
+            async with http.post(f"{base}/api/v1/calls/events", json=EVENT) as posted:
+                assert posted.status == 201, await posted.text()
+            # And the loop goes on ticking every call's media.
+            ticks = counter.ticks
+            await until(lambda: counter.ticks >= ticks + 10)
+            assert not report.done()
+            if sys.platform == "linux":
+                loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                assert os.getpriority(os.PRIO_PROCESS, reader_thread[0]) == min(
+                    19, loop_priority + READER_NICENESS
+                )
+            release.set()
+            async with await report as answered:
+                assert answered.status == 200
+                assert (await answered.json())["managers"] == []
+            # The event is in the journal, and the API reads it back.
+            async with http.get(f"{base}/api/v1/calls?limit=5") as listed:
+                calls = (await listed.json())["calls"]
+            assert [c["pbx_call_id"] for c in calls] == ["pbx-during-report"]
+    finally:
+        release.set()
+        app.media_clock.unsubscribe(counter)
+
+
+async def test_the_api_read_connection_refuses_writes(app: VoicebotApp) -> None:
+    assert app.call_log is not None
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await app.call_log.reader.execute("DELETE FROM calls")
