@@ -1,9 +1,12 @@
 """API isolation benchmark (issue 6 item 10): does HTTP load stall the audio?
 
-    python bench/api_isolation.py [--calls 100] [--clients 200] [--rows 3000] [--window 10]
+    python bench/api_isolation.py [--calls 100] [--clients 200] [--rows 100000]
+                                  [--days 90] [--window 10] [--bot-src PATH]
 
 One bot process (`python -m voicebot run`, peer mode, free ports, a temporary
-journal filled with `--rows` PBX calls) carries `--calls` calls placed by a
+journal seeded with `--rows` PBX calls over `--days` days the way
+bench/journal.py seeds it: executemany, about 7 s for 100 000) carries
+`--calls` calls placed by a
 light generator in this process (our own `UserAgent`; each call's RTP lands on
 a plain UDP socket read with kernel receive timestamps, SO_TIMESTAMPNS, so
 this process's own load does not colour the figures). Two windows of
@@ -11,15 +14,18 @@ this process's own load does not colour the figures). Two windows of
 
 * baseline: no HTTP load;
 * loaded: `--clients` aiohttp clients (a separate process, started inside
-  the window, so their first burst counts) hammer
-  `GET /api/v1/calls?limit=500` and the slowest report under /api/v1/reports/
-  (measured once at start).
+  the window, so their first burst counts) hammer the heaviest endpoints:
+  every candidate (`/api/v1/calls?limit=500`, each report over the whole
+  journal as JSON and CSV) is timed once before the calls go up, and the
+  clients cycle over the slowest one, the slowest report, and
+  `/api/v1/calls?limit=500`.
 
 Per window it prints the bot's RTP send gap as received (p50/p99/max pooled
 over calls), packets received per call, media clock skips (the bot's
 `voicebot_media_clock_skipped_ticks_total` on /metrics), OPTIONS round trip
 (p50/max, one every 100 ms), the bot's CPU and peak RSS, and, for the loaded
-window, HTTP answers by status and their latency. Then loaded/baseline ratios.
+window, HTTP answers by status and their latency. Then loaded/baseline
+ratios, and the load average (`uptime`) before and after.
 Targets (issue 6): no skip and p99 <= 25 ms with 100 calls under 200 clients.
 Numbers are printed, never asserted.
 """
@@ -31,6 +37,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -39,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +54,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.journal import seed  # noqa: E402
 from tests.ports import free_port, free_udp_span  # noqa: E402
-from voicebot.journal.call_events import CallEvent  # noqa: E402
-from voicebot.journal.call_types import TypeRules  # noqa: E402
-from voicebot.journal.calls import CallLog  # noqa: E402
+from voicebot.journal.database import open_database  # noqa: E402
 from voicebot.logs import configure_logging  # noqa: E402
 from voicebot.settings import SipSettings  # noqa: E402
 from voicebot.sip.call import IncomingCall, OutgoingCall  # noqa: E402
@@ -59,7 +64,9 @@ from voicebot.sip.user_agent import UserAgent  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-REPORTS = ("missed", "categories", "hourly", "summary", "coverage")
+REPORTS = ("missed", "categories", "hourly", "summary", "coverage", "callbacks")
+EVERYTHING = "from=2000-01-01"
+CALLS_PAGE = "/api/v1/calls?limit=500"
 
 
 # ------------------------------------------------------------------ RTP receivers
@@ -108,28 +115,13 @@ def percentile(values: list[float], p: float) -> float:
 # ------------------------------------------------------------------ the bot
 
 
-async def fill_journal(db: Path, rows: int) -> None:
-    log = await CallLog.open(db, TypeRules.from_settings(30, 10))
-    start = datetime.now(UTC) - timedelta(days=6)
-    try:
-        for i in range(rows):
-            t = start + timedelta(minutes=3 * i)
-            answered = i % 3 != 0
-            await log.record_call_event(
-                CallEvent(
-                    call_id=f"bench-{i}",
-                    direction="inbound" if i % 4 else "outbound",
-                    caller=f"+7999{i % 997:07d}",
-                    callee="+74950000000",
-                    status="answered" if answered else "missed",
-                    started_at=t,
-                    answered_at=t + timedelta(seconds=12) if answered else None,
-                    ended_at=t + timedelta(seconds=95),
-                    manager=str(200 + i % 12),
-                )
-            )
-    finally:
-        await log.close()
+async def fill_journal(db: Path, rows: int, days: int) -> float:
+    """Seconds it took: the schema by `open_database`, the rows by bench/journal.py."""
+    began = time.perf_counter()
+    conn = await open_database(db)
+    await conn.close()
+    seed(db, rows, days)
+    return time.perf_counter() - began
 
 
 def start_bot(
@@ -140,9 +132,12 @@ def start_bot(
     bot_src: Path = ROOT,
     *,
     flood_defaults: bool = False,
+    slow_callback_ms: float | None = None,
 ) -> subprocess.Popen[bytes]:
     """`flood_defaults`: keep the default per-source INVITE rate (bench/overload.py);
-    otherwise it is lifted, since every call here comes from 127.0.0.1."""
+    otherwise it is lifted, since every call here comes from 127.0.0.1.
+    `slow_callback_ms`: run the bot in asyncio debug mode, which logs (to
+    bot.log) every callback that held the loop longer than that."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")},
         "PYTHONPATH": str(bot_src),  # this checkout's voicebot (or --bot-src), not the installed
@@ -163,8 +158,12 @@ def start_bot(
     if not flood_defaults:
         env["VOICEBOT_SIP__INVITE_RATE_PER_SOURCE"] = "1000"
         env["VOICEBOT_SIP__INVITE_BURST_PER_SOURCE"] = "1000"
+    command = [sys.executable, "-m", "voicebot", "run"]
+    if slow_callback_ms is not None:
+        env["PYTHONASYNCIODEBUG"] = "1"
+        command = [sys.executable, "-c", SLOW_CALLBACKS, str(slow_callback_ms / 1000), "run"]
     return subprocess.Popen(
-        [sys.executable, "-m", "voicebot", "run"],
+        command,
         env=env,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
@@ -193,6 +192,61 @@ async def wait_http(port: int, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the bot did not start; see bot.log")
         await asyncio.sleep(0.2)
+
+
+#: `python -m voicebot run` with asyncio debug mode's slow-callback threshold
+#: lowered (0.1 s by default); asyncio logs each as "Executing ... took".
+SLOW_CALLBACKS = """
+import asyncio.base_events, runpy, sys
+threshold = float(sys.argv.pop(1))
+init = asyncio.base_events.BaseEventLoop.__init__
+def lowered(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.slow_callback_duration = threshold
+asyncio.base_events.BaseEventLoop.__init__ = lowered
+sys.argv[0] = "voicebot"
+runpy.run_module("voicebot", run_name="__main__", alter_sys=True)
+"""
+
+
+def slow_callbacks(log: Path, offset: int) -> list[tuple[float, str]]:
+    """(seconds, what) of each slow callback asyncio logged after `offset`, longest first."""
+    found = []
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = re.match(r"Executing (.*) took (\d+\.\d+) seconds", line)
+            if m:
+                found.append((float(m.group(2)), m.group(1)))
+    return sorted(found, reverse=True)
+
+
+def py_spy() -> str:
+    beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy into the venv
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+async def heaviest_endpoints(http_port: int) -> tuple[str, str]:
+    """(the slowest endpoint of all, the slowest report), each timed once,
+    sequentially, on the idle bot; prints the table."""
+    candidates = [CALLS_PAGE, f"{CALLS_PAGE}&{EVERYTHING}"]
+    for name in REPORTS:
+        candidates += [f"/api/v1/reports/{name}?{EVERYTHING}"]
+        candidates += [f"/api/v1/reports/{name}?{EVERYTHING}&format=csv"]
+    costs: dict[str, float] = {}
+    print("# one request each, idle bot:", flush=True)
+    for path in candidates:
+        t0 = time.monotonic()
+        status, body = await http_get(http_port, path)
+        costs[path] = time.monotonic() - t0
+        print(f"#   {costs[path] * 1000:8.0f} ms {len(body):>9} bytes {status} {path}", flush=True)
+    heaviest = max(costs, key=costs.__getitem__)
+    reports_only = [p for p in costs if p.startswith("/api/v1/reports/")]
+    return heaviest, max(reports_only, key=costs.__getitem__)
 
 
 class SkipCounter:
@@ -312,8 +366,17 @@ async def window(
     http_port: int,
     seconds: float,
     hammer: list[str] | None,
+    spy: Path | None = None,
 ) -> dict[str, Any]:
     await skips.mark()
+    log_offset = skips.log.stat().st_size
+    spying = None
+    if spy is not None and py_spy():
+        spying = await asyncio.create_subprocess_exec(
+            py_spy(), "record", "--nonblocking", "--threads", "--idle", "--format", "raw",
+            "-r", "200", "-p", str(bot.pid), "-d", str(int(seconds)), "-o", str(spy),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
     for sink in sinks:
         sink.arrivals.clear()
         sink.recording = True
@@ -350,6 +413,10 @@ async def window(
         out, _ = await proc.communicate()
         http = json.loads(out.decode() or "{}")
     skipped = await skips.since_mark()
+    if spying is not None:
+        await spying.wait()
+        print(f"# py-spy ({label}): {spy}", flush=True)
+    slow = slow_callbacks(skips.log, log_offset)
     gaps = [g for s in sinks for g in s.gaps_ms()]
     result = {
         "window": label,
@@ -365,17 +432,26 @@ async def window(
         "http": http,
     }
     print(json.dumps(result), flush=True)
+    if slow:
+        print(f"# slow callbacks ({label}): {len(slow)}, longest first:", flush=True)
+        for took, what in slow[:12]:
+            print(f"#   {took * 1000:7.1f} ms  {what[:160]}", flush=True)
     return result
 
 
 async def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="api-isolation-"))
-    print(f"# journal: {args.rows} calls in {workdir}", flush=True)
-    await fill_journal(workdir / "voicebot.db", args.rows)
+    print(f"# uptime before: {uptime()}", flush=True)
+    took = await fill_journal(workdir / "voicebot.db", args.rows, args.days)
+    print(
+        f"# journal: {args.rows} calls over {args.days} days in {workdir}, seeded in {took:.1f} s"
+    )
     sip_port, http_port = free_port(), free_port(udp=False)
     bot_rtp = free_udp_span(2 * args.calls + 40)
     rtp = (bot_rtp, bot_rtp + 2 * args.calls + 39)
-    proc = start_bot(workdir, sip_port, http_port, rtp, args.bot_src)
+    proc = start_bot(
+        workdir, sip_port, http_port, rtp, args.bot_src, slow_callback_ms=args.slow_callback_ms
+    )
     print(f"# bot: voicebot from {args.bot_src}", flush=True)
     phone: UserAgent | None = None
     loop = asyncio.get_running_loop()
@@ -385,22 +461,7 @@ async def run(args: argparse.Namespace) -> None:
         await wait_http(http_port)
         bot = psutil.Process(proc.pid)
         skips = SkipCounter(workdir / "bot.log", http_port)
-        # the heaviest report, by one request each
-        costs = {}
-        for name in REPORTS:
-            t0 = time.monotonic()
-            status, _ = await http_get(http_port, f"/api/v1/reports/{name}?from=2000-01-01")
-            costs[name] = (time.monotonic() - t0, status)
-        heaviest = max(costs, key=lambda k: costs[k][0])
-        t0 = time.monotonic()
-        status, body = await http_get(http_port, "/api/v1/calls?limit=500")
-        print(
-            f"# one /api/v1/calls?limit=500: {status}, {len(body)} bytes,"
-            f" {(time.monotonic() - t0) * 1000:.0f} ms; heaviest report: {heaviest}"
-            f" ({costs[heaviest][0] * 1000:.0f} ms, {costs[heaviest][1]})",
-            flush=True,
-        )
-
+        heaviest, heaviest_report = await heaviest_endpoints(http_port)
         refusals: set[asyncio.Task[None]] = set()
 
         def refuse(call: IncomingCall) -> None:
@@ -431,10 +492,21 @@ async def run(args: argparse.Namespace) -> None:
         up = sum(1 for a in answered if not isinstance(a, BaseException))
         print(f"# calls up: {up}/{args.calls}", flush=True)
         await asyncio.sleep(1.0)
-        paths = ["/api/v1/calls?limit=500", f"/api/v1/reports/{heaviest}?from=2000-01-01"]
-        base = await window("baseline", bot, sinks, skips, sip_port, http_port, args.window, None)
+        paths = list(dict.fromkeys([heaviest, heaviest_report, CALLS_PAGE]))
+        print(f"# hammered: {' '.join(paths)}", flush=True)
+        spies = {}
+        if args.py_spy:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+            spies = {name: args.py_spy / f"{name}.txt" for name in ("baseline", "loaded")}
+        base = await window(
+            "baseline", bot, sinks, skips, sip_port, http_port, args.window, None,
+            spies.get("baseline"),
+        )  # fmt: skip
         hammer = [str(http_port), str(args.clients), str(args.window), *paths]
-        loaded = await window("loaded", bot, sinks, skips, sip_port, http_port, args.window, hammer)
+        loaded = await window(
+            "loaded", bot, sinks, skips, sip_port, http_port, args.window, hammer,
+            spies.get("loaded"),
+        )  # fmt: skip
         print("# loaded / baseline:")
         for key in (
             "gap_p99_ms",
@@ -467,19 +539,30 @@ async def run(args: argparse.Namespace) -> None:
             proc.kill()
         tracebacks = (workdir / "bot.log").read_text(errors="replace").count("Traceback")
         print(f"# bot log: {workdir / 'bot.log'}, tracebacks: {tracebacks}")
+        print(f"# uptime after: {uptime()}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--rows", type=int, default=100_000, help="calls in the journal")
+    parser.add_argument("--days", type=int, default=90, help="the span they cover, ending now")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument(
         "--bot-src",
         type=Path,
         default=ROOT,
         help="checkout whose voicebot the bot runs (a worktree of the old code: before/after)",
+    )
+    parser.add_argument(
+        "--slow-callback-ms",
+        type=float,
+        help="run the bot in asyncio debug mode and list the callbacks that held its loop"
+        " longer than this (a diagnosis: debug mode slows the bot)",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="py-spy record the bot in each window"
     )
     configure_logging("error")
     asyncio.run(run(parser.parse_args()))
