@@ -209,12 +209,12 @@ runpy.run_module("voicebot", run_name="__main__", alter_sys=True)
 """
 
 
-def slow_callbacks(log: Path, offset: int) -> list[tuple[float, str]]:
-    """(seconds, what) of each slow callback asyncio logged after `offset`, longest first."""
+def slow_callbacks(log: Path, start: int, end: int) -> list[tuple[float, str]]:
+    """(seconds, what) of each slow callback asyncio logged between two offsets, longest first."""
     found = []
     with log.open("rb") as f:
-        f.seek(offset)
-        for line in f.read().decode(errors="replace").splitlines():
+        f.seek(start)
+        for line in f.read(end - start).decode(errors="replace").splitlines():
             m = re.match(r"Executing (.*) took (\d+\.\d+) seconds", line)
             if m:
                 found.append((float(m.group(2)), m.group(1)))
@@ -407,16 +407,18 @@ async def window(
     for sink in sinks:
         sink.recording = False
     stop.set()
+    # Skips and slow callbacks of the window itself, not of the clients' drain after it.
+    skipped = await skips.since_mark()
+    log_end = skips.log.stat().st_size
     rtts = await pinger
     http: dict[str, Any] = {}
     if proc is not None:
         out, _ = await proc.communicate()
         http = json.loads(out.decode() or "{}")
-    skipped = await skips.since_mark()
     if spying is not None:
         await spying.wait()
         print(f"# py-spy ({label}): {spy}", flush=True)
-    slow = slow_callbacks(skips.log, log_offset)
+    slow = slow_callbacks(skips.log, log_offset, log_end)
     gaps = [g for s in sinks for g in s.gaps_ms()]
     result = {
         "window": label,
