@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -32,3 +34,20 @@ async def map_in_slices(
         if n % size == 0:
             await asyncio.sleep(0)
     return out
+
+
+async def json_in_slices(model: BaseModel, field: str, size: int = SLICE) -> str:
+    """`model.model_dump_json(by_alias=True)`, byte for byte, with the list in
+    `field` (a top-level field of models, no alias) dumped `size` items at a
+    time with a yield to the loop between: a 1000-call report is 3-6 ms of
+    JSON in one go, enough to make every call's next packet late."""
+    items: list[BaseModel] = getattr(model, field)
+    shell = model.model_copy(update={field: []}).model_dump_json(by_alias=True)
+    empty = f'"{field}":[]'
+    at = shell.index(empty) + len(empty) - 1  # the closing bracket
+    pieces: list[str] = []
+    for n, item in enumerate(items, 1):
+        pieces.append(item.model_dump_json(by_alias=True))
+        if n % size == 0:
+            await asyncio.sleep(0)
+    return shell[:at] + ",".join(pieces) + shell[at:]

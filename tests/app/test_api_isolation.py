@@ -16,14 +16,18 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
 from tests.ports import rtp_window
+from voicebot.api.calls import CallPage
+from voicebot.api.reports import MissedReportOut, missed_csv
 from voicebot.app import VoicebotApp
 from voicebot.journal.reader import READER_NICENESS
 from voicebot.settings import Settings
+from voicebot.slices import json_in_slices
 
 EVENT = {
     "call_id": "pbx-during-report",
@@ -124,3 +128,33 @@ async def test_the_api_read_connection_refuses_writes(app: VoicebotApp) -> None:
     assert app.call_log is not None
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         await app.call_log.reader.execute("DELETE FROM calls")
+
+
+async def test_pages_sliced_for_the_loop_are_the_bytes_pydantic_and_csv_write_in_one_go(
+    app: VoicebotApp,
+) -> None:
+    """The calls page and the missed report go out in slices (JSON and CSV),
+    with yields to the loop between; what goes out is unchanged."""
+    base = f"http://127.0.0.1:{app.http_port}"
+    async with aiohttp.ClientSession() as http:
+        for n in range(5):
+            event = EVENT | {"call_id": f"pbx-{n}", "started_at": f"2026-11-20T10:0{n}:00+00:00"}
+            async with http.post(f"{base}/api/v1/calls/events", json=event) as posted:
+                assert posted.status == 201
+        async with http.get(f"{base}/api/v1/calls?limit=500") as listed:
+            page_text = await listed.text()
+        async with http.get(f"{base}/api/v1/reports/missed?from=2026-11-01") as missed:
+            missed_text = await missed.text()
+        async with http.get(f"{base}/api/v1/reports/missed?from=2026-11-01&format=csv") as csv:
+            missed_csv_bytes = await csv.read()
+    page = CallPage.model_validate_json(page_text)
+    # `from` is PeriodOut's serialization alias only; read it back by its name.
+    report = MissedReportOut.model_validate_json(missed_text.replace('"from":', '"from_":', 1))
+    assert len(page.calls) == 5 and len(report.calls) == 5
+    for model, text in ((page, page_text), (report, missed_text)):
+        assert text == model.model_dump_json(by_alias=True)
+        assert await json_in_slices(model, "calls", size=2) == text
+    zone = ZoneInfo(app.settings.journal.timezone)
+    one_go = missed_csv(report, zone).text().encode("utf-8")
+    assert missed_csv_bytes == one_go
+    assert await missed_csv(report, zone).encoded_in_slices(size=2) == one_go

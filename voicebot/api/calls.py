@@ -28,7 +28,7 @@ from voicebot.api.schema import (
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallRecord, CursorError
-from voicebot.slices import map_in_slices
+from voicebot.slices import json_in_slices, map_in_slices
 
 MAX_PAGE = 500
 
@@ -111,7 +111,8 @@ async def list_calls(request: web.Request) -> web.Response:
         raise refuse(request, 400, str(exc), "cursor") from None
     rules = api.call_log.rules
     calls = await map_in_slices(lambda r: CallOut.of(r, rules), rows)
-    return reply(CallPage(calls=calls, next_cursor=cursor))
+    page = CallPage(calls=calls, next_cursor=cursor)
+    return web.Response(text=await json_in_slices(page, "calls"), content_type="application/json")
 
 
 async def get_call(request: web.Request) -> web.Response:

@@ -15,9 +15,10 @@ Without `from`, a report covers the last 7 days (today included) in
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,7 +33,7 @@ from voicebot.api.period import FromField, Period, PeriodError, PeriodText, ToFi
 from voicebot.api.schema import ErrorBody, Operation, QueryModel, add_operation, parse_query, refuse
 from voicebot.journal import reports
 from voicebot.journal.reports import WEEKDAYS, ReportScope
-from voicebot.slices import map_in_slices
+from voicebot.slices import SLICE, json_in_slices, map_in_slices
 
 DEFAULT_DAYS = 7
 
@@ -154,11 +155,15 @@ def period_out(period: Period, zone: ZoneInfo) -> PeriodOut:
 
 @dataclass(frozen=True, slots=True)
 class CsvTable:
-    """A report as CSV rows: what `?format=csv` and `voicebot report --csv` write."""
+    """A report as CSV rows: what `?format=csv` and `voicebot report --csv` write.
+
+    `rows` may be lazy (a generator, read once): the missed report's 1000
+    rows each parse and format a local time, 10-15 ms in one go, which
+    `encoded_in_slices` spreads over the event loop."""
 
     name: str
     header: Sequence[str]
-    rows: Sequence[Sequence[Any]]
+    rows: Iterable[Sequence[Any]]
 
     def text(self) -> str:
         """UTF-8 text with a BOM first, so Excel opens Cyrillic names right."""
@@ -169,18 +174,35 @@ class CsvTable:
         writer.writerows(self.rows)
         return buffer.getvalue()
 
+    async def encoded_in_slices(self, size: int = SLICE) -> bytes:
+        """`text()` as UTF-8, `size` rows at a time with a yield to the loop
+        between (the media clock's ticks go in between, issue 6 item 10)."""
+        buffer = io.StringIO()
+        buffer.write("\ufeff")
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(self.header)
+        for n, row in enumerate(self.rows, 1):
+            writer.writerow(row)
+            if n % size == 0:
+                await asyncio.sleep(0)
+        return buffer.getvalue().encode("utf-8")
 
-def csv_response(table: CsvTable) -> web.Response:
+
+async def csv_response(table: CsvTable) -> web.Response:
     return web.Response(
-        body=table.text().encode("utf-8"),
+        body=await table.encoded_in_slices(),
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{table.name}.csv"'},
     )
 
 
-def json_response(model: BaseModel) -> web.Response:
-    return web.Response(text=model.model_dump_json(by_alias=True), content_type="application/json")
+async def json_response(model: BaseModel) -> web.Response:
+    if isinstance(model, MissedReportOut):  # up to 1000 calls: in slices
+        text = await json_in_slices(model, "calls")
+    else:
+        text = model.model_dump_json(by_alias=True)
+    return web.Response(text=text, content_type="application/json")
 
 
 # -- the reports as models (the dashboard uses these too) ----------------------
@@ -264,12 +286,12 @@ def missed_csv(report: MissedReportOut, zone: ZoneInfo) -> CsvTable:
         "missed",
         ["id", "started_at", "client_number", "company_number", "manager", "status", "wait_s",
          "unprocessed"],
-        [
+        (
             [c.id, local(c.started_at), c.client_number or "", c.company_number or "",
              c.manager or "", c.status, "" if c.wait_s is None else c.wait_s,
              "yes" if c.unprocessed else "no"]
             for c in report.calls
-        ],
+        ),
     )  # fmt: skip
 
 
@@ -310,8 +332,8 @@ def _handler(
         scope, period, query = scope_of(request, api)
         report = await build(api, scope, period)
         if query.format == "csv":
-            return csv_response(as_csv(report, api.zone))
-        return json_response(report)
+            return await csv_response(as_csv(report, api.zone))
+        return await json_response(report)
 
     return handle
 
