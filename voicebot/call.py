@@ -38,7 +38,7 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.dual_mode_keys import DualModeKeys
 from voicebot.media.g711 import CODECS, Codec
-from voicebot.media.inband_receiver import InbandChannel, InbandDtmfReceiver
+from voicebot.media.inband_receiver import FRAME_BYTES, InbandChannel, InbandDtmfReceiver
 from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.media.tone import hold_tone_frames
@@ -252,6 +252,11 @@ class CategorizationCall:
         channel, self._inband = self._inband, None
         if channel is not None:
             channel.close()
+            if channel.dropped_bytes:
+                # The phone sent audio faster than real time (a flood): keys in it may be lost.
+                self.log.warning(
+                    "inband_dtmf.audio_dropped", frames=channel.dropped_bytes // FRAME_BYTES
+                )
             if self._session is not None:
                 self._session.on_audio = None
 

@@ -33,7 +33,12 @@ statement (the claim is one `UPDATE … RETURNING`, issued by `_write_returning`
 never by `_read`) or an explicit `BEGIN IMMEDIATE` transaction, so a write
 never has to upgrade a read snapshot — the case where SQLite answers
 SQLITE_BUSY at once instead of waiting for the application's writer (the
-journal) to commit.
+journal) to commit. Every statement is one trip to the connection's thread
+(`execute_fetchall`, not a cursor's execute/fetch/close), and the outcomes of
+attempts that finish together are written together (`_write_outcome`: one
+`executemany` per kind of outcome): each trip waits for a turn of an event
+loop that may be busy with hundreds of calls' media, so trips, not SQL, are
+what a delivery costs under load.
 
 Scheduling reads the injected clock's `now()` (wall time: due times must
 survive a restart), so tests drive it with a manual clock and `run_once()`.
@@ -45,7 +50,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -63,6 +68,12 @@ Connect = Callable[[], Awaitable[aiosqlite.Connection]]
 Sender = Callable[[Endpoint, str, bytes, int, float], Awaitable[AttemptResult]]
 
 GONE_REASON = "410 Gone: the receiver asked us to stop"
+
+
+@dataclass(slots=True)
+class _OutcomeBatch:
+    written: asyncio.Future[None]
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class Dispatcher:
         self._disabled_checked_at = float("-inf")
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._outcomes: _OutcomeBatch | None = None  # collecting, not yet written
+        self._flushing: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
@@ -261,13 +274,42 @@ class Dispatcher:
         """A SELECT; never a statement that writes (see `_write_returning`)."""
         if not sql.lstrip().upper().startswith("SELECT"):
             raise ValueError("_read runs SELECTs only; writes go through _write*")
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
 
     async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One writing statement with RETURNING, its own (autocommit) transaction."""
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """One writing statement with RETURNING, its own (autocommit) transaction.
+        One trip to the connection's thread (execute, fetch and close there)."""
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    async def _write_outcome(self, sql: str, params: Sequence[Any]) -> None:
+        """An attempt's outcome row. Outcomes finishing together are written
+        together, one `executemany` trip per statement: under load (a hundred
+        deliveries a second, an event loop busy with calls' media) one lock
+        hold and one trip each kept the lock so busy that new claims waited
+        a second behind them."""
+        batch = self._outcomes
+        if batch is None:
+            batch = self._outcomes = _OutcomeBatch(asyncio.get_running_loop().create_future())
+            self._flushing = asyncio.create_task(self._flush_outcomes(batch))
+        batch.rows.setdefault(sql, []).append(tuple(params))
+        await asyncio.shield(batch.written)
+
+    async def _flush_outcomes(self, batch: _OutcomeBatch) -> None:
+        try:
+            async with self._lock:
+                self._outcomes = None  # from here on, outcomes go in the next batch
+                for sql, rows in batch.rows.items():
+                    await self._db.executemany(sql, rows)
+        except asyncio.CancelledError:
+            batch.written.cancel()
+            raise
+        except Exception as error:
+            batch.written.set_exception(error)
+            batch.written.exception()  # every waiter sees it; none left unretrieved
+        else:
+            batch.written.set_result(None)
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement, its own (autocommit) transaction. Returns rowcount."""
@@ -451,7 +493,7 @@ class Dispatcher:
             duration_ms=round(result.duration_s * 1000, 1),
         )
         if result.ok:
-            await self._write(
+            await self._write_outcome(
                 "UPDATE webhooks_deliveries SET status = 'delivered', attempts = ?,"
                 " last_attempt_at = ?, delivered_at = ?, last_status = ?, last_error = NULL,"
                 " next_attempt_at = NULL WHERE id = ?",
@@ -476,7 +518,7 @@ class Dispatcher:
             retry_after = parse_retry_after(result.headers.get("Retry-After"), now_dt)
         delay = next_delay(self.policy, attempt, self._rng, retry_after)
         if delay is None:
-            await self._write(
+            await self._write_outcome(
                 "UPDATE webhooks_deliveries SET status = 'failed', attempts = ?,"
                 " last_attempt_at = ?, failed_at = ?, last_status = ?, last_error = ?,"
                 " next_attempt_at = NULL WHERE id = ?",
@@ -490,7 +532,7 @@ class Dispatcher:
                 hint=f"voicebot webhooks replay {claim.webhook_id}",
             )
             return
-        await self._write(
+        await self._write_outcome(
             "UPDATE webhooks_deliveries SET status = 'pending', attempts = ?,"
             " last_attempt_at = ?, last_status = ?, last_error = ?, next_attempt_at = ?"
             " WHERE id = ?",

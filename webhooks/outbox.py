@@ -12,6 +12,7 @@ this, and it lets one receiver behind two URLs deduplicate too.
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,36 @@ def encode_body(event_type: str, data: dict[str, Any], timestamp: datetime) -> s
     )
 
 
+def _rows(
+    event_type: str, data: dict[str, Any], endpoints: Sequence[Endpoint], now: datetime
+) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]] | None:
+    """The message row and its delivery rows, or None when no endpoint wants the event."""
+    if not event_type:
+        raise ValueError("event_type is required")
+    matching = [endpoint.url for endpoint in endpoints if endpoint.wants(event_type)]
+    matching = list(dict.fromkeys(matching))  # the same URL twice is one delivery
+    if not matching:
+        return None
+    body = encode_body(event_type, data, now)
+    webhook_id = new_webhook_id()
+    at = now.timestamp()
+    return (
+        webhook_id,
+        (webhook_id, event_type, body, at),
+        [(webhook_id, url, at, at) for url in matching],
+    )
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO webhooks_messages (id, event_type, body, created_at) VALUES (?, ?, ?, ?)"
+)
+_INSERT_DELIVERY = (
+    "INSERT INTO webhooks_deliveries"
+    " (message_id, endpoint_url, status, attempts, next_attempt_at, created_at)"
+    " VALUES (?, ?, 'pending', 0, ?, ?)"
+)
+
+
 async def enqueue(
     conn: aiosqlite.Connection,
     event_type: str,
@@ -63,26 +94,32 @@ async def enqueue(
     which case nothing is written. Raises TypeError/ValueError before writing
     anything if `data` is not JSON-able.
     """
-    if not event_type:
-        raise ValueError("event_type is required")
-    matching = [endpoint.url for endpoint in endpoints if endpoint.wants(event_type)]
-    matching = list(dict.fromkeys(matching))  # the same URL twice is one delivery
-    if not matching:
+    rows = _rows(event_type, data, endpoints, now)
+    if rows is None:
         return []
-    body = encode_body(event_type, data, now)
-    webhook_id = new_webhook_id()
-    at = now.timestamp()
-    await conn.execute(
-        "INSERT INTO webhooks_messages (id, event_type, body, created_at) VALUES (?, ?, ?, ?)",
-        (webhook_id, event_type, body, at),
-    )
-    await conn.executemany(
-        "INSERT INTO webhooks_deliveries"
-        " (message_id, endpoint_url, status, attempts, next_attempt_at, created_at)"
-        " VALUES (?, ?, 'pending', 0, ?, ?)",
-        [(webhook_id, url, at, at) for url in matching],
-    )
-    return [webhook_id] * len(matching)
+    webhook_id, message, deliveries = rows
+    await conn.execute(_INSERT_MESSAGE, message)
+    await conn.executemany(_INSERT_DELIVERY, deliveries)
+    return [webhook_id] * len(deliveries)
+
+
+def enqueue_sync(
+    conn: sqlite3.Connection,
+    event_type: str,
+    data: dict[str, Any],
+    endpoints: Sequence[Endpoint],
+    *,
+    now: datetime,
+) -> list[str]:
+    """`enqueue` for code already running on the database's own thread (a whole
+    transaction done in one trip there, as the call journal's save is)."""
+    rows = _rows(event_type, data, endpoints, now)
+    if rows is None:
+        return []
+    webhook_id, message, deliveries = rows
+    conn.execute(_INSERT_MESSAGE, message)
+    conn.executemany(_INSERT_DELIVERY, deliveries)
+    return [webhook_id] * len(deliveries)
 
 
 #: What operators ask for (`--status`, `?status=`) → delivery row states.

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from ivr import Category
+from tests.journal.db_probes import trips_to_the_database_thread
 from voicebot.journal import CallOutcome, CallStart, Journal
 from voicebot.journal.call_events import CallEvent
 from voicebot.journal.call_types import TypeRules
@@ -141,6 +142,22 @@ async def test_categorization_filed_on_the_pbx_call_by_its_id(store: Store) -> N
     filed = await store.log.record_categorization("call_a")
     assert filed is not None and filed.call.id == pbx.call.id and not filed.created
     assert (filed.call.category_code, filed.call.value) == ("1", Decimal("1500.50"))
+
+
+async def test_filing_a_categorization_is_one_trip_to_the_database_thread(
+    store: Store,
+) -> None:
+    """The menu files every saved call here: lookups, update and read-back in
+    one transaction, one trip, so the file's write lock is never held across
+    turns of a busy event loop (the journal's next save would wait for it)."""
+    await store.log.record_call_event(event("pbx-7"))
+    await categorize(store.journal, "call_a", T0 + timedelta(minutes=5), "pbx-7")
+    trips = trips_to_the_database_thread(store.log.connection)
+    filed = await store.log.record_categorization("call_a")
+    assert trips[0] == 1
+    assert filed is not None and filed.call.category_code == "1"
+    pbx = await store.log.record_call_event(event("pbx-8"))
+    assert trips[0] == 2 and pbx.created
 
 
 async def test_menu_call_first_then_the_pbx_event_fills_it_in(store: Store) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.journal.db_probes import hold_write_lock, trips_to_the_database_thread
 from voicebot.journal import CallOutcome, CallStart, Journal
 from voicebot.journal.migrations import MIGRATIONS
 from voicebot.journal.store import JournalUnavailable
@@ -138,24 +138,6 @@ async def test_whole_number_value_is_an_integer_in_json(tmp_path: Path) -> None:
     assert [r.call_id for r in recent] == ["call_1"]
 
 
-def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
-    """Another connection (as another process would) holds the write lock."""
-    locked = threading.Event()
-
-    def hold() -> None:
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        time.sleep(seconds)
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    assert locked.wait(5)
-    return thread
-
-
 async def test_a_locked_database_is_retried_until_it_frees(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db", [ENDPOINT], write_deadline_s=10)
     holder = hold_write_lock(tmp_path / "j.db", 1.5)
@@ -190,3 +172,19 @@ async def test_finishing_twice_stores_once_and_enqueues_once(tmp_path: Path) -> 
     assert row is not None and row.value == Decimal("1500.50")
     with sqlite3.connect(tmp_path / "j.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM webhooks_messages").fetchone()[0] == 1
+
+
+async def test_a_save_is_one_trip_to_the_database_thread(tmp_path: Path) -> None:
+    """A confirmed save (row, read-back, outbox message and delivery) is one
+    transaction run in one trip: SQLite's write lock is never held while the
+    event loop, busy with every call's media, gets round to the next statement."""
+    journal = await Journal.open(tmp_path / "j.db", [ENDPOINT])
+    trips = trips_to_the_database_thread(journal.connection)
+    await journal.start_call(start())
+    assert trips[0] == 1
+    ids = await journal.finish_call(start("call_1"), confirmed())
+    assert trips[0] == 2
+    await journal.close()
+    with sqlite3.connect(tmp_path / "j.db") as conn:
+        assert conn.execute("SELECT status FROM categorizations").fetchall() == [("confirmed",)]
+        assert conn.execute("SELECT message_id FROM webhooks_deliveries").fetchall() == [(ids[0],)]

@@ -93,6 +93,10 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+#: The job an answered call from `client_number` at `missed_at <= ?` cancels.
+_OPEN_JOB = "client_number = ? AND state IN ('queued', 'dialling') AND missed_at <= ?"
+
+
 @dataclass(frozen=True, slots=True)
 class MissedCallRef:
     call_id: int | None
@@ -579,6 +583,10 @@ class CallbackQueue:
         client = self.numbers.classify(number)
         if isinstance(client, RefusedNumber):
             return None
+        if not await self._has_open_job(client.number, at.timestamp()):
+            # Nearly every answered call has none: one read, not a write
+            # transaction that locks the file for three trips to its thread.
+            return None
         job = await self._transaction(lambda: self._answered(client.number, at.timestamp(), reason))
         if job is not None:
             log = self._log.bind(callback_id=job.id, client_number=job.client_number)
@@ -589,11 +597,13 @@ class CallbackQueue:
             self.changed.set()
         return job
 
+    async def _has_open_job(self, number: str, at: float) -> bool:
+        async with self._reading():
+            row = await self._one(f"SELECT 1 FROM callback_jobs WHERE {_OPEN_JOB}", (number, at))
+        return row is not None
+
     async def _answered(self, number: str, at: float, reason: str) -> CallbackJob | None:
-        job = await self._job(
-            "client_number = ? AND state IN ('queued', 'dialling') AND missed_at <= ?",
-            (number, at),
-        )
+        job = await self._job(_OPEN_JOB, (number, at))
         if job is None:
             return None
         now = self.clock.now().timestamp()

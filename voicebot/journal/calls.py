@@ -29,7 +29,6 @@ import asyncio
 import base64
 import binascii
 import builtins
-import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +50,11 @@ from voicebot.journal.call_types import (
     call_types,
     sql_parameters,
 )
-from voicebot.journal.database import begin_immediate, open_database
+from voicebot.journal.database import (
+    BEGIN_RETRY_S,
+    open_database,
+    write_in_one_trip,
+)
 from voicebot.journal.reader import open_reader
 from voicebot.logs import get_logger
 from voicebot.slices import map_in_slices
@@ -267,6 +270,11 @@ def _ts(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment is not None else None
 
 
+def _fetch(raw: sqlite3.Connection, where: str, params: Sequence[Any]) -> CallRecord | None:
+    row = raw.execute(f"{SELECT_CALLS} WHERE {where}", tuple(params)).fetchone()
+    return CallRecord.from_row(row) if row is not None else None
+
+
 def _parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -333,25 +341,32 @@ class CallLog:
         """Have `listener` called after every stored intake (callbacks hook in here)."""
         self._listeners.append(listener)
 
-    async def _transaction(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` as one transaction in one trip to the connection's thread (see
+        `write_in_one_trip`): the file's write lock is never held across turns
+        of the event loop, so the journal's saves and the dispatcher do not
+        wait for a busy loop to finish this one. A BEGIN answered SQLITE_BUSY
+        at once (a read of this connection still open, see `begin_immediate`)
+        is tried again shortly, as `begin_immediate` does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BEGIN_RETRY_S
+        pause = 0.002
         async with self.write_lock:
-            await begin_immediate(self._conn)
-            try:
-                stored = await work()
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                # Shielded: a cancelled caller must not leave the shared
-                # connection inside a transaction for the next one to trip on.
-                with contextlib.suppress(sqlite3.Error):
-                    await asyncio.shield(self._conn.execute("ROLLBACK"))
-                raise
-        return stored
+            while True:
+                try:
+                    return await write_in_one_trip(self._conn, work)
+                except sqlite3.OperationalError as error:
+                    busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+                    if not busy or loop.time() + pause > deadline:
+                        raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     # -- intake ------------------------------------------------------------
 
     async def record_call_event(self, event: CallEvent, *, source: Source = "pbx") -> StoredCall:
         """Store one PBX call event (idempotent on `event.call_id`) and tell the listeners."""
-        stored = await self._transaction(lambda: self._record_event(event, source))
+        stored = await self._transaction(lambda raw: self._record_event(raw, event, source))
         self._log.info(
             "call_log.recorded",
             pbx_call_id=event.call_id,
@@ -366,7 +381,9 @@ class CallLog:
             await listener(stored)
         return stored
 
-    async def _record_event(self, event: CallEvent, source: Source) -> StoredCall:
+    def _record_event(
+        self, raw: sqlite3.Connection, event: CallEvent, source: Source
+    ) -> StoredCall:
         facts: dict[str, Any] = {
             "source": source,
             "pbx_call_id": event.call_id,
@@ -384,30 +401,30 @@ class CallLog:
             "talk_s": event.talk_s(),
             "is_callback": int(event.callback),
         }
-        existing = await self._fetch("c.pbx_call_id = ?", (event.call_id,))
+        existing = _fetch(raw, "c.pbx_call_id = ?", (event.call_id,))
         if existing is None and event.status == "answered" and event.manager:
-            existing = await self._menu_row_for(event)
+            existing = self._menu_row_for(raw, event)
         now = self._clock.now().timestamp()
         if existing is None:
             names = [*facts, "recorded_at", "updated_at"]
-            cursor = await self._conn.execute(
+            cursor = raw.execute(
                 f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
                 (*facts.values(), now, now),
             )
             call_id = cursor.lastrowid
             assert call_id is not None
-            await self._place_in_history(call_id, facts)
-            created = await self._fetch("c.id = ?", (call_id,))
+            self._place_in_history(raw, call_id, facts)
+            created = _fetch(raw, "c.id = ?", (call_id,))
             assert created is not None
             return StoredCall(created, created=True, changed=True)
         if all(self._same(existing, name, value) for name, value in facts.items()):
             return StoredCall(existing, created=False, changed=False)
-        await self._conn.execute(
+        raw.execute(
             f"UPDATE calls SET {', '.join(f'{n} = ?' for n in facts)}, updated_at = ? WHERE id = ?",
             (*facts.values(), now, existing.id),
         )
-        await self._move_in_history(existing, facts)
-        updated = await self._fetch("c.id = ?", (existing.id,))
+        self._move_in_history(raw, existing, facts)
+        updated = _fetch(raw, "c.id = ?", (existing.id,))
         assert updated is not None
         return StoredCall(updated, created=False, changed=True)
 
@@ -418,10 +435,11 @@ class CallLog:
             return bool(value) == current
         return bool(current == value)
 
-    async def _menu_row_for(self, event: CallEvent) -> CallRecord | None:
+    def _menu_row_for(self, raw: sqlite3.Connection, event: CallEvent) -> CallRecord | None:
         """A menu call with no PBX id that this answered call explains."""
         end = (event.ended_at or event.started_at).timestamp()
-        return await self._fetch(
+        return _fetch(
+            raw,
             "c.source = 'menu' AND c.pbx_call_id IS NULL AND c.manager = ?"
             " AND c.started_at BETWEEN ? AND ?"
             " AND (c.client_number IS NULL OR ? IS NULL OR c.client_number = ?)"
@@ -436,32 +454,35 @@ class CallLog:
             ),
         )
 
-    async def _place_in_history(self, call_id: int, facts: dict[str, Any]) -> None:
+    def _place_in_history(
+        self, raw: sqlite3.Connection, call_id: int, facts: dict[str, Any]
+    ) -> None:
         """Set the new call's gap to the number's previous inbound call, and
         the gap of the number's next inbound call to this one."""
         number = facts["client_number"]
         if number is None or facts["direction"] != "inbound":
             return
         key = (facts["started_at"], call_id)
-        async with self._conn.execute(
+        previous = raw.execute(
             "SELECT started_at FROM calls WHERE client_number = ? AND direction = 'inbound'"
             " AND (started_at, id) < (?, ?) ORDER BY started_at DESC, id DESC LIMIT 1",
             (number, *key),
-        ) as cursor:
-            previous = await cursor.fetchone()
+        ).fetchone()
         if previous is not None:
-            await self._conn.execute(
+            raw.execute(
                 "UPDATE calls SET prev_inbound_gap_s = ? WHERE id = ?",
                 (facts["started_at"] - previous[0], call_id),
             )
-        await self._conn.execute(
+        raw.execute(
             "UPDATE calls SET prev_inbound_gap_s = started_at - ? WHERE id = ("
             " SELECT id FROM calls WHERE client_number = ? AND direction = 'inbound'"
             " AND (started_at, id) > (?, ?) ORDER BY started_at, id LIMIT 1)",
             (facts["started_at"], number, *key),
         )
 
-    async def _move_in_history(self, call: CallRecord, facts: dict[str, Any]) -> None:
+    def _move_in_history(
+        self, raw: sqlite3.Connection, call: CallRecord, facts: dict[str, Any]
+    ) -> None:
         """After an update: take the call out of its old place in its number's
         inbound history (its old successor now counts from its old
         predecessor) and put it in the new one, as an insert does. Only the
@@ -481,28 +502,26 @@ class CallLog:
                 " AND (started_at, id) {} (?, ?) ORDER BY started_at {}, id {} LIMIT 1"
             )
             params = (number, call.id, started, call.id)
-            async with self._conn.execute(
+            successor = raw.execute(
                 "SELECT id " + neighbours.format(">", "ASC", "ASC"), params
-            ) as cursor:
-                successor = await cursor.fetchone()
+            ).fetchone()
             if successor is not None:
-                async with self._conn.execute(
+                previous = raw.execute(
                     "SELECT started_at " + neighbours.format("<", "DESC", "DESC"), params
-                ) as cursor:
-                    previous = await cursor.fetchone()
-                await self._conn.execute(
+                ).fetchone()
+                raw.execute(
                     "UPDATE calls SET prev_inbound_gap_s = started_at - ? WHERE id = ?",
                     (previous[0] if previous is not None else None, successor[0]),
                 )
-        await self._conn.execute(
-            "UPDATE calls SET prev_inbound_gap_s = NULL WHERE id = ?", (call.id,)
-        )
+        raw.execute("UPDATE calls SET prev_inbound_gap_s = NULL WHERE id = ?", (call.id,))
         if new is not None:
-            await self._place_in_history(call.id, facts)
+            self._place_in_history(raw, call.id, facts)
 
     async def record_categorization(self, categorization_id: str) -> StoredCall | None:
         """Put a finished menu categorization on its call (or make the menu call one)."""
-        stored = await self._transaction(lambda: self._record_categorization(categorization_id))
+        stored = await self._transaction(
+            lambda raw: self._record_categorization(raw, categorization_id)
+        )
         if stored is None:
             return None
         self._log.info(
@@ -516,13 +535,14 @@ class CallLog:
             await listener(stored)
         return stored
 
-    async def _record_categorization(self, categorization_id: str) -> StoredCall | None:
-        async with self._conn.execute(
+    def _record_categorization(
+        self, raw: sqlite3.Connection, categorization_id: str
+    ) -> StoredCall | None:
+        row = raw.execute(
             "SELECT pbx_call_id, manager, client_number, category_code, category_name, value,"
             " status, started_at FROM categorizations WHERE call_id = ?",
             (categorization_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        ).fetchone()
         if row is None or row[6] == "in_progress":
             return None
         pbx_call_id, manager, client_number, code, name, value, _, started = row
@@ -534,11 +554,12 @@ class CallLog:
             "category_name": name,
             "value": value,
         }
-        target = await self._fetch("c.categorization_id = ?", (categorization_id,))
+        target = _fetch(raw, "c.categorization_id = ?", (categorization_id,))
         if target is None and pbx_call_id is not None:
-            target = await self._fetch("c.pbx_call_id = ?", (pbx_call_id,))
+            target = _fetch(raw, "c.pbx_call_id = ?", (pbx_call_id,))
         if target is None and pbx_call_id is None and manager is not None:
-            target = await self._fetch(
+            target = _fetch(
+                raw,
                 "c.manager = ? AND c.status = 'answered' AND c.categorization_id IS NULL"
                 " AND c.source != 'menu' AND c.ended_at BETWEEN ? AND ?"
                 " AND (c.client_number IS NULL OR ? IS NULL OR c.client_number = ?)"
@@ -554,12 +575,12 @@ class CallLog:
             )
         now = self._clock.now().timestamp()
         if target is not None:
-            await self._conn.execute(
+            raw.execute(
                 f"UPDATE calls SET {', '.join(f'{n} = ?' for n in category)}, updated_at = ?"
                 " WHERE id = ?",
                 (*category.values(), now, target.id),
             )
-            updated = await self._fetch("c.id = ?", (target.id,))
+            updated = _fetch(raw, "c.id = ?", (target.id,))
             assert updated is not None
             return StoredCall(updated, created=False, changed=updated != target)
         facts: dict[str, Any] = {
@@ -573,20 +594,15 @@ class CallLog:
             "recorded_at": now,
             "updated_at": now,
         }
-        cursor = await self._conn.execute(
+        cursor = raw.execute(
             f"INSERT INTO calls ({', '.join(facts)}) VALUES ({', '.join('?' for _ in facts)})",
             tuple(facts.values()),
         )
-        created = await self._fetch("c.id = ?", (cursor.lastrowid,))
+        created = _fetch(raw, "c.id = ?", (cursor.lastrowid,))
         assert created is not None
         return StoredCall(created, created=True, changed=True)
 
     # -- reading -------------------------------------------------------------
-
-    async def _fetch(self, where: str, params: Sequence[Any]) -> CallRecord | None:
-        async with self._conn.execute(f"{SELECT_CALLS} WHERE {where}", tuple(params)) as cursor:
-            row = await cursor.fetchone()
-        return CallRecord.from_row(row) if row is not None else None
 
     async def get(self, call_id: int) -> CallRecord | None:
         async with self.reader.execute(f"{SELECT_CALLS} WHERE c.id = ?", (call_id,)) as cursor:

@@ -17,6 +17,16 @@ PRAGMAs, and why:
   `BEGIN IMMEDIATE`, so a write never has to upgrade a read snapshot (where
   SQLite answers SQLITE_BUSY at once instead of waiting).
 
+One trip per transaction (`run_on_thread`, `write_in_one_trip`): every
+aiosqlite call is a hop to the connection's thread and back through the event
+loop, so a transaction of nine awaited statements held SQLite's write lock
+for nine turns of a loop busy with 500 calls' media, and every other
+connection to the file (the call log, the dispatcher, the callback queue)
+slept in SQLite's busy handler meanwhile: at 300-500 calls a confirmed
+categorization took seconds to reach its webhook. The hot writes therefore
+run as one function on the connection's thread, `BEGIN IMMEDIATE` to
+`COMMIT`, and hold the lock only for the statements themselves.
+
 Migrations: every component that owns tables declares
 `MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...]` (version, statements)
 and records what it applied in its own `<component>_schema` table, one row
@@ -34,6 +44,7 @@ import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
@@ -49,6 +60,8 @@ SCHEMAS: tuple[tuple[str, Migrations], ...] = (
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
 #: How long `begin_immediate` keeps trying while SQLite answers BUSY at once.
 BEGIN_RETRY_S = DEFAULT_BUSY_TIMEOUT_MS / 1000
 
@@ -235,3 +248,45 @@ def connector(
         return open_database(path, busy_timeout_ms=busy_timeout_ms)
 
     return connect
+
+
+async def run_on_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work` with the plain sqlite3 connection on aiosqlite's own thread:
+    one trip there and back, however many statements `work` runs.
+
+    aiosqlite has no public call for this; `_execute` is what its own
+    `execute` uses (queue a function for the thread, await its future), and
+    `_conn` is read on that thread, where the connection lives.
+    """
+
+    def call() -> T:
+        return work(conn._conn)
+
+    result: T = await conn._execute(call)
+    return result
+
+
+async def write_in_one_trip(
+    conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
+) -> T:
+    """`work` as one `BEGIN IMMEDIATE` ... `COMMIT` transaction, in one trip
+    to the connection's thread; rolled back there if it raises. The caller
+    must not have a transaction of its own open on `conn` (it would be an
+    error to BEGIN inside it): use it under the lock that serialises the
+    connection's other writers."""
+
+    def transaction(raw: sqlite3.Connection) -> T:
+        try:
+            # Inside the try: a BEGIN that fails (SQLITE_BUSY at once, see
+            # `begin_immediate`) can leave the connection out of autocommit.
+            raw.execute("BEGIN IMMEDIATE")
+            result = work(raw)
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.execute("ROLLBACK")
+            raise
+        return result
+
+    return await run_on_thread(conn, transaction)

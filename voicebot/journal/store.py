@@ -6,8 +6,10 @@ mid-call leaves a row that the next start marks `incomplete` instead of
 losing the call. Finishing a confirmed categorization and enqueuing its
 `call.categorized` webhook happen in one transaction (transactional outbox).
 
-Neither write may hang a call on a locked database: each one retries with
-backoff until its deadline, then raises `JournalUnavailable`, and the caller
+Writes from all calls are group-committed (group_commit.py): one transaction
+and one trip to the database thread for whatever is queued, each call's write
+in its own savepoint. Neither write may hang a call on a locked database:
+each one retries with backoff until its deadline, then raises `JournalUnavailable`, and the caller
 decides (the answer-time row is simply skipped, the final save goes to the
 spool, see spool.py). `finish_call` carries the call's start too and is
 idempotent, so it also creates a row the answer-time write never made, and
@@ -17,33 +19,33 @@ enqueues its webhook twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import aiosqlite
 
-from voicebot.journal.database import describe_sqlite_error, is_unavailable, open_database
+from voicebot.journal.database import open_database
+from voicebot.journal.group_commit import GroupCommit, JournalUnavailable
 from voicebot.logs import get_logger
-from webhooks import Endpoint, Outbox, enqueue
+from webhooks import Endpoint, Outbox, enqueue_sync
 
-T = TypeVar("T")
+__all__ = [
+    "CallOutcome",
+    "CallStart",
+    "Categorization",
+    "Journal",
+    "JournalUnavailable",  # raised by the journal's writes (group_commit.py)
+]
 
 #: How long one save may keep retrying a locked / failing database.
 DEFAULT_WRITE_DEADLINE_S = 5.0
 
 Status = Literal["in_progress", "confirmed", "incomplete"]
-
-
-class JournalUnavailable(Exception):
-    """A write did not commit before its deadline (locked, read-only, disk full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,59 @@ def _row(row: aiosqlite.Row) -> Categorization:
     return Categorization(**data)
 
 
+def _insert_start(raw: sqlite3.Connection, call: CallStart) -> None:
+    raw.execute(
+        "INSERT OR IGNORE INTO categorizations (call_id, sip_call_id, pbx_call_id,"
+        " manager, client_number, status, codec, started_at)"
+        " VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?)",
+        (
+            call.call_id,
+            call.sip_call_id,
+            call.pbx_call_id,
+            call.manager,
+            call.client_number,
+            call.codec,
+            _iso(call.started_at),
+        ),
+    )
+
+
+def _finish(
+    raw: sqlite3.Connection,
+    call: CallStart,
+    outcome: CallOutcome,
+    endpoints: Sequence[Endpoint],
+) -> list[str]:
+    """finish_call's transaction body, on the database's thread."""
+    _insert_start(raw, call)
+    cursor = raw.execute(
+        "UPDATE categorizations SET status = ?, category_code = ?, category_name = ?,"
+        " value = ?, digits = ?, attempts = ?, end_reason = ?, ended_at = ?"
+        " WHERE call_id = ? AND status = 'in_progress'",
+        (
+            outcome.status,
+            outcome.category_code,
+            outcome.category_name,
+            str(outcome.value) if outcome.value is not None else None,
+            outcome.digits,
+            outcome.attempts,
+            outcome.end_reason,
+            _iso(outcome.ended_at),
+            call.call_id,
+        ),
+    )
+    if cursor.rowcount != 1 or outcome.status != "confirmed":
+        return []
+    row = raw.execute(
+        f"SELECT {_COLUMNS} FROM categorizations WHERE call_id = ?", (call.call_id,)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no journal row for call {call.call_id}")
+    return enqueue_sync(
+        raw, "call.categorized", _row(row).categorized_event(), endpoints, now=outcome.ended_at
+    )
+
+
 class Journal:
     def __init__(
         self,
@@ -140,10 +195,9 @@ class Journal:
         self._endpoints = tuple(endpoints)
         self.write_deadline_s = write_deadline_s
         self._log = logger or get_logger()
-        # One connection is shared by every call: finish_call's transaction spans
-        # several awaits, so writes are serialized or a second call's BEGIN (or
-        # its INSERT) would land inside the first call's transaction.
-        self._write_lock = asyncio.Lock()
+        # One connection for every call: their writes are batched, one
+        # transaction and one trip to the database thread per batch.
+        self._writes = GroupCommit(conn, self._log)
 
     @classmethod
     async def open(
@@ -167,7 +221,12 @@ class Journal:
         """The webhook outbox, for the API's and operators' queries."""
         return Outbox(self._conn)
 
+    @property
+    def group_commit(self) -> GroupCommit:
+        return self._writes
+
     async def close(self) -> None:
+        await self._writes.drain()
         await self._conn.close()
 
     async def recover_interrupted(self, now: datetime) -> int:
@@ -179,75 +238,13 @@ class Journal:
         )
         return cursor.rowcount
 
-    async def _retrying(
-        self, what: str, call_id: str, op: Callable[[], Awaitable[T]], deadline_s: float | None
-    ) -> T:
-        """Run `op` under the write lock, retrying SQLite's operational errors
-        (locked, read-only, disk full, I/O) with backoff until the deadline."""
-        budget = self.write_deadline_s if deadline_s is None else deadline_s
-        deadline = time.monotonic() + budget
-        delay = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            try:
-                await asyncio.wait_for(self._write_lock.acquire(), max(remaining, 0.001))
-            except TimeoutError:
-                raise JournalUnavailable(
-                    f"{what}: the journal stayed busy with other writes for {budget:g} s"
-                ) from None
-            try:
-                return await op()
-            except sqlite3.OperationalError as error:
-                if not is_unavailable(error):
-                    raise  # a bug (no such table…), not an unavailable database
-                problem = describe_sqlite_error(error)
-            finally:
-                self._write_lock.release()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JournalUnavailable(f"{what}: {problem} (for {budget:g} s)")
-            self._log.warning(
-                "journal.write_retried",
-                call_id=call_id,
-                write=what,
-                attempt=attempt,
-                problem=problem,
-                retry_in_s=round(min(delay, remaining), 3),
-            )
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 1.0)
-
-    async def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                await self._conn.execute("ROLLBACK")
-
     async def start_call(self, call: CallStart, *, deadline_s: float | None = None) -> None:
         """The `in_progress` row. Raises `JournalUnavailable` after the deadline;
         `finish_call` creates the row then, so the call may go on without it."""
-        await self._retrying("start", call.call_id, lambda: self._start_call(call), deadline_s)
-
-    async def _start_call(self, call: CallStart) -> None:
-        try:
-            await self._conn.execute(
-                "INSERT OR IGNORE INTO categorizations (call_id, sip_call_id, pbx_call_id,"
-                " manager, client_number, status, codec, started_at)"
-                " VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?)",
-                (
-                    call.call_id,
-                    call.sip_call_id,
-                    call.pbx_call_id,
-                    call.manager,
-                    call.client_number,
-                    call.codec,
-                    _iso(call.started_at),
-                ),
-            )
-        except BaseException:
-            await self._rollback()
-            raise
+        budget = self.write_deadline_s if deadline_s is None else deadline_s
+        await self._writes.write(
+            "start", call.call_id, lambda raw: _insert_start(raw, call), budget
+        )
 
     async def finish_call(
         self, call: CallStart, outcome: CallOutcome, *, deadline_s: float | None = None
@@ -256,48 +253,19 @@ class Journal:
         made it); a confirmed one enqueues `call.categorized` in the same
         transaction. Idempotent: a call already finished is left as it is and
         nothing is enqueued again. Returns the webhook ids enqueued. Raises
-        `JournalUnavailable` when it could not commit before the deadline."""
-        return await self._retrying(
-            "finish", call.call_id, lambda: self._finish_call(call, outcome), deadline_s
-        )
+        `JournalUnavailable` when it could not commit before the deadline.
 
-    async def _finish_call(self, call: CallStart, outcome: CallOutcome) -> list[str]:
-        webhook_ids: list[str] = []
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            await self._start_call(call)
-            cursor = await self._conn.execute(
-                "UPDATE categorizations SET status = ?, category_code = ?, category_name = ?,"
-                " value = ?, digits = ?, attempts = ?, end_reason = ?, ended_at = ?"
-                " WHERE call_id = ? AND status = 'in_progress'",
-                (
-                    outcome.status,
-                    outcome.category_code,
-                    outcome.category_name,
-                    str(outcome.value) if outcome.value is not None else None,
-                    outcome.digits,
-                    outcome.attempts,
-                    outcome.end_reason,
-                    _iso(outcome.ended_at),
-                    call.call_id,
-                ),
-            )
-            if cursor.rowcount == 1 and outcome.status == "confirmed":
-                row = await self.get(call.call_id)
-                if row is None:
-                    raise LookupError(f"no journal row for call {call.call_id}")
-                webhook_ids = await enqueue(
-                    self._conn,
-                    "call.categorized",
-                    row.categorized_event(),
-                    self._endpoints,
-                    now=outcome.ended_at,
-                )
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._rollback()
-            raise
-        return webhook_ids
+        It commits with the other calls' writes of the moment, in one trip to
+        the database's thread (group_commit.py): SQLite's write lock is held
+        for the statements only, never across turns of the event loop."""
+        budget = self.write_deadline_s if deadline_s is None else deadline_s
+        ids: list[str] = await self._writes.write(
+            "finish",
+            call.call_id,
+            lambda raw: _finish(raw, call, outcome, self._endpoints),
+            budget,
+        )
+        return ids
 
     async def get(self, call_id: str) -> Categorization | None:
         async with self._conn.execute(
