@@ -311,7 +311,7 @@ def _carried(
     p_high = np.take_along_axis(power, high, -1)[..., 0] / _leakage(o_high)
     fraction = (p_low + p_high) / (np.maximum(energy, 1e-3) * (_WINDOW / 2))
     twist_db = 10 * np.log10(np.maximum(p_high, 1e-9) / np.maximum(p_low, 1e-9))
-    return fraction, (
+    return fraction.astype(np.float32), (
         (key >= 0)[:, None]
         & (np.abs(o_low) <= _MAX_OFFSET_HZ[low[..., 0]])
         & (np.abs(o_high) <= _MAX_OFFSET_HZ[high[..., 0]])
