@@ -57,9 +57,15 @@ async def test_saved_is_said_only_once_stored_and_the_spool_reaches_the_journal(
     spooled_at: list[float] = []
 
     async def watch_spool() -> None:
+        # When the spool was written, on the monotonic clock `heard_at` uses:
+        # its mtime, mapped through a wall/monotonic pair read together. A
+        # poll's own lateness (10 ms here, more on a busy loop) would exceed
+        # the few ms between the fsync'd write and "saved" reaching the phone;
+        # the kernel's mtime is never later than the write itself.
         while not spooled_at:
-            if spool.exists() and spool.stat().st_size > 0:
-                spooled_at.append(time.monotonic())
+            if spool.exists() and (stat := spool.stat()).st_size > 0:
+                wall, mono = time.time_ns(), time.monotonic()
+                spooled_at.append(mono - (wall - stat.st_mtime_ns) / 1e9)
             await asyncio.sleep(0.01)
 
     watcher = asyncio.create_task(watch_spool())
