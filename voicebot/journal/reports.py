@@ -23,7 +23,7 @@ The unprocessed count reads the maintained `calls.unprocessed` flag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -141,6 +141,26 @@ def _day_split(scope: ReportScope) -> Split:
     return split_period(_seconds(scope.since), _seconds(scope.until), DAY_S)
 
 
+async def _edges_and_days(
+    conn: aiosqlite.Connection,
+    scope: ReportScope,
+    from_calls: Callable[[str], str],
+    from_days: Callable[[str], str],
+) -> list[tuple[Any, ...]]:
+    """The rows of one report over the scope's period: `from_calls(where)` over
+    the partial days at its ends (read from the calls), `from_days(where)` over
+    the whole days (read from the day rollups). The caller adds them up."""
+    parts = _day_split(scope)
+    rows: list[tuple[Any, ...]] = []
+    for since, until in parts.raw:
+        where, params = scope.where_between(since, until)
+        rows += await _all(conn, from_calls(where), params)
+    if parts.whole is not None:
+        where, params = _units("day", parts.whole, scope)
+        rows += await _all(conn, from_days(where), params)
+    return rows
+
+
 def _text(key: Any) -> str | None:
     """A rollup key back as the call had it: the empty blob (x'') was NULL."""
     return None if isinstance(key, bytes) else key
@@ -164,21 +184,16 @@ class MissedReport:
 
 
 async def missed(conn: aiosqlite.Connection, scope: ReportScope, limit: int = 1000) -> MissedReport:
-    parts = _day_split(scope)
-    count = 0
-    for since, until in parts.raw:
-        where, params = scope.where_between(since, until)
-        found = await _all(conn, f"SELECT count(*) FROM calls c WHERE {where} AND {MISSED}", params)
-        count += int(found[0][0])
-    if parts.whole is not None:
-        where, params = _units("day", parts.whole, scope)
-        found = await _all(
-            conn,
+    counts = await _edges_and_days(
+        conn,
+        scope,
+        lambda where: f"SELECT count(*) FROM calls c WHERE {where} AND {MISSED}",
+        lambda where: (
             "SELECT coalesce(sum(calls - answered), 0) FROM call_days"
-            f" WHERE {where} AND direction = 'inbound'",
-            params,
-        )
-        count += int(found[0][0])
+            f" WHERE {where} AND direction = 'inbound'"
+        ),
+    )
+    count = sum(int(found) for (found,) in counts)
     where, params = scope.where()
     # Only the unprocessed calls, by time (the flag is kept by triggers).
     found = await _all(
@@ -230,28 +245,22 @@ async def categories(conn: aiosqlite.Connection, scope: ReportScope) -> Category
         group[1] += int(calls)
         group[2] += float(value)
 
-    parts = _day_split(scope)
-    for since, until in parts.raw:
-        where, params = scope.where_between(since, until)
-        for found in await _all(
-            conn,
+    for code, name, manager, calls, value in await _edges_and_days(
+        conn,
+        scope,
+        lambda where: (
             "SELECT c.category_code, max(c.category_name), c.manager, count(*),"
             " total(CAST(c.value AS REAL)) FROM calls c"
             f" WHERE {where} AND c.category_code IS NOT NULL"
-            " GROUP BY c.category_code, c.manager",
-            params,
-        ):
-            add(*found)
-    if parts.whole is not None:
-        where, params = _units("day", parts.whole, scope)
-        for code, name, manager, calls, value in await _all(
-            conn,
-            "SELECT category_code, max(nullif(category_name, x'')), manager, sum(calls),"
-            f" sum(value_sum) FROM category_days WHERE {where}"
-            " GROUP BY category_code, manager",
-            params,
-        ):
-            add(code, name, _text(manager), calls, value)
+            " GROUP BY c.category_code, c.manager"
+        ),
+        lambda where: (
+            "SELECT category_code, max(nullif(category_name, x'')), manager,"
+            f" sum(calls), sum(value_sum) FROM category_days WHERE {where}"
+            " GROUP BY category_code, manager"
+        ),
+    ):
+        add(code, name, _text(manager), calls, value)  # a call's manager is text or NULL
     catalogue = dict(await _all(conn, "SELECT code, name FROM categories", {}))
     by_manager = [
         CategoryRow(code, _first(catalogue.get(code), name, code), manager, calls, round(total, 4))
@@ -399,34 +408,27 @@ async def summary(conn: aiosqlite.Connection, scope: ReportScope) -> list[Summar
             for index, count in enumerate(counts):
                 totals[direction][index] += int(count or 0)
 
-    parts = _day_split(scope)
     answered = "c.status = 'answered'"
-    for since, until in parts.raw:
-        where, params = scope.where_between(since, until)
-        add(
-            await _all(
-                conn,
+    add(
+        await _edges_and_days(
+            conn,
+            scope,
+            lambda where: (
                 f"SELECT c.direction, count(*), sum({answered}),"
                 f" sum(CASE WHEN {answered} THEN {_WAIT_MS} END),"
                 f" count(CASE WHEN {answered} THEN c.wait_s END),"
                 f" sum(CASE WHEN {answered} THEN {_TALK_MS} END),"
                 f" count(CASE WHEN {answered} THEN c.talk_s END)"
                 f" FROM calls c WHERE {where} AND c.direction IN ('inbound', 'outbound')"
-                " GROUP BY c.direction",
-                params,
-            )
+                " GROUP BY c.direction"
+            ),
+            lambda where: (
+                "SELECT direction, sum(calls), sum(answered), sum(wait_ms),"
+                f" sum(waits), sum(talk_ms), sum(talks) FROM call_days WHERE {where}"
+                " AND direction IN ('inbound', 'outbound') GROUP BY direction"
+            ),
         )
-    if parts.whole is not None:
-        where, params = _units("day", parts.whole, scope)
-        add(
-            await _all(
-                conn,
-                "SELECT direction, sum(calls), sum(answered), sum(wait_ms), sum(waits),"
-                f" sum(talk_ms), sum(talks) FROM call_days WHERE {where}"
-                " AND direction IN ('inbound', 'outbound') GROUP BY direction",
-                params,
-            )
-        )
+    )
     result = []
     for direction in directions:
         count, answered_count, wait_ms, waits, talk_ms, talks = totals[direction]
@@ -464,29 +466,22 @@ async def coverage(conn: aiosqlite.Connection, scope: ReportScope) -> list[Cover
             found[0] += int(answered)
             found[1] += int(categorized)
 
-    parts = _day_split(scope)
-    for since, until in parts.raw:
-        where, params = scope.where_between(since, until)
-        # `+c.status`: read calls_report (index-only) rather than calls_status.
-        add(
-            await _all(
-                conn,
+    # `+c.status`: read calls_report (index-only) rather than calls_status.
+    add(
+        await _edges_and_days(
+            conn,
+            scope,
+            lambda where: (
                 "SELECT c.manager, count(*), count(c.category_code) FROM calls c"
                 f" WHERE {where} AND +c.status = 'answered' AND c.manager IS NOT NULL"
-                " GROUP BY c.manager",
-                params,
-            )
-        )
-    if parts.whole is not None:
-        where, params = _units("day", parts.whole, scope)
-        add(
-            await _all(
-                conn,
+                " GROUP BY c.manager"
+            ),
+            lambda where: (
                 "SELECT manager, sum(answered), sum(categorized) FROM call_days"
-                f" WHERE {where} AND typeof(manager) = 'text' GROUP BY manager",
-                params,
-            )
+                f" WHERE {where} AND typeof(manager) = 'text' GROUP BY manager"
+            ),
         )
+    )
     return [
         CoverageRow(manager, answered, categorized, round(categorized / answered, 4))
         for manager, (answered, categorized) in sorted(counts.items())
