@@ -116,6 +116,20 @@ class Phone(asyncio.DatagramProtocol):
         self.transport.sendto(reply.encode(), addr)
 
 
+def missed_event(call_id: str, n: int) -> dict[str, str]:
+    """A PBX event: client n's 20 s inbound call, missed, ending now."""
+    ended = datetime.now(UTC)
+    return {
+        "call_id": call_id,
+        "direction": "inbound",
+        "caller": f"+38044{n:07d}",
+        "callee": "+380440000000",
+        "status": "missed",
+        "started_at": (ended - timedelta(seconds=20)).isoformat(),
+        "ended_at": ended.isoformat(),
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -138,16 +152,7 @@ async def latency(workdir: Path, events: int) -> None:
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{app.http_port}") as http:
             for n in range(events):
-                started = datetime.now(UTC)
-                body = {
-                    "call_id": f"bench-{n}",
-                    "direction": "inbound",
-                    "caller": f"+38044{n:07d}",
-                    "callee": "+380440000000",
-                    "status": "missed",
-                    "started_at": (started - timedelta(seconds=20)).isoformat(),
-                    "ended_at": started.isoformat(),
-                }
+                body = missed_event(f"bench-{n}", n)
                 sent = time.perf_counter()
                 async with http.post("/api/v1/calls/events", json=body) as response:
                     assert response.status == 201, await response.text()
@@ -200,16 +205,7 @@ async def first_ring(workdir: Path, events: int) -> None:
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{app.http_port}") as http:
             for n in range(events):
-                started = datetime.now(UTC)
-                body = {
-                    "call_id": f"ring-{n}",
-                    "direction": "inbound",
-                    "caller": f"+38044{n:07d}",
-                    "callee": "+380440000000",
-                    "status": "missed",
-                    "started_at": (started - timedelta(seconds=20)).isoformat(),
-                    "ended_at": started.isoformat(),
-                }
+                body = missed_event(f"ring-{n}", n)
                 before = len(phone.rang)
                 phone.arrived.clear()
                 sent = time.perf_counter()
