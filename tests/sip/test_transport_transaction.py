@@ -121,9 +121,14 @@ async def test_client_non_invite_retransmits_on_timer_e_and_times_out_on_f() -> 
     except TransactionTimeout:
         pass
     elapsed = asyncio.get_running_loop().time() - start
-    assert 64 * 0.02 * 0.9 < elapsed < 64 * 0.02 * 1.5
-    offsets = [round((t - start) / 0.02) for t, _ in recorder.sent[:5]]
-    assert offsets == [0, 1, 3, 7, 15]  # T1, 2·T1, 4·T1, 8·T1 after the first
+    # Timers are absolute deadlines: never early, and late only by what a busy
+    # machine adds (kept loose: a late timer is the host, not the schedule).
+    assert 64 * 0.02 - 0.002 <= elapsed < 64 * 0.02 + 1.0
+    offsets = [t - start for t, _ in recorder.sent[:5]]
+    due = [0.0, 0.02, 0.06, 0.14, 0.30]  # T1, 2·T1, 4·T1, 8·T1 after the first
+    assert len(offsets) == len(due)
+    for sent_at, due_at in zip(offsets, due, strict=True):
+        assert due_at - 0.002 <= sent_at <= due_at + 0.25, (offsets, due)
 
 
 async def test_server_invite_retransmits_non_2xx_until_ack() -> None:
