@@ -45,14 +45,17 @@ def _all_free(ports: range, kinds: tuple[int, ...], host: str) -> bool:
     return True
 
 
-def free_port(*, udp: bool = True, tcp: bool = True, host: str = LOOPBACK) -> int:
-    """A port on ``host`` free for UDP and/or TCP right now (SIP listens on both)."""
+def free_port(*, udp: bool = True, tcp: bool = True, host: str = LOOPBACK, span: int = 1) -> int:
+    """A port on ``host`` free for UDP and/or TCP right now (SIP listens on both).
+
+    ``span`` > 1: the ports after it are free too (baresip also listens for
+    SIP over TLS on the SIP port + 1)."""
     kinds = tuple(_KINDS[name] for name, wanted in (("udp", udp), ("tcp", tcp)) if wanted)
     if not kinds:
         raise ValueError("free_port needs udp, tcp or both")
     for _ in range(_TRIES):
         port = _os_port(kinds[0], host)
-        if _all_free(range(port, port + 1), kinds, host):
+        if port + span <= 65536 and _all_free(range(port, port + span), kinds, host):
             return port
     raise RuntimeError(f"the OS handed out no port free for {kinds} on {host}")
 

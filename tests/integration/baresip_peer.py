@@ -86,7 +86,8 @@ class BaresipPeer:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         silence = self.config_dir / "silence.wav"
         write_silence(silence, self.source_seconds)
-        self.sip_port = free_port()
+        # baresip 1.0 listens on UDP and TCP at sip_port and on TLS at sip_port + 1.
+        self.sip_port = free_port(span=2)
         self.ctrl_port = free_port(udp=False)
         lines = [
             "poll_method epoll",
