@@ -29,6 +29,13 @@ from pydantic_settings import (
 )
 
 from ivr import Categories, Category, MenuConfig, categories_by_code
+from voicebot.phone_numbers import check_template, default_patterns, region_known
+from voicebot.working_hours import (
+    HOURS_FORM,
+    HoursError,
+    holiday_country_known,
+    parse_working_hours,
+)
 from webhooks.signing import decode_secret
 
 CONFIG_ENV = "VOICEBOT_CONFIG"
@@ -296,8 +303,6 @@ class CallbackSettings(Section):
     @field_validator("working_hours", mode="before")
     @classmethod
     def _hours(cls, value: object) -> object:
-        from voicebot.callbacks.calendar import HOURS_FORM, HoursError, parse_working_hours
-
         try:
             parse_working_hours(value)
         except HoursError as exc:
@@ -312,8 +317,6 @@ class CallbackSettings(Section):
     @field_validator("holidays_country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
-        from voicebot.callbacks.calendar import holiday_country_known
-
         if value is not None and not holiday_country_known(value):
             raise ValueError(
                 f"{value!r} is not a country the holidays package knows"
@@ -324,8 +327,6 @@ class CallbackSettings(Section):
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        from voicebot.callbacks.numbers import region_known
-
         if value is not None and not region_known(value):
             raise ValueError(f"{value!r} is not a region (expected an ISO 3166 code, e.g. UA)")
         return value.upper() if value else None
@@ -346,15 +347,11 @@ class CallbackSettings(Section):
     @field_validator("dial_template")
     @classmethod
     def _template(cls, value: str) -> str:
-        from voicebot.callbacks.numbers import check_template
-
         return check_template(value)
 
     @model_validator(mode="after")
     def _ready(self) -> CallbackSettings:
         if self.allowed_number_patterns is None and self.default_region is not None:
-            from voicebot.callbacks.numbers import default_patterns
-
             self.allowed_number_patterns = default_patterns(self.default_region)
         if self.enabled:
             if not self.targets:

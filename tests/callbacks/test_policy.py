@@ -10,15 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from voicebot.callbacks.attempt import AttemptResult, Outcome
-from voicebot.callbacks.calendar import (
-    ClosedDays,
-    HoursError,
-    WorkingCalendar,
-    parse_working_hours,
-)
-from voicebot.callbacks.numbers import ClientNumber, NumberRules, RefusedNumber, default_patterns
+from voicebot.callbacks.calendar import ClosedDays, WorkingCalendar
+from voicebot.callbacks.numbers import ClientNumber, NumberRules, RefusedNumber
 from voicebot.callbacks.policy import CallbackPolicy, RetryRules
+from voicebot.phone_numbers import default_patterns
 from voicebot.settings import Settings
+from voicebot.working_hours import HoursError, parse_working_hours
 
 KYIV = ZoneInfo("Europe/Kyiv")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -3,14 +3,8 @@ time zone, minus public holidays and extra closed dates.
 
 Pure: no clock, no I/O. The policy asks `is_open(at)` and `next_opening(at)`.
 
-Working hours in settings (TOML), one entry per weekday; a day left out is
-closed. A range may cross midnight ("22:00-02:00" opens on that weekday at
-22:00 and closes at 02:00 the next morning), and a day may hold several:
-
-    [callbacks.working_hours]
-    mon = "09:00-18:00"
-    tue = ["09:00-13:00", "14:00-18:00"]
-    sat = "10:00-14:00"
+The settings form of the working hours, and its parser into `Opening`s,
+are in voicebot/working_hours.py (below the settings, which check it).
 
 Wall-clock times are read in `timezone`, so on a DST change day an opening
 at 09:00 is still 09:00 local. A wall time that does not exist that day (in
@@ -23,92 +17,17 @@ date: a night shift that began the evening before runs to its end.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
 
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-HOURS_FORM = (
-    'a table of weekdays (mon..sun) to "HH:MM-HH:MM" or a list of them,'
-    ' e.g. {mon = "09:00-18:00", sat = ["10:00-13:00", "14:00-16:00"]}'
-)
-_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+from voicebot.working_hours import Opening
+
 #: How far ahead `next_opening` looks before deciding the office never opens.
 SEARCH_DAYS = 800
-
-
-class HoursError(ValueError):
-    """The working hours cannot be read; the message says what was expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """One range on one weekday: starts at `start` that day, lasts `minutes`."""
-
-    weekday: int  # 0 = Monday
-    start: time
-    minutes: int
-
-
-def parse_range(text: str) -> tuple[time, int]:
-    """`"09:00-18:00"` → (09:00, 540). An end at or before the start means
-    the next day; "24:00" is the end of the day."""
-    match = _RANGE.match(text)
-    if match is None:
-        raise HoursError(f'{text!r} is not a range "HH:MM-HH:MM"')
-    sh, sm, eh, em = (int(part) for part in match.groups())
-    if sh > 23 or sm > 59 or eh > 24 or em > 59 or (eh == 24 and em != 0):
-        raise HoursError(f"{text!r}: hours go 00..23 (24:00 only as an end), minutes 00..59")
-    start = sh * 60 + sm
-    end = eh * 60 + em
-    if end == start:
-        raise HoursError(f"{text!r}: an empty range; for all day write 00:00-24:00")
-    minutes = end - start if end > start else end + 24 * 60 - start
-    return time(sh, sm), minutes
-
-
-def parse_working_hours(value: object) -> tuple[Opening, ...]:
-    """Settings form → openings; raises `HoursError` naming the day."""
-    if not isinstance(value, Mapping):
-        raise HoursError(f"expected {HOURS_FORM}")
-    openings: list[Opening] = []
-    for key, ranges in value.items():
-        name = str(key).strip().lower()
-        day = name[:3]
-        if day not in WEEKDAYS or name not in (day, _full(day)):
-            raise HoursError(f"{key!r} is not a weekday (expected one of {', '.join(WEEKDAYS)})")
-        items: Iterable[object]
-        if isinstance(ranges, str):
-            items = [ranges] if ranges.strip() else []
-        elif isinstance(ranges, list | tuple):
-            items = ranges
-        else:
-            raise HoursError(f"{key}: expected {HOURS_FORM}")
-        for item in items:
-            if not isinstance(item, str):
-                raise HoursError(f"{key}: {item!r} is not a string; expected {HOURS_FORM}")
-            try:
-                start, minutes = parse_range(item)
-            except HoursError as exc:
-                raise HoursError(f"{key}: {exc}") from None
-            openings.append(Opening(WEEKDAYS.index(day), start, minutes))
-    return tuple(sorted(openings, key=lambda o: (o.weekday, o.start)))
-
-
-def _full(day: str) -> str:
-    return {
-        "mon": "monday",
-        "tue": "tuesday",
-        "wed": "wednesday",
-        "thu": "thursday",
-        "fri": "friday",
-        "sat": "saturday",
-        "sun": "sunday",
-    }[day]
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -189,7 +108,3 @@ class ClosedDays:
         if self._holidays is not None:
             return self._holidays.get(day)
         return None
-
-
-def holiday_country_known(country: str) -> bool:
-    return country.upper() in holidays.list_supported_countries()

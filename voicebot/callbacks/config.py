@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from voicebot.callbacks.calendar import ClosedDays, WorkingCalendar, parse_working_hours
+from voicebot.callbacks.calendar import ClosedDays, WorkingCalendar
 from voicebot.callbacks.numbers import NumberRules
 from voicebot.callbacks.policy import CallbackPolicy, RetryRules
 from voicebot.settings import CallbackSettings
+from voicebot.working_hours import parse_working_hours
 
 
 def calendar_from_settings(s: CallbackSettings) -> WorkingCalendar:
