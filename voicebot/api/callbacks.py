@@ -28,7 +28,8 @@ from voicebot.api.schema import (
     refuse,
     reply,
 )
-from voicebot.callbacks.queue import CallbackJob, CallbackQueue, CursorError, JobFilter, QueueError
+from voicebot.callbacks.queue import CallbackJob, CallbackQueue, JobFilter, QueueError
+from voicebot.cursor import CursorError
 
 MAX_PAGE = 500
 JobStateText = Literal[

@@ -25,9 +25,10 @@ from voicebot.api.schema import (
     refuse,
     reply,
 )
+from voicebot.cursor import CursorError
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
-from voicebot.journal.calls import CallFilter, CallRecord, CursorError
+from voicebot.journal.calls import CallFilter, CallRecord
 from voicebot.slices import json_in_slices, map_in_slices
 
 MAX_PAGE = 500

@@ -28,8 +28,6 @@ Times are Unix seconds (REAL), like the call log.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import sqlite3
@@ -51,6 +49,7 @@ from voicebot.callbacks.policy import (
     client_rung,
 )
 from voicebot.clock import Clock, SystemClock
+from voicebot.cursor import decode_cursor, next_cursor
 from voicebot.journal.database import open_database
 from voicebot.logs import get_logger
 from webhooks import Endpoint, enqueue
@@ -239,30 +238,6 @@ class JobFilter:
     number: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-
-
-class CursorError(ValueError):
-    pass
-
-
-def encode_cursor(job: CallbackJob) -> str:
-    raw = json.dumps([job.created_at, job.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, int]:
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, TypeError):
-        raise CursorError("cursor: not one this API gave out") from None
-    if (
-        not isinstance(created_at, int | float)
-        or not isinstance(job_id, int)
-        or isinstance(created_at, bool)
-        or isinstance(job_id, bool)
-    ):
-        raise CursorError("cursor: not one this API gave out")
-    return float(created_at), job_id
 
 
 class QueueError(Exception):
@@ -976,7 +951,7 @@ class CallbackQueue:
             )
             jobs = [CallbackJob.from_row(row) for row in rows]
             page = [await self._complete(job) for job in jobs[:limit]]
-        return page, (encode_cursor(page[-1]) if len(jobs) > limit and page else None)
+        return page, next_cursor(jobs, limit, lambda job: (job.created_at, job.id))
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(jobs by state, attempts by outcome) as stored, for /metrics."""

@@ -26,10 +26,7 @@ queues the log's own writes.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import builtins
-import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +38,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from voicebot.clock import Clock, SystemClock
+from voicebot.cursor import CursorError, decode_cursor, next_cursor
 from voicebot.journal.call_events import CallEvent, normalise_number
 from voicebot.journal.call_types import (
     SQL_PREDICATES,
@@ -242,28 +240,6 @@ class CallFilter:
             clauses.append(SQL_PREDICATES[self.call_type])
             params.update(sql_parameters(rules))
         return clauses, params
-
-
-class CursorError(ValueError):
-    pass
-
-
-def encode_cursor(call: CallRecord) -> str:
-    raw = json.dumps([call.started_at, call.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        started_at, call_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise CursorError("cursor: not one this API gave out") from None
-    if not isinstance(started_at, int | float) or not isinstance(call_id, int):
-        raise CursorError("cursor: not one this API gave out")
-    if isinstance(started_at, bool) or isinstance(call_id, bool):
-        raise CursorError("cursor: not one this API gave out")
-    return float(started_at), call_id
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -621,9 +597,7 @@ class CallLog:
             rows = await self._spam_rows(filters, limit + 1, position)
         else:
             rows = await self._rows(filters, limit + 1, position)
-        page = rows[:limit]
-        next_cursor = encode_cursor(page[-1]) if len(rows) > limit and page else None
-        return page, next_cursor
+        return rows[:limit], next_cursor(rows, limit, lambda call: (call.started_at, call.id))
 
     async def _rows(
         self, filters: CallFilter, count: int, position: tuple[float, int] | None
