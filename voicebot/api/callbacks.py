@@ -16,12 +16,15 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, resolve
+from voicebot.api.period import PeriodQuery
 from voicebot.api.schema import (
-    ErrorBody,
-    Operation,
-    QueryModel,
-    add_operation,
+    CursorField,
+    IdPath,
+    LimitField,
+    NextCursorField,
+    NumberField,
+    Routes,
+    paged,
     parse_body,
     parse_path,
     parse_query,
@@ -29,9 +32,7 @@ from voicebot.api.schema import (
     reply,
 )
 from voicebot.callbacks.queue import CallbackJob, CallbackQueue, JobFilter, QueueError
-from voicebot.cursor import CursorError
 
-MAX_PAGE = 500
 JobStateText = Literal[
     "queued", "dialling", "completed", "not_needed", "failed", "cancelled", "skipped"
 ]
@@ -103,20 +104,18 @@ class CallbackOut(BaseModel):
 
 class CallbackPage(BaseModel):
     callbacks: list[CallbackOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+    next_cursor: str | None = NextCursorField
 
 
-class CallbacksQuery(QueryModel):
-    from_: PeriodText | None = FromField
-    to: PeriodText | None = ToField
+class CallbacksQuery(PeriodQuery):
     state: JobStateText | None = None
-    number: str | None = Field(None, max_length=64, description="the client's number")
-    limit: int = Field(50, ge=1, le=MAX_PAGE)
-    cursor: str | None = Field(None, max_length=200)
+    number: str | None = NumberField
+    limit: int = LimitField
+    cursor: str | None = CursorField
 
 
-class CallbackPath(BaseModel):
-    id: int = Field(ge=1, le=2**63 - 1)
+class CallbackPath(IdPath):
+    pass
 
 
 class CallbackRequest(BaseModel):
@@ -133,23 +132,21 @@ def callbacks_api(request: web.Request) -> CallbacksApi:
 
 
 async def list_callbacks(request: web.Request) -> web.Response:
+    """Callback jobs, newest first, filtered; page on with next_cursor"""
     api = callbacks_api(request)
     query = parse_query(request, CallbacksQuery)
-    try:
-        period = resolve(query.from_, query.to, api.zone)
-    except PeriodError as exc:
-        raise refuse(request, 400, str(exc), exc.field) from None
+    period = query.period(request, api.zone)
     filters = JobFilter(
         state=query.state, number=query.number, since=period.since, until=period.until
     )
-    try:
-        jobs, cursor = await api.queue.list(filters, limit=query.limit, cursor=query.cursor)
-    except CursorError as exc:
-        raise refuse(request, 400, str(exc), "cursor") from None
+    jobs, cursor = await paged(
+        request, api.queue.list(filters, limit=query.limit, cursor=query.cursor)
+    )
     return reply(CallbackPage(callbacks=[CallbackOut.of(j) for j in jobs], next_cursor=cursor))
 
 
 async def get_callback(request: web.Request) -> web.Response:
+    """One callback job with its missed calls and attempts"""
     api = callbacks_api(request)
     path = parse_path(request, CallbackPath)
     job = await api.queue.get(path.id)
@@ -158,7 +155,8 @@ async def get_callback(request: web.Request) -> web.Response:
     return reply(CallbackOut.of(job))
 
 
-async def post_callback(request: web.Request) -> web.Response:
+async def request_callback(request: web.Request) -> web.Response:
+    """Ask for a callback; merged into the client's open job when there is one"""
     api = callbacks_api(request)
     body = await parse_body(request, CallbackRequest)
     if not api.enabled:
@@ -191,78 +189,30 @@ async def _steer(request: web.Request, action: Literal["cancel", "retry"]) -> we
 
 
 async def cancel_callback(request: web.Request) -> web.Response:
+    """Cancel an open job (a ringing attempt is not interrupted)"""
     return await _steer(request, "cancel")
 
 
 async def retry_callback(request: web.Request) -> web.Response:
+    """Queue a job again, due now (working hours still apply)"""
     return await _steer(request, "retry")
 
 
 def register(app: web.Application, api: CallbacksApi) -> None:
     app[CALLBACKS_KEY] = api
-    app.router.add_get("/api/v1/callbacks", list_callbacks)
-    app.router.add_post("/api/v1/callbacks", post_callback)
-    app.router.add_get("/api/v1/callbacks/{id}", get_callback)
-    app.router.add_post("/api/v1/callbacks/{id}/cancel", cancel_callback)
-    app.router.add_post("/api/v1/callbacks/{id}/retry", retry_callback)
-    steer: dict[int, type[BaseModel] | None] = {
-        200: CallbackOut,
-        400: ErrorBody,
-        404: ErrorBody,
-        409: ErrorBody,
-    }
-    for operation in (
-        Operation(
-            "GET",
-            "/api/v1/callbacks",
-            "Callback jobs, newest first, filtered; page on with next_cursor",
-            "callbacks",
-            {200: CallbackPage, 400: ErrorBody},
-            query=CallbacksQuery,
-            operation_id="list_callbacks",
-        ),
-        Operation(
-            "POST",
-            "/api/v1/callbacks",
-            "Ask for a callback; merged into the client's open job when there is one",
-            "callbacks",
-            {
-                200: CallbackOut,
-                201: CallbackOut,
-                400: ErrorBody,
-                409: ErrorBody,
-                413: ErrorBody,
-                415: ErrorBody,
-            },
-            body=CallbackRequest,
-            operation_id="request_callback",
-        ),
-        Operation(
-            "GET",
-            "/api/v1/callbacks/{id}",
-            "One callback job with its missed calls and attempts",
-            "callbacks",
-            {200: CallbackOut, 400: ErrorBody, 404: ErrorBody},
-            path_params=CallbackPath,
-            operation_id="get_callback",
-        ),
-        Operation(
-            "POST",
-            "/api/v1/callbacks/{id}/cancel",
-            "Cancel an open job (a ringing attempt is not interrupted)",
-            "callbacks",
-            steer,
-            path_params=CallbackPath,
-            operation_id="cancel_callback",
-        ),
-        Operation(
-            "POST",
-            "/api/v1/callbacks/{id}/retry",
-            "Queue a job again, due now (working hours still apply)",
-            "callbacks",
-            steer,
-            path_params=CallbackPath,
-            operation_id="retry_callback",
-        ),
-    ):
-        add_operation(app, operation)
+    routes = Routes(app, "callbacks")
+    routes.add("GET", "/api/v1/callbacks", list_callbacks, CallbackPage, query=CallbacksQuery)
+    routes.add(
+        "POST",
+        "/api/v1/callbacks",
+        request_callback,
+        {200: CallbackOut, 201: CallbackOut},
+        body=CallbackRequest,
+        conflict=True,
+    )
+    one = "/api/v1/callbacks/{id}"
+    routes.add("GET", one, get_callback, CallbackOut, path_params=CallbackPath)
+    for action, handler in (("cancel", cancel_callback), ("retry", retry_callback)):
+        routes.add(
+            "POST", f"{one}/{action}", handler, CallbackOut, path_params=CallbackPath, conflict=True
+        )

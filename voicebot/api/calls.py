@@ -13,25 +13,25 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from voicebot.api.context import journal_api
-from voicebot.api.period import FromField, PeriodError, PeriodText, ToField, resolve
+from voicebot.api.period import PeriodQuery
 from voicebot.api.schema import (
-    ErrorBody,
-    Operation,
-    QueryModel,
-    add_operation,
+    CursorField,
+    IdPath,
+    LimitField,
+    NextCursorField,
+    NumberField,
+    Routes,
+    paged,
     parse_body,
     parse_path,
     parse_query,
     refuse,
     reply,
 )
-from voicebot.cursor import CursorError
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallRecord
 from voicebot.slices import json_in_slices, map_in_slices
-
-MAX_PAGE = 500
 
 
 class CategoryRef(BaseModel):
@@ -69,33 +69,29 @@ class CallOut(BaseModel):
 
 class CallPage(BaseModel):
     calls: list[CallOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+    next_cursor: str | None = NextCursorField
 
 
-class CallsQuery(QueryModel):
-    from_: PeriodText | None = FromField
-    to: PeriodText | None = ToField
+class CallsQuery(PeriodQuery):
     manager: str | None = Field(None, max_length=64)
     direction: Direction | None = None
     status: CallStatus | None = None
     type: CallType | None = None
     category: str | None = Field(None, max_length=16)
-    number: str | None = Field(None, max_length=64, description="the client's number")
-    limit: int = Field(50, ge=1, le=MAX_PAGE)
-    cursor: str | None = Field(None, max_length=200)
+    number: str | None = NumberField
+    limit: int = LimitField
+    cursor: str | None = CursorField
 
 
-class CallPath(BaseModel):
-    id: int = Field(ge=1, le=2**63 - 1)
+class CallPath(IdPath):
+    pass
 
 
 async def list_calls(request: web.Request) -> web.Response:
+    """Calls, newest first, filtered; page on with next_cursor"""
     api = journal_api(request)
     query = parse_query(request, CallsQuery)
-    try:
-        period = resolve(query.from_, query.to, api.zone)
-    except PeriodError as exc:
-        raise refuse(request, 400, str(exc), exc.field) from None
+    period = query.period(request, api.zone)
     filters = CallFilter(
         since=period.since,
         until=period.until,
@@ -106,10 +102,9 @@ async def list_calls(request: web.Request) -> web.Response:
         category=query.category,
         number=query.number,
     )
-    try:
-        rows, cursor = await api.call_log.list(filters, limit=query.limit, cursor=query.cursor)
-    except CursorError as exc:
-        raise refuse(request, 400, str(exc), "cursor") from None
+    rows, cursor = await paged(
+        request, api.call_log.list(filters, limit=query.limit, cursor=query.cursor)
+    )
     rules = api.call_log.rules
     calls = await map_in_slices(lambda r: CallOut.of(r, rules), rows)
     page = CallPage(calls=calls, next_cursor=cursor)
@@ -117,6 +112,7 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def get_call(request: web.Request) -> web.Response:
+    """One call"""
     api = journal_api(request)
     path = parse_path(request, CallPath)
     call = await api.call_log.get(path.id)
@@ -125,7 +121,8 @@ async def get_call(request: web.Request) -> web.Response:
     return reply(CallOut.of(call, api.call_log.rules))
 
 
-async def post_event(request: web.Request) -> web.Response:
+async def post_call_event(request: web.Request) -> web.Response:
+    """A PBX call event; re-sending the same call_id updates that call"""
     api = journal_api(request)
     event = await parse_body(request, CallEvent)
     stored = await api.call_log.record_call_event(event)
@@ -141,43 +138,14 @@ async def events_take_post_only(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/v1/calls", list_calls)
-    app.router.add_post("/api/v1/calls/events", post_event)
+    routes = Routes(app, "calls")
+    routes.add("GET", "/api/v1/calls", list_calls, CallPage, query=CallsQuery)
+    routes.add("GET", "/api/v1/calls/{id}", get_call, CallOut, path_params=CallPath)
+    routes.add(
+        "POST",
+        "/api/v1/calls/events",
+        post_call_event,
+        {200: CallOut, 201: CallOut},
+        body=CallEvent,
+    )
     app.router.add_route("*", "/api/v1/calls/events", events_take_post_only)
-    app.router.add_get("/api/v1/calls/{id}", get_call)
-    add_operation(
-        app,
-        Operation(
-            "GET",
-            "/api/v1/calls",
-            "Calls, newest first, filtered; page on with next_cursor",
-            "calls",
-            {200: CallPage, 400: ErrorBody},
-            query=CallsQuery,
-            operation_id="list_calls",
-        ),
-    )
-    add_operation(
-        app,
-        Operation(
-            "GET",
-            "/api/v1/calls/{id}",
-            "One call",
-            "calls",
-            {200: CallOut, 400: ErrorBody, 404: ErrorBody},
-            path_params=CallPath,
-            operation_id="get_call",
-        ),
-    )
-    add_operation(
-        app,
-        Operation(
-            "POST",
-            "/api/v1/calls/events",
-            "A PBX call event; re-sending the same call_id updates that call",
-            "calls",
-            {200: CallOut, 201: CallOut, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody},
-            body=CallEvent,
-            operation_id="post_call_event",
-        ),
-    )

@@ -20,10 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from voicebot.api.context import journal_api
 from voicebot.api.schema import (
-    ErrorBody,
-    Operation,
     QueryModel,
-    add_operation,
+    Routes,
     parse_body,
     parse_path,
     parse_query,
@@ -95,12 +93,14 @@ def _iso(seconds: float) -> str:
 
 
 async def list_categories(request: web.Request) -> web.Response:
+    """The category catalogue"""
     query = parse_query(request, CategoriesQuery)
     entries = await journal_api(request).catalogue.entries(query.include_deleted)
     return reply(CategoryList(categories=[CategoryOut.of(e) for e in entries]))
 
 
 async def get_category(request: web.Request) -> web.Response:
+    """One category, deleted or not"""
     code = parse_path(request, CodePath).code
     entry = await journal_api(request).catalogue.get(code)
     if entry is None:
@@ -109,6 +109,7 @@ async def get_category(request: web.Request) -> web.Response:
 
 
 async def create_category(request: web.Request) -> web.Response:
+    """Add a category (or revive a deleted code)"""
     body = await parse_body(request, CategoryIn)
     try:
         entry = await journal_api(request).catalogue.add(
@@ -120,6 +121,7 @@ async def create_category(request: web.Request) -> web.Response:
 
 
 async def update_category(request: web.Request) -> web.Response:
+    """Change a category's name, value or spam flag"""
     code = parse_path(request, CodePath).code
     body = await parse_body(request, CategoryFields)
     try:
@@ -130,6 +132,7 @@ async def update_category(request: web.Request) -> web.Response:
 
 
 async def delete_category(request: web.Request) -> web.Response:
+    """Stop offering a code; calls filed under it keep it"""
     code = parse_path(request, CodePath).code
     try:
         entry = await journal_api(request).catalogue.remove(code)
@@ -143,58 +146,17 @@ async def delete_category(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/v1/categories", list_categories)
-    app.router.add_post("/api/v1/categories", create_category)
-    app.router.add_get("/api/v1/categories/{code}", get_category)
-    app.router.add_put("/api/v1/categories/{code}", update_category)
-    app.router.add_delete("/api/v1/categories/{code}", delete_category)
-    path = "/api/v1/categories/{code}"
-    for op in (
-        Operation(
-            "GET",
-            "/api/v1/categories",
-            "The category catalogue",
-            "categories",
-            {200: CategoryList, 400: ErrorBody},
-            query=CategoriesQuery,
-            operation_id="list_categories",
-        ),
-        Operation(
-            "POST",
-            "/api/v1/categories",
-            "Add a category (or revive a deleted code)",
-            "categories",
-            {201: CategoryOut, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody},
-            body=CategoryIn,
-            operation_id="create_category",
-        ),
-        Operation(
-            "GET",
-            path,
-            "One category, deleted or not",
-            "categories",
-            {200: CategoryOut, 400: ErrorBody, 404: ErrorBody},
-            path_params=CodePath,
-            operation_id="get_category",
-        ),
-        Operation(
-            "PUT",
-            path,
-            "Change a category's name, value or spam flag",
-            "categories",
-            {200: CategoryOut, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody, 415: ErrorBody},
-            path_params=CodePath,
-            body=CategoryFields,
-            operation_id="update_category",
-        ),
-        Operation(
-            "DELETE",
-            path,
-            "Stop offering a code; calls filed under it keep it",
-            "categories",
-            {200: CategoryOut, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody},
-            path_params=CodePath,
-            operation_id="delete_category",
-        ),
-    ):
-        add_operation(app, op)
+    routes = Routes(app, "categories")
+    routes.add("GET", "/api/v1/categories", list_categories, CategoryList, query=CategoriesQuery)
+    routes.add(
+        "POST",
+        "/api/v1/categories",
+        create_category,
+        {201: CategoryOut},
+        body=CategoryIn,
+        conflict=True,
+    )
+    one = "/api/v1/categories/{code}"
+    routes.add("GET", one, get_category, CategoryOut, path_params=CodePath)
+    routes.add("PUT", one, update_category, CategoryOut, path_params=CodePath, body=CategoryFields)
+    routes.add("DELETE", one, delete_category, CategoryOut, path_params=CodePath, conflict=True)

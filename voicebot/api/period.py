@@ -14,7 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
 from pydantic import Field, StringConstraints
+
+from voicebot.api.schema import QueryModel, refuse
 
 # The pattern says as much as a regular expression can of what
 # `datetime.fromisoformat` takes (years 0001-9999, months 01-12, days 01-31,
@@ -84,3 +87,21 @@ def resolve(
     if start is not None and stop is not None and stop.timestamp() <= start.timestamp():
         raise PeriodError("to", "must be after from")
     return Period(start, stop)
+
+
+class PeriodQuery(QueryModel):
+    from_: PeriodText | None = FromField
+    to: PeriodText | None = ToField
+
+    def period(
+        self,
+        request: web.Request,
+        zone: ZoneInfo,
+        default_days: int | None = None,
+        now: datetime | None = None,
+    ) -> Period:
+        """`from`/`to` resolved in `zone`; a bad one is a 400 naming it."""
+        try:
+            return resolve(self.from_, self.to, zone, default_days=default_days, now=now)
+        except PeriodError as exc:
+            raise refuse(request, 400, str(exc), exc.field) from None

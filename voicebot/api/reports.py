@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 
 from voicebot.api.calls import CallOut
 from voicebot.api.context import JournalApi, journal_api
-from voicebot.api.period import FromField, Period, PeriodError, PeriodText, ToField, resolve
-from voicebot.api.schema import ErrorBody, Operation, QueryModel, add_operation, parse_query, refuse
+from voicebot.api.period import Period, PeriodQuery
+from voicebot.api.schema import Routes, parse_query
 from voicebot.journal import reports
 from voicebot.journal.reports import WEEKDAYS, ReportScope
 from voicebot.slices import SLICE, json_in_slices, map_in_slices
@@ -38,9 +38,7 @@ from voicebot.slices import SLICE, json_in_slices, map_in_slices
 DEFAULT_DAYS = 7
 
 
-class ReportQuery(QueryModel):
-    from_: PeriodText | None = FromField
-    to: PeriodText | None = ToField
+class ReportQuery(PeriodQuery):
     manager: str | None = Field(None, max_length=64, description="only this manager's calls")
     format: Literal["json", "csv"] = "json"
 
@@ -139,12 +137,7 @@ def local_text(seconds: float | None, zone: ZoneInfo) -> str:
 
 def scope_of(request: web.Request, api: JournalApi) -> tuple[ReportScope, PeriodOut, ReportQuery]:
     query = parse_query(request, ReportQuery)
-    try:
-        period = resolve(
-            query.from_, query.to, api.zone, default_days=DEFAULT_DAYS, now=api.clock.now()
-        )
-    except PeriodError as exc:
-        raise refuse(request, 400, str(exc), exc.field) from None
+    period = query.period(request, api.zone, default_days=DEFAULT_DAYS, now=api.clock.now())
     scope = ReportScope(period.since, period.until, api.zone, api.call_log.rules, query.manager)
     return scope, period_out(period, api.zone), query
 
@@ -378,19 +371,15 @@ REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
 
 
 def register(app: web.Application) -> None:
+    routes = Routes(app, "reports")
     for name, (summary, build, as_csv, model) in REPORTS.items():
-        path = f"/api/v1/reports/{name}"
-        app.router.add_get(path, _handler(build, as_csv))
-        add_operation(
-            app,
-            Operation(
-                "GET",
-                path,
-                summary,
-                "reports",
-                {200: model, 400: ErrorBody},
-                query=ReportQuery,
-                csv=True,
-                operation_id=f"report_{name}",
-            ),
+        routes.add(
+            "GET",
+            f"/api/v1/reports/{name}",
+            _handler(build, as_csv),
+            model,
+            query=ReportQuery,
+            csv=True,
+            summary=summary,
+            operation_id=f"report_{name}",
         )

@@ -2,28 +2,39 @@
 OpenAPI document is generated from.
 
 Every route under /api/v1 that takes input declares an `Operation`: its
-query, path and body models and its responses. Handlers parse input only
-through `parse_query` / `parse_body` / `parse_path`, so what is validated is
-what is documented, and a refusal is one 400 naming the field plus one log
-line (`api.refused`), never a traceback.
+query, path and body models and its responses, through `Routes`, which puts
+the handler on the router too. Handlers parse input only through
+`parse_query` / `parse_body` / `parse_path`, so what is validated is what is
+documented, and a refusal is one 400 naming the field plus one log line
+(`api.refused`), never a traceback.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voicebot.cursor import CursorError
 from voicebot.logs import get_logger
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 64 * 1024
+#: The most rows one page of a list (`limit`) holds.
+MAX_PAGE = 500
+LimitField = Field(50, ge=1, le=MAX_PAGE)
+CursorField = Field(None, max_length=200)
+NextCursorField = Field(description="pass as `cursor` for the next (older) page")
+NumberField = Field(None, max_length=64, description="the client's number")
 
 
 class ErrorBody(BaseModel):
@@ -54,6 +65,10 @@ class Operation:
     operation_id: str = ""
 
 
+class IdPath(BaseModel):
+    id: int = Field(ge=1, le=2**63 - 1)
+
+
 OPERATIONS_KEY = web.AppKey("openapi_operations", list)
 
 
@@ -61,6 +76,62 @@ def add_operation(app: web.Application, operation: Operation) -> None:
     if OPERATIONS_KEY not in app:
         app[OPERATIONS_KEY] = []
     app[OPERATIONS_KEY].append(operation)
+
+
+@dataclass(frozen=True)
+class Routes:
+    """One module's routes under one OpenAPI tag. `add` puts a handler on the
+    router and its `Operation` into the document: the summary is the
+    handler's docstring, the operationId its name, and the refusals follow
+    from its inputs (400 for any; 404 with a path naming a resource; 413 and
+    415 with a body; 409 when it says `conflict`)."""
+
+    app: web.Application
+    tag: str
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        ok: type[BaseModel] | Mapping[int, type[BaseModel]],
+        *,
+        query: type[BaseModel] | None = None,
+        path_params: type[BaseModel] | None = None,
+        body: type[BaseModel] | None = None,
+        conflict: bool = False,
+        csv: bool = False,
+        summary: str = "",
+        operation_id: str = "",
+    ) -> None:
+        responses: dict[int, type[BaseModel] | None] = (
+            dict(ok) if isinstance(ok, Mapping) else {200: ok}
+        )
+        refusals = {
+            400: bool(query or path_params or body),
+            404: path_params is not None,
+            409: conflict,
+            413: body is not None,
+            415: body is not None,
+        }
+        responses |= {status: ErrorBody for status, refused in refusals.items() if refused}
+        if method == "GET":
+            self.app.router.add_get(path, handler)  # HEAD too, as aiohttp does for a GET
+        else:
+            self.app.router.add_route(method, path, handler)
+        operation = Operation(
+            method,
+            path,
+            summary or inspect.getdoc(handler) or "",
+            self.tag,
+            responses,
+            query=query,
+            path_params=path_params,
+            body=body,
+            csv=csv,
+            operation_id=operation_id or handler.__name__,
+        )
+        add_operation(self.app, operation)
 
 
 _FIELD_IN_MESSAGE = re.compile(r"^(?:Value error, )?([A-Za-z_][\w.]*): ")
@@ -160,6 +231,14 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise refuse(request, 400, "body: expected a JSON object", "body")
     return _validated(request, model, data)
+
+
+async def paged(request: web.Request, listing: Awaitable[T]) -> T:
+    """A page of a list; a cursor this API did not give out is a 400 naming it."""
+    try:
+        return await listing
+    except CursorError as exc:
+        raise refuse(request, 400, str(exc), "cursor") from None
 
 
 def reply(model: BaseModel, status: int = 200) -> web.Response:
