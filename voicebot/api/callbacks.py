@@ -16,21 +16,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from voicebot.api.lists import CursorField, LimitField, NextCursorField, NumberField, paged
 from voicebot.api.period import PeriodQuery
-from voicebot.api.schema import (
-    CursorField,
-    IdPath,
-    LimitField,
-    NextCursorField,
-    NumberField,
-    Routes,
-    paged,
-    parse_body,
-    parse_path,
-    parse_query,
-    refuse,
-    reply,
-)
+from voicebot.api.schema import IdPath, Routes, parse_body, parse_path, parse_query, refuse, reply
 from voicebot.callbacks.queue import CallbackJob, CallbackQueue, JobFilter, QueueError
 
 JobStateText = Literal[

@@ -13,21 +13,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from voicebot.api.context import journal_api
+from voicebot.api.lists import CursorField, LimitField, NextCursorField, NumberField, paged
 from voicebot.api.period import PeriodQuery
-from voicebot.api.schema import (
-    CursorField,
-    IdPath,
-    LimitField,
-    NextCursorField,
-    NumberField,
-    Routes,
-    paged,
-    parse_body,
-    parse_path,
-    parse_query,
-    refuse,
-    reply,
-)
+from voicebot.api.schema import IdPath, Routes, parse_body, parse_path, parse_query, refuse, reply
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallRecord

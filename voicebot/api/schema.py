@@ -21,20 +21,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from voicebot.cursor import CursorError
 from voicebot.logs import get_logger
 
 M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 64 * 1024
-#: The most rows one page of a list (`limit`) holds.
-MAX_PAGE = 500
-LimitField = Field(50, ge=1, le=MAX_PAGE)
-CursorField = Field(None, max_length=200)
-NextCursorField = Field(description="pass as `cursor` for the next (older) page")
-NumberField = Field(None, max_length=64, description="the client's number")
 
 
 class ErrorBody(BaseModel):
@@ -231,14 +223,6 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise refuse(request, 400, "body: expected a JSON object", "body")
     return _validated(request, model, data)
-
-
-async def paged(request: web.Request, listing: Awaitable[T]) -> T:
-    """A page of a list; a cursor this API did not give out is a 400 naming it."""
-    try:
-        return await listing
-    except CursorError as exc:
-        raise refuse(request, 400, str(exc), "cursor") from None
 
 
 def reply(model: BaseModel, status: int = 200) -> web.Response:

@@ -1,0 +1,31 @@
+"""What the newest-first lists (`/api/v1/calls`, `/api/v1/callbacks`) share:
+the page size, the keyset cursor in and out (voicebot/cursor.py), and the
+client-number filter."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import Field
+
+from voicebot.api.schema import refuse
+from voicebot.cursor import CursorError
+
+T = TypeVar("T")
+
+#: The most rows one page (`limit`) holds.
+MAX_PAGE = 500
+LimitField = Field(50, ge=1, le=MAX_PAGE)
+CursorField = Field(None, max_length=200)
+NextCursorField = Field(description="pass as `cursor` for the next (older) page")
+NumberField = Field(None, max_length=64, description="the client's number")
+
+
+async def paged(request: web.Request, listing: Awaitable[T]) -> T:
+    """A page of a list; a cursor this API did not give out is a 400 naming it."""
+    try:
+        return await listing
+    except CursorError as exc:
+        raise refuse(request, 400, str(exc), "cursor") from None
