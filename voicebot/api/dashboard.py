@@ -36,14 +36,15 @@ from voicebot.api.context import JournalApi, journal_api
 from voicebot.api.dashboard_text import LANGUAGES, TEXT, Language
 from voicebot.api.period import local_midnight
 from voicebot.api.reports import (
+    CallbackReportOut,
+    CategoryReportOut,
+    CoverageReportOut,
+    HourlyReportOut,
     PeriodOut,
-    callback_report,
-    category_report,
-    coverage_report,
-    hourly_report,
+    SummaryReportOut,
     local_text,
     missed_report,
-    summary_report,
+    report_of,
 )
 from voicebot.callbacks.queue import QueueError
 from voicebot.journal.reports import ReportScope
@@ -206,13 +207,13 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
     missed_today = await missed_report(api, day, day_period)
     missed_week = await missed_report(api, week, week_period)
-    categories = await category_report(api, week, week_period)
-    hourly = await hourly_report(api, week, week_period)
-    summary = await summary_report(api, week, week_period)
-    coverage = await coverage_report(api, week, week_period)
+    categories = await report_of(CategoryReportOut, api, week, week_period)
+    hourly = await report_of(HourlyReportOut, api, week, week_period)
+    summary = await report_of(SummaryReportOut, api, week, week_period)
+    coverage = await report_of(CoverageReportOut, api, week, week_period)
     callbacks_api = _callbacks(request)
     callbacks_on = callbacks_api is not None and callbacks_api.enabled
-    callback_week = await callback_report(api, week, week_period)
+    callback_week = await report_of(CallbackReportOut, api, week, week_period)
     conn = api.call_log.reader
     deliveries = await count_by_status(conn)
     disabled = await disabled_endpoints(conn)

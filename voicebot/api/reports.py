@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -32,8 +34,10 @@ from voicebot.api.context import JournalApi, journal_api
 from voicebot.api.period import Period, PeriodQuery
 from voicebot.api.schema import Routes, parse_query
 from voicebot.journal import reports
-from voicebot.journal.reports import WEEKDAYS, ReportScope
+from voicebot.journal.reports import ReportScope
 from voicebot.slices import SLICE, json_in_slices, map_in_slices
+
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_DAYS = 7
 
@@ -219,51 +223,28 @@ async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) 
     )
 
 
-async def category_report(
-    api: JournalApi, scope: ReportScope, period: PeriodOut
-) -> CategoryReportOut:
-    report = await reports.categories(api.call_log.reader, scope)
-    return CategoryReportOut(
-        period=period,
-        totals=[CategoryRowOut.model_validate(r, from_attributes=True) for r in report.totals],
-        by_manager=[
-            CategoryRowOut.model_validate(r, from_attributes=True) for r in report.by_manager
-        ],
+#: The journal's report behind each API model but the missed calls; the
+#: field a list of rows goes in (a report that is a dataclass fills the
+#: model's fields of the same names).
+_SOURCES: dict[type[BaseModel], tuple[Callable[..., Awaitable[Any]], str | None]] = {
+    CategoryReportOut: (reports.categories, None),
+    HourlyReportOut: (reports.hourly, None),
+    SummaryReportOut: (reports.summary, "directions"),
+    CoverageReportOut: (reports.coverage, "managers"),
+    CallbackReportOut: (reports.callbacks, None),
+}
+
+
+async def report_of(model: type[M], api: JournalApi, scope: ReportScope, period: PeriodOut) -> M:
+    """The journal's report of `model` over `scope`, as that model."""
+    compute, rows_field = _SOURCES[model]
+    found = await compute(api.call_log.reader, scope)
+    fields = (
+        {rows_field: found}
+        if rows_field
+        else {f.name: getattr(found, f.name) for f in dataclasses.fields(found)}
     )
-
-
-async def hourly_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> HourlyReportOut:
-    report = await reports.hourly(api.call_log.reader, scope)
-    return HourlyReportOut(
-        period=period, weekdays=list(WEEKDAYS), calls=report.calls, missed=report.missed
-    )
-
-
-async def summary_report(
-    api: JournalApi, scope: ReportScope, period: PeriodOut
-) -> SummaryReportOut:
-    rows = await reports.summary(api.call_log.reader, scope)
-    return SummaryReportOut(
-        period=period,
-        directions=[SummaryRowOut.model_validate(r, from_attributes=True) for r in rows],
-    )
-
-
-async def coverage_report(
-    api: JournalApi, scope: ReportScope, period: PeriodOut
-) -> CoverageReportOut:
-    rows = await reports.coverage(api.call_log.reader, scope)
-    return CoverageReportOut(
-        period=period,
-        managers=[CoverageRowOut.model_validate(r, from_attributes=True) for r in rows],
-    )
-
-
-async def callback_report(
-    api: JournalApi, scope: ReportScope, period: PeriodOut
-) -> CallbackReportOut:
-    report = await reports.callbacks(api.call_log.reader, scope)
-    return CallbackReportOut.model_validate(asdict(report) | {"period": period})
+    return model.model_validate(fields | {"period": period}, from_attributes=True)
 
 
 # -- CSV shapes ------------------------------------------------------------------
@@ -344,26 +325,31 @@ REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
     "missed": ("Missed and unprocessed calls", missed_report, missed_csv, MissedReportOut),
     "categories": (
         "Calls and value sum per category and manager",
-        category_report,
+        partial(report_of, CategoryReportOut),
         category_csv,
         CategoryReportOut,
     ),
-    "hourly": ("Calls by hour of day and weekday", hourly_report, hourly_csv, HourlyReportOut),
+    "hourly": (
+        "Calls by hour of day and weekday",
+        partial(report_of, HourlyReportOut),
+        hourly_csv,
+        HourlyReportOut,
+    ),
     "summary": (
         "Answered/missed ratio, average wait and talk, inbound and outbound apart",
-        summary_report,
+        partial(report_of, SummaryReportOut),
         summary_csv,
         SummaryReportOut,
     ),
     "callbacks": (
         "Callback results: time to first callback, share recovered, attempts per job",
-        callback_report,
+        partial(report_of, CallbackReportOut),
         callback_csv,
         CallbackReportOut,
     ),
     "coverage": (
         "Share of each manager's answered calls that got a category",
-        coverage_report,
+        partial(report_of, CoverageReportOut),
         coverage_csv,
         CoverageReportOut,
     ),

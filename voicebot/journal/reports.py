@@ -296,6 +296,7 @@ class HourlyReport:
 
     calls: list[list[int]]
     missed: list[list[int]]
+    weekdays: tuple[str, ...] = WEEKDAYS
 
 
 #: Added to local seconds so SQLite's integer division (which truncates)
