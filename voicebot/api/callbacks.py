@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from voicebot.api.lists import CursorField, LimitField, NextCursorField, NumberField, paged
+from voicebot.api.lists import CursorField, IdPath, LimitField, NextCursorField, NumberField, paged
 from voicebot.api.period import PeriodQuery
-from voicebot.api.schema import IdPath, Routes, parse_body, parse_path, parse_query, refuse, reply
+from voicebot.api.schema import Routes, found, parse_body, parse_path, parse_query, refuse, reply
 from voicebot.callbacks.queue import CallbackJob, CallbackQueue, JobFilter, QueueError
 
 JobStateText = Literal[
@@ -137,9 +137,7 @@ async def get_callback(request: web.Request) -> web.Response:
     """One callback job with its missed calls and attempts"""
     api = callbacks_api(request)
     path = parse_path(request, CallbackPath)
-    job = await api.queue.get(path.id)
-    if job is None:
-        raise refuse(request, 404, f"id: no callback {path.id}", "id")
+    job = found(request, await api.queue.get(path.id), "id", f"no callback {path.id}")
     return reply(CallbackOut.of(job))
 
 
@@ -189,16 +187,17 @@ async def retry_callback(request: web.Request) -> web.Response:
 def register(app: web.Application, api: CallbacksApi) -> None:
     app[CALLBACKS_KEY] = api
     routes = Routes(app, "callbacks")
-    routes.add("GET", "/api/v1/callbacks", list_callbacks, CallbackPage, query=CallbacksQuery)
+    many, one = "/api/v1/callbacks", "/api/v1/callbacks/{id}"
+    routes.add("GET", many, list_callbacks, CallbackPage, query=CallbacksQuery)
     routes.add(
         "POST",
-        "/api/v1/callbacks",
+        many,
         request_callback,
-        {200: CallbackOut, 201: CallbackOut},
+        CallbackOut,
         body=CallbackRequest,
+        created=True,
         conflict=True,
     )
-    one = "/api/v1/callbacks/{id}"
     routes.add("GET", one, get_callback, CallbackOut, path_params=CallbackPath)
     for action, handler in (("cancel", cancel_callback), ("retry", retry_callback)):
         routes.add(

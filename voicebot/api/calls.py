@@ -13,9 +13,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from voicebot.api.context import journal_api
-from voicebot.api.lists import CursorField, LimitField, NextCursorField, NumberField, paged
+from voicebot.api.lists import CursorField, IdPath, LimitField, NextCursorField, NumberField, paged
 from voicebot.api.period import PeriodQuery
-from voicebot.api.schema import IdPath, Routes, parse_body, parse_path, parse_query, refuse, reply
+from voicebot.api.schema import Routes, found, parse_body, parse_path, parse_query, refuse, reply
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallRecord
@@ -103,9 +103,7 @@ async def get_call(request: web.Request) -> web.Response:
     """One call"""
     api = journal_api(request)
     path = parse_path(request, CallPath)
-    call = await api.call_log.get(path.id)
-    if call is None:
-        raise refuse(request, 404, f"id: no call {path.id}", "id")
+    call = found(request, await api.call_log.get(path.id), "id", f"no call {path.id}")
     return reply(CallOut.of(call, api.call_log.rules))
 
 
@@ -130,10 +128,6 @@ def register(app: web.Application) -> None:
     routes.add("GET", "/api/v1/calls", list_calls, CallPage, query=CallsQuery)
     routes.add("GET", "/api/v1/calls/{id}", get_call, CallOut, path_params=CallPath)
     routes.add(
-        "POST",
-        "/api/v1/calls/events",
-        post_call_event,
-        {200: CallOut, 201: CallOut},
-        body=CallEvent,
+        "POST", "/api/v1/calls/events", post_call_event, CallOut, body=CallEvent, created=True
     )
     app.router.add_route("*", "/api/v1/calls/events", events_take_post_only)

@@ -22,6 +22,7 @@ from voicebot.api.context import journal_api
 from voicebot.api.schema import (
     QueryModel,
     Routes,
+    found,
     parse_body,
     parse_path,
     parse_query,
@@ -102,9 +103,9 @@ async def list_categories(request: web.Request) -> web.Response:
 async def get_category(request: web.Request) -> web.Response:
     """One category, deleted or not"""
     code = parse_path(request, CodePath).code
-    entry = await journal_api(request).catalogue.get(code)
-    if entry is None:
-        raise refuse(request, 404, f"code: no category {code}", "code")
+    entry = found(
+        request, await journal_api(request).catalogue.get(code), "code", f"no category {code}"
+    )
     return reply(CategoryOut.of(entry))
 
 
@@ -147,16 +148,9 @@ async def delete_category(request: web.Request) -> web.Response:
 
 def register(app: web.Application) -> None:
     routes = Routes(app, "categories")
-    routes.add("GET", "/api/v1/categories", list_categories, CategoryList, query=CategoriesQuery)
-    routes.add(
-        "POST",
-        "/api/v1/categories",
-        create_category,
-        {201: CategoryOut},
-        body=CategoryIn,
-        conflict=True,
-    )
-    one = "/api/v1/categories/{code}"
+    many, one = "/api/v1/categories", "/api/v1/categories/{code}"
+    routes.add("GET", many, list_categories, CategoryList, query=CategoriesQuery)
+    routes.add("POST", many, create_category, {201: CategoryOut}, body=CategoryIn, conflict=True)
     routes.add("GET", one, get_category, CategoryOut, path_params=CodePath)
     routes.add("PUT", one, update_category, CategoryOut, path_params=CodePath, body=CategoryFields)
     routes.add("DELETE", one, delete_category, CategoryOut, path_params=CodePath, conflict=True)

@@ -1,6 +1,6 @@
 """What the newest-first lists (`/api/v1/calls`, `/api/v1/callbacks`) share:
-the page size, the keyset cursor in and out (voicebot/cursor.py), and the
-client-number filter."""
+the page size, the keyset cursor in and out (voicebot/cursor.py), the
+client-number filter, and the id path of one row."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from voicebot.api.schema import refuse
 from voicebot.cursor import CursorError
@@ -21,6 +21,10 @@ LimitField = Field(50, ge=1, le=MAX_PAGE)
 CursorField = Field(None, max_length=200)
 NextCursorField = Field(description="pass as `cursor` for the next (older) page")
 NumberField = Field(None, max_length=64, description="the client's number")
+
+
+class IdPath(BaseModel):
+    id: int = Field(ge=1, le=2**63 - 1)
 
 
 async def paged(request: web.Request, listing: Awaitable[T]) -> T:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from voicebot.logs import get_logger
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 64 * 1024
@@ -57,10 +58,6 @@ class Operation:
     operation_id: str = ""
 
 
-class IdPath(BaseModel):
-    id: int = Field(ge=1, le=2**63 - 1)
-
-
 OPERATIONS_KEY = web.AppKey("openapi_operations", list)
 
 
@@ -76,7 +73,8 @@ class Routes:
     router and its `Operation` into the document: the summary is the
     handler's docstring, the operationId its name, and the refusals follow
     from its inputs (400 for any; 404 with a path naming a resource; 413 and
-    415 with a body; 409 when it says `conflict`)."""
+    415 with a body; 409 when it says `conflict`). `created`: 201 with the
+    new resource, 200 with one that was there."""
 
     app: web.Application
     tag: str
@@ -91,6 +89,7 @@ class Routes:
         query: type[BaseModel] | None = None,
         path_params: type[BaseModel] | None = None,
         body: type[BaseModel] | None = None,
+        created: bool = False,
         conflict: bool = False,
         csv: bool = False,
         summary: str = "",
@@ -99,6 +98,8 @@ class Routes:
         responses: dict[int, type[BaseModel] | None] = (
             dict(ok) if isinstance(ok, Mapping) else {200: ok}
         )
+        if created and not isinstance(ok, Mapping):
+            responses[201] = ok
         refusals = {
             400: bool(query or path_params or body),
             404: path_params is not None,
@@ -179,6 +180,13 @@ def refuse(
             max_size=MAX_BODY_BYTES, actual_size=0, text=body, content_type="application/json"
         )
     return kind(text=body, content_type="application/json")
+
+
+def found(request: web.Request, item: T | None, field_name: str, missing: str) -> T:
+    """`item`, or a 404 naming the path field that named it ("id: no call 7")."""
+    if item is None:
+        raise refuse(request, 404, f"{field_name}: {missing}", field_name)
+    return item
 
 
 def _validated(request: web.Request, model: type[M], data: Any) -> M:
