@@ -51,6 +51,7 @@ from voicebot.callbacks.policy import (
 from voicebot.clock import Clock, SystemClock
 from voicebot.cursor import decode_cursor, next_cursor
 from voicebot.journal.database import open_database
+from voicebot.journal.where import between, seconds
 from voicebot.logs import get_logger
 from webhooks import Endpoint, enqueue
 
@@ -920,8 +921,7 @@ class CallbackQueue:
     ) -> tuple[list[CallbackJob], str | None]:
         """Newest first; the cursor continues after the previous page's last
         job (created_at, id never change, so paging neither skips nor repeats)."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
+        clauses, params = between("created_at", seconds(filters.since), seconds(filters.until))
         if filters.state is not None:
             clauses.append("state = :state")
             params["state"] = filters.state
@@ -931,12 +931,6 @@ class CallbackQueue:
             clauses.append("client_number IN (:number, :raw)")
             params["number"] = number or filters.number
             params["raw"] = filters.number.strip()
-        if filters.since is not None:
-            clauses.append("created_at >= :since")
-            params["since"] = filters.since.timestamp()
-        if filters.until is not None:
-            clauses.append("created_at < :until")
-            params["until"] = filters.until.timestamp()
         if cursor is not None:
             created_at, job_id = decode_cursor(cursor)
             clauses.append("(created_at, id) < (:cursor_at, :cursor_id)")

@@ -54,6 +54,7 @@ from voicebot.journal.database import (
     write_in_one_trip,
 )
 from voicebot.journal.reader import open_reader
+from voicebot.journal.where import between, seconds
 from voicebot.logs import get_logger
 from voicebot.slices import map_in_slices
 
@@ -217,14 +218,7 @@ class CallFilter:
     number: str | None = None
 
     def where(self, rules: TypeRules) -> tuple[list[str], dict[str, Any]]:
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
-        if self.since is not None:
-            clauses.append("c.started_at >= :since")
-            params["since"] = self.since.timestamp()
-        if self.until is not None:
-            clauses.append("c.started_at < :until")
-            params["until"] = self.until.timestamp()
+        clauses, params = between("c.started_at", seconds(self.since), seconds(self.until))
         for name in ("manager", "direction", "status"):
             value = getattr(self, name)
             if value is not None:

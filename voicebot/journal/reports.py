@@ -40,6 +40,7 @@ from voicebot.journal.call_types import (
 )
 from voicebot.journal.calls import CALL_COLUMNS, CALLS_FROM, CallRecord
 from voicebot.journal.rollups import DAY_S, QUARTER_S, first_unit_from, unit_of
+from voicebot.journal.where import between, seconds
 from voicebot.slices import map_in_slices
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -58,28 +59,19 @@ class ReportScope:
     manager: str | None = None
 
     def where(self, alias: str = "c") -> tuple[str, dict[str, Any]]:
-        return self.where_between(_seconds(self.since), _seconds(self.until), alias)
+        return self.where_between(seconds(self.since), seconds(self.until), alias)
 
     def where_between(
         self, since: float | None, until: float | None, alias: str = "c"
     ) -> tuple[str, dict[str, Any]]:
         """The scope's manager over [since, until) (None: unbounded)."""
-        clauses = ["1 = 1"]
-        params: dict[str, Any] = dict(sql_parameters(self.rules))
-        if since is not None:
-            clauses.append(f"{alias}.started_at >= :since")
-            params["since"] = since
-        if until is not None:
-            clauses.append(f"{alias}.started_at < :until")
-            params["until"] = until
+        clauses, params = between(f"{alias}.started_at", since, until)
+        clauses.insert(0, "1 = 1")
+        params |= sql_parameters(self.rules)
         if self.manager is not None:
             clauses.append(f"{alias}.manager = :manager")
             params["manager"] = self.manager
         return " AND ".join(clauses), params
-
-
-def _seconds(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
 
 
 async def _all(
@@ -122,15 +114,8 @@ def _units(
     column: str, whole: tuple[int | None, int | None], scope: ReportScope
 ) -> tuple[str, dict[str, Any]]:
     """WHERE over a rollup's units (and the scope's manager)."""
-    clauses = ["1 = 1"]
-    params: dict[str, Any] = {}
-    first, end = whole
-    if first is not None:
-        clauses.append(f"{column} >= :first_unit")
-        params["first_unit"] = first
-    if end is not None:
-        clauses.append(f"{column} < :end_unit")
-        params["end_unit"] = end
+    clauses, params = between(column, *whole, names=("first_unit", "end_unit"))
+    clauses.insert(0, "1 = 1")
     if scope.manager is not None:
         clauses.append("manager = :manager")
         params["manager"] = scope.manager
@@ -138,7 +123,7 @@ def _units(
 
 
 def _day_split(scope: ReportScope) -> Split:
-    return split_period(_seconds(scope.since), _seconds(scope.until), DAY_S)
+    return split_period(seconds(scope.since), seconds(scope.until), DAY_S)
 
 
 async def _edges_and_days(
@@ -348,7 +333,7 @@ async def hourly(conn: aiosqlite.Connection, scope: ReportScope) -> HourlyReport
         calls[local.weekday()][local.hour] += count
         missed_[local.weekday()][local.hour] += missed_count
 
-    parts = split_period(_seconds(scope.since), _seconds(scope.until), QUARTER_S)
+    parts = split_period(seconds(scope.since), seconds(scope.until), QUARTER_S)
     for since, until in parts.raw:
         where, params = scope.where_between(since, until)
         for started_at, is_missed in await _all(
@@ -541,14 +526,8 @@ class CallbackReport:
 
 
 async def callbacks(conn: aiosqlite.Connection, scope: ReportScope) -> CallbackReport:
-    clauses: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {}
-    if scope.since is not None:
-        clauses.append("j.first_missed_at >= :since")
-        params["since"] = scope.since.timestamp()
-    if scope.until is not None:
-        clauses.append("j.first_missed_at < :until")
-        params["until"] = scope.until.timestamp()
+    clauses, params = between("j.first_missed_at", seconds(scope.since), seconds(scope.until))
+    clauses.insert(0, "1 = 1")
     if scope.manager is not None:
         # A job has no manager of its own: the manager who took one of its attempts.
         clauses.append(
