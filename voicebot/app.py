@@ -70,7 +70,7 @@ from voicebot.media.session import RtpPortPool
 from voicebot.settings import Settings
 from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.user_agent import UserAgent
-from voicebot.startup import check_rtp_range, listen_failed
+from voicebot.startup import HTTP_LISTENER, SIP_LISTENER, check_rtp_range
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
 
 
@@ -261,31 +261,13 @@ class VoicebotApp:
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http.host, s.http.port)
-        try:
-            await site.start()
-        except OSError as error:
-            raise listen_failed(
-                "the HTTP API",
-                s.http.host,
-                s.http.port,
-                "http.host / http.port (VOICEBOT_HTTP__HOST / VOICEBOT_HTTP__PORT)",
-                error,
-            ) from None
+        await HTTP_LISTENER.start(site.start(), s.http.host, s.http.port)
         self.http_port = self._runner.addresses[0][1]
         # Everything long-lived exists now: move it out of the collector's sight,
         # so full collections stay short and do not stall 20 ms media ticks.
         gc.freeze()
         self.user_agent = UserAgent(s.sip, self._on_incoming_call, clock=self.clock)
-        try:
-            await self.user_agent.start()
-        except OSError as error:
-            raise listen_failed(
-                "SIP (UDP)",
-                s.sip.bind_host,
-                s.sip.bind_port,
-                "sip.bind_host / sip.bind_port (VOICEBOT_SIP__BIND_HOST / VOICEBOT_SIP__BIND_PORT)",
-                error,
-            ) from None
+        await SIP_LISTENER.start(self.user_agent.start(), s.sip.bind_host, s.sip.bind_port)
         if s.callbacks.enabled:
             await self._start_callbacks()
         self.log.info(

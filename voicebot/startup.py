@@ -8,10 +8,40 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
 
 class StartupError(Exception):
     """The bot cannot start; the message is the one line an operator reads."""
+
+
+def setting_pair(section: str, first: str, second: str) -> str:
+    """`sip.bind_host / sip.bind_port (VOICEBOT_SIP__BIND_HOST / VOICEBOT_SIP__BIND_PORT)`."""
+    env = f"VOICEBOT_{section.upper()}__"
+    return f"{section}.{first} / {section}.{second} ({env}{first.upper()} / {env}{second.upper()})"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What listens on an address, and the section and keys of its settings."""
+
+    what: str
+    section: str
+    host_key: str = "host"
+    port_key: str = "port"
+
+    async def start(self, starting: Awaitable[object], host: str, port: int) -> None:
+        """Await `starting`; a bind that fails is a StartupError naming the address."""
+        try:
+            await starting
+        except OSError as error:
+            settings = setting_pair(self.section, self.host_key, self.port_key)
+            raise listen_failed(self.what, host, port, settings, error) from None
+
+
+HTTP_LISTENER = Listener("the HTTP API", "http")
+SIP_LISTENER = Listener("SIP (UDP)", "sip", "bind_host", "bind_port")
 
 
 def listen_failed(what: str, host: str, port: int, settings: str, error: OSError) -> StartupError:
@@ -51,7 +81,7 @@ def check_rtp_range(host: str, min_port: int, max_port: int) -> int:
     if free == 0:
         raise StartupError(
             f"RTP ports {min_port}-{max_port} on {host}: every one is taken by another process,"
-            " so no call could have audio; expected a free range in sip.rtp_port_min /"
-            " sip.rtp_port_max (VOICEBOT_SIP__RTP_PORT_MIN / VOICEBOT_SIP__RTP_PORT_MAX)"
+            " so no call could have audio; expected a free range in"
+            f" {setting_pair('sip', 'rtp_port_min', 'rtp_port_max')}"
         )
     return free
