@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 
-from tests.polling import until
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.queue import CallbackQueue
@@ -91,7 +90,3 @@ class ScriptedDialler:
             self.active -= 1
         index = min(len(self.requests) - 1, len(self.outcomes) - 1)
         return self.outcomes[index]
-
-
-#: The suite's poll-with-deadline, by the name tests/pbx imports it under.
-eventually = until
