@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.running_apps import RunningApps
 from tests.sipp_harness.runner import Sipp, SippNotFoundError
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
 
@@ -58,3 +59,11 @@ async def receiver() -> AsyncIterator[Receiver]:
     await hooks.start()
     yield hooks
     await hooks.stop()
+
+
+@pytest.fixture
+async def running_apps(tmp_path: Path) -> AsyncIterator[RunningApps]:
+    """Start apps with `await running_apps.start(settings)`; all stop after the test."""
+    apps = RunningApps(tmp_path)
+    yield apps
+    await apps.stop()

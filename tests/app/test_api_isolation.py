@@ -14,19 +14,17 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from tests.ports import rtp_window
+from tests.app.app_testkit import StartApp
+from tests.polling import until
 from voicebot.api.calls import CallPage
 from voicebot.api.reports import MissedReportOut, missed_csv
 from voicebot.app import VoicebotApp
 from voicebot.journal.reader import READER_NICENESS
-from voicebot.settings import Settings
 from voicebot.slices import json_in_slices
 
 EVENT = {
@@ -39,26 +37,8 @@ EVENT = {
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    rtp_min, rtp_max = rtp_window(calls=2)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0},
-        webhooks={"endpoints": []},
-    )
-    bot = VoicebotApp(settings)
-    await bot.start()
-    yield bot
-    await bot.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+async def app(start_app: StartApp) -> VoicebotApp:
+    return await start_app(calls=2, http={"port": 0}, webhooks={"endpoints": []})
 
 
 class TickCounter:
@@ -97,14 +77,14 @@ async def test_a_report_in_flight_neither_queues_a_write_nor_holds_the_media_clo
             report = asyncio.create_task(
                 http.get(f"{base}/api/v1/reports/coverage?from=2000-01-01")
             )
-            await until(entered.is_set)
+            await until(entered.is_set, timeout=10)
             # The report is mid-statement. A PBX event is written meanwhile:
             # on one shared connection it would wait for the report's end.
             async with http.post(f"{base}/api/v1/calls/events", json=EVENT) as posted:
                 assert posted.status == 201, await posted.text()
             # And the loop goes on ticking every call's media.
             ticks = counter.ticks
-            await until(lambda: counter.ticks >= ticks + 10)
+            await until(lambda: counter.ticks >= ticks + 10, timeout=10)
             assert not report.done()
             if sys.platform == "linux":
                 loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.app.test_reports import C, seed_known_calls
+from tests.app.app_testkit import TOKEN, StartApp, api_session, get_json
+from tests.app.known_calls import C, start_with_known_calls
 from tests.clock import ManualClock
-from tests.ports import rtp_window
 from voicebot.api.dashboard import SESSION_COOKIE, session_valid
 from voicebot.app import VoicebotApp
 from voicebot.callbacks.attempt import AttemptRequest, AttemptResult, Outcome
 from voicebot.callbacks.queue import JobFilter
-from voicebot.settings import Settings
 
-TOKEN = "dash-t0ken"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Sunday 2026-10-25 17:00 in Kyiv: "today" is the DST day of the report tests,
 # "this week" runs from Monday 2026-10-19.
@@ -41,28 +38,15 @@ class NobodyAnswers:
 
 
 @pytest.fixture
-async def seeded(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    rtp_min, rtp_max = rtp_window()
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0, "api_token": TOKEN},
+async def seeded(start_app: StartApp) -> VoicebotApp:
+    return await start_with_known_calls(
+        start_app,
+        clock=ManualClock(NOW),
+        dialler=NobodyAnswers(),
         ivr={"language": "uk"},
-        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
         callbacks={"enabled": True, "targets": ["201"], "default_region": "UA",
                    "timezone": "Europe/Kyiv"},
     )  # fmt: skip
-    app = VoicebotApp(settings, clock=ManualClock(NOW), dialler=NobodyAnswers())
-    await app.start()
-    try:
-        async with aiohttp.ClientSession(
-            base_url=f"http://127.0.0.1:{app.http_port}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as http:
-            await seed_known_calls(app, http)
-        yield app
-    finally:
-        await app.stop()
 
 
 def browser_session(app: VoicebotApp) -> aiohttp.ClientSession:
@@ -165,13 +149,12 @@ async def test_browser_logs_in_and_the_page_matches_the_reports(
     from playwright.async_api import async_playwright
 
     base = f"http://127.0.0.1:{seeded.http_port}"
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession(base_url=base, headers=auth) as api:
-        today = await _json(api, "/api/v1/reports/missed?from=2026-10-25&to=2026-10-25")
-        week = await _json(api, "/api/v1/reports/missed?from=2026-10-19&to=2026-10-25")
-        categories = await _json(api, "/api/v1/reports/categories?from=2026-10-19&to=2026-10-25")
-        summary = await _json(api, "/api/v1/reports/summary?from=2026-10-19&to=2026-10-25")
-        hourly = await _json(api, "/api/v1/reports/hourly?from=2026-10-19&to=2026-10-25")
+    async with api_session(seeded) as api:
+        today = await get_json(api, "/api/v1/reports/missed?from=2026-10-25&to=2026-10-25")
+        week = await get_json(api, "/api/v1/reports/missed?from=2026-10-19&to=2026-10-25")
+        categories = await get_json(api, "/api/v1/reports/categories?from=2026-10-19&to=2026-10-25")
+        summary = await get_json(api, "/api/v1/reports/summary?from=2026-10-19&to=2026-10-25")
+        hourly = await get_json(api, "/api/v1/reports/hourly?from=2026-10-19&to=2026-10-25")
 
     artifacts = tmp_path / "screenshots"
     artifacts.mkdir()
@@ -226,8 +209,10 @@ async def test_browser_logs_in_and_the_page_matches_the_reports(
                 await buttons.first.click()
                 await page.wait_for_selector("#callback-queued")
                 job_id = int(await page.get_attribute("#callback-queued", "data-callback-id"))
-                async with aiohttp.ClientSession(base_url=base, headers=auth) as api:
-                    listed = await _json(api, f"/api/v1/callbacks?number={C.replace('+', '%2B')}")
+                async with api_session(seeded) as api:
+                    listed = await get_json(
+                        api, f"/api/v1/callbacks?number={C.replace('+', '%2B')}"
+                    )
                 job = next(j for j in listed["callbacks"] if j["id"] == job_id)
                 assert (job["client_number"], job["state"], job["source"]) == (C, "queued", "api")
                 # Monday 09:00 in Kyiv: Sunday evening is outside working hours.
@@ -249,9 +234,3 @@ async def test_browser_logs_in_and_the_page_matches_the_reports(
         finally:
             await browser.close()
     print(f"screenshots: {artifacts}")
-
-
-async def _json(http: aiohttp.ClientSession, path: str) -> Any:
-    async with http.get(path) as response:
-        assert response.status == 200
-        return await response.json()

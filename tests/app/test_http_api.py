@@ -4,34 +4,15 @@ journal listing and its bearer token."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.ports import rtp_window
+from tests.app.app_testkit import AUTH, StartApp
 from voicebot.app import VoicebotApp
 from voicebot.journal import CallOutcome, CallStart
-from voicebot.settings import Settings
-
-
-@pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    rtp_min, rtp_max = rtp_window(calls=4)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0, "api_token": "s3cret-token"},
-    )
-    running = VoicebotApp(settings)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def test_healthz_in_peer_mode(app: VoicebotApp) -> None:
@@ -53,7 +34,7 @@ async def test_api_needs_the_bearer_token(app: VoicebotApp) -> None:
             assert response.status == 401
         async with http.get(url, headers={"Authorization": "Bearer wrong"}) as response:
             assert response.status == 401
-        async with http.get(url, headers={"Authorization": "Bearer s3cret-token"}) as response:
+        async with http.get(url, headers=AUTH) as response:
             assert response.status == 200
             assert (await response.json()) == {"categorizations": []}
 
@@ -69,7 +50,7 @@ async def test_calls_lists_journal_rows(app: VoicebotApp) -> None:
             "confirmed", "2", "asked for the address", Decimal(100), "2##1", 1, "confirmed", now
         ),
     )
-    headers = {"Authorization": "Bearer s3cret-token"}
+    headers = AUTH
     base = f"http://127.0.0.1:{app.http_port}/api/v1/categorizations"
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(base + "?status=confirmed") as response:
@@ -98,43 +79,28 @@ async def test_metrics_in_prometheus_format(app: VoicebotApp) -> None:
     assert "voicebot_sip_registered" not in text  # peer mode: no registration
 
 
-async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
-    rtp_min, rtp_max = rtp_window(calls=4)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
+async def test_webhook_deliveries_listed(start_app: StartApp) -> None:
+    # Nothing listens on port 9 here: the delivery stays pending, retried later.
+    secret = "whsec_" + base64.b64encode(b"voicebot-http-api-secret-012345").decode()
+    running = await start_app(
         http={"port": 0},
-        webhooks={
-            # Nothing listens on port 9 here: the delivery stays pending, retried later.
-            "endpoints": [
-                {
-                    "url": "http://127.0.0.1:9/crm",
-                    "secret": "whsec_"
-                    + base64.b64encode(b"voicebot-http-api-secret-012345").decode(),
-                }
-            ],
-        },
+        webhooks={"endpoints": [{"url": "http://127.0.0.1:9/crm", "secret": secret}]},
     )
-    running = VoicebotApp(settings)
-    await running.start()
-    try:
-        assert running.journal is not None
-        now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-        start = CallStart("call_w", "sip-w", None, "201", None, "PCMU", now)
-        await running.journal.start_call(start)
-        ids = await running.journal.finish_call(
-            start,
-            CallOutcome("confirmed", "1", "sale", Decimal(5), "1#5#1", 1, "confirmed", now),
-        )
-        url = f"http://127.0.0.1:{running.http_port}/api/v1/webhooks/deliveries"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url + "?status=pending") as response:
-                assert response.status == 200
-                deliveries = (await response.json())["deliveries"]
-            async with http.get(url + "?status=nonsense") as response:
-                assert response.status == 400
-    finally:
-        await running.stop()
+    assert running.journal is not None
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    start = CallStart("call_w", "sip-w", None, "201", None, "PCMU", now)
+    await running.journal.start_call(start)
+    ids = await running.journal.finish_call(
+        start,
+        CallOutcome("confirmed", "1", "sale", Decimal(5), "1#5#1", 1, "confirmed", now),
+    )
+    url = f"http://127.0.0.1:{running.http_port}/api/v1/webhooks/deliveries"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "?status=pending") as response:
+            assert response.status == 200
+            deliveries = (await response.json())["deliveries"]
+        async with http.get(url + "?status=nonsense") as response:
+            assert response.status == 400
     assert [d["webhook_id"] for d in deliveries] == ids
     assert deliveries[0]["event_type"] == "call.categorized"
     assert deliveries[0]["endpoint_url"] == "http://127.0.0.1:9/crm"
@@ -154,7 +120,7 @@ async def test_webhook_deliveries_listed(tmp_path: Path) -> None:
 async def test_every_limit_is_bounded(app: VoicebotApp, path: str, limit: str) -> None:
     # limit=-1 once reached SQLite as LIMIT -1: every row, past the page cap.
     # Out of range is a 400 naming the field, on every list under /api/v1.
-    headers = {"Authorization": "Bearer s3cret-token"}
+    headers = AUTH
     url = f"http://127.0.0.1:{app.http_port}{path}"
     async with (
         aiohttp.ClientSession(headers=headers) as http,
@@ -170,7 +136,7 @@ async def test_every_limit_is_bounded(app: VoicebotApp, path: str, limit: str) -
     [("/api/v1/categorizations", 500), ("/api/v1/webhooks/deliveries", 1000)],
 )
 async def test_the_cap_itself_is_served(app: VoicebotApp, path: str, cap: int) -> None:
-    headers = {"Authorization": "Bearer s3cret-token"}
+    headers = AUTH
     url = f"http://127.0.0.1:{app.http_port}{path}"
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(url, params={"limit": str(cap)}) as response:

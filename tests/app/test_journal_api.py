@@ -6,43 +6,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.ports import rtp_window
+from tests.app.app_testkit import AUTH, KYIV_JOURNAL, StartApp, api_session
 from voicebot.app import VoicebotApp
-from voicebot.settings import Settings
 
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    rtp_min, rtp_max = rtp_window()
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0, "api_token": TOKEN},
-        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
-    )
-    running = VoicebotApp(settings)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+async def app(start_app: StartApp) -> VoicebotApp:
+    return await start_app(journal=KYIV_JOURNAL)
 
 
 @pytest.fixture
 async def http(app: VoicebotApp) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=f"http://127.0.0.1:{app.http_port}", headers=AUTH
-    ) as session:
+    async with api_session(app) as session:
         yield session
 
 

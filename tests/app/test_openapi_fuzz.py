@@ -28,16 +28,13 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 
-from tests.app.test_reports import seed_known_calls
-from tests.ports import rtp_window
+from tests.app.app_testkit import AUTH, KYIV_JOURNAL, TOKEN, api_session, app_settings
+from tests.app.known_calls import seed_known_calls
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
 
-TOKEN = "fuzz-t0ken"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Per operation and phase; ~15 s for the whole run on one shared core.
 MAX_EXAMPLES = 40
 # Fixed, so CI is reproducible; VOICEBOT_FUZZ_SEED=<n> explores elsewhere.
@@ -80,14 +77,13 @@ class ThreadedApp:
     def start(self) -> str:
         self.thread.start()
         self.run(self.app.start())
-        base = f"http://127.0.0.1:{self.app.http_port}"
 
         async def seed() -> None:
-            async with aiohttp.ClientSession(base_url=base, headers=AUTH) as http:
+            async with api_session(self.app) as http:
                 await seed_known_calls(self.app, http)
 
         self.run(seed())
-        return base
+        return f"http://127.0.0.1:{self.app.http_port}"
 
     def stop(self) -> None:
         try:
@@ -100,21 +96,8 @@ class ThreadedApp:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    rtp_min, rtp_max = rtp_window()
-    database: Path = tmp_path_factory.mktemp("fuzz") / "voicebot.db"
-    app = ThreadedApp(
-        Settings(
-            sip={
-                "bind_host": "127.0.0.1",
-                "bind_port": 0,
-                "rtp_port_min": rtp_min,
-                "rtp_port_max": rtp_max,
-            },
-            storage={"database": database},
-            http={"host": "127.0.0.1", "port": 0, "api_token": TOKEN},
-            journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
-        )
-    )
+    root = tmp_path_factory.mktemp("fuzz")
+    app = ThreadedApp(app_settings(root, journal=KYIV_JOURNAL))
     base = app.start()
     try:
         yield base

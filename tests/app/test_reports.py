@@ -1,169 +1,27 @@
-"""Reports over a known set of calls, every figure hand-computed.
-
-The day is Sunday 2026-10-25 in Europe/Kyiv, when clocks go back at 04:00
-EEST to 03:00 EET: the local day runs 2026-10-24T21:00Z to 2026-10-25T22:00Z
-(25 hours) and 03:30 happens twice. Windows: unique 7 days, target 60 s.
-
-    id  UTC start    local (Kyiv)    dir client status   mgr wait talk category
-    c1  10-24 20:59:59 Sat 23:59:59  in  A      answered 201   5  100  -   (the day before)
-    d1  10-18 00:30:00 (a week ago)  in  D      answered 201   2   10  -
-    e1  10-18 00:30:01               in  E      answered 201   2   10  -
-    c2  10-25 00:30:00 Sun 03:30 EEST in A      missed   201  20    0  -
-    d2  10-25 00:30:00 Sun 03:30 EEST in D      answered 201   2   61  2 (100)  7 d after d1
-    e2  10-25 00:30:00 Sun 03:30 EEST in E      answered 201   2   59  9 (0)    7 d - 1 s
-    c3  10-25 01:30:00 Sun 03:30 EET in  B      missed   202  30    0  -
-    c4  10-25 06:00:00 Sun 08:00     in  A      answered 201  10   60  1 (1500.5)
-    c5  10-25 07:00:00 Sun 09:00     out C      answered 202   8   30  2 (100)
-    c6  10-25 08:00:00 Sun 10:00     in  C      busy     202   0    0  -
-    c9  10-25 12:00:00 Sun 14:00     in  F      answered 202   4  200  -
-    c7  10-25 21:59:59 Sun 23:59:59  in  anon   missed   -    15    0  -
-    c8  10-25 22:00:00 Mon 00:00     in  B      answered 202   3  120  -   (the day after)
-"""
+"""Reports over the known calls of tests/app/known_calls.py (the DST day in
+Kyiv, 2026-10-25), every figure hand-computed from the table there."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.app.app_testkit import StartApp, api_session, get_json
+from tests.app.known_calls import DAY, A, B, C, D, E, F, at, start_with_known_calls
 from tests.clock import ManualClock
-from tests.ports import rtp_window
 from voicebot.app import VoicebotApp
-from voicebot.journal import CallOutcome, CallStart
-from voicebot.settings import Settings
-
-TOKEN = "r3port"
-A, B, C, D, E, F = (f"+38050{n}{n}{n}{n}{n}{n}{n}" for n in range(1, 7))
-DAY = "from=2026-10-25&to=2026-10-25"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(f"2026-{text}+00:00")
-
-
-CALLS: list[dict[str, Any]] = [
-    # id, start, direction, client, status, manager, wait, talk
-    {"id": "c1", "t": "10-24T20:59:59", "dir": "inbound", "n": A, "s": "answered", "m": "201",
-     "w": 5, "k": 100},
-    {"id": "d1", "t": "10-18T00:30:00", "dir": "inbound", "n": D, "s": "answered", "m": "201",
-     "w": 2, "k": 10},
-    {"id": "e1", "t": "10-18T00:30:01", "dir": "inbound", "n": E, "s": "answered", "m": "201",
-     "w": 2, "k": 10},
-    {"id": "c2", "t": "10-25T00:30:00", "dir": "inbound", "n": A, "s": "missed", "m": "201",
-     "w": 20, "k": 0},
-    {"id": "d2", "t": "10-25T00:30:00", "dir": "inbound", "n": D, "s": "answered", "m": "201",
-     "w": 2, "k": 61},
-    {"id": "e2", "t": "10-25T00:30:00", "dir": "inbound", "n": E, "s": "answered", "m": "201",
-     "w": 2, "k": 59},
-    {"id": "c3", "t": "10-25T01:30:00", "dir": "inbound", "n": B, "s": "missed", "m": "202",
-     "w": 30, "k": 0},
-    {"id": "c4", "t": "10-25T06:00:00", "dir": "inbound", "n": A, "s": "answered", "m": "201",
-     "w": 10, "k": 60},
-    {"id": "c5", "t": "10-25T07:00:00", "dir": "outbound", "n": C, "s": "answered", "m": "202",
-     "w": 8, "k": 30},
-    {"id": "c6", "t": "10-25T08:00:00", "dir": "inbound", "n": C, "s": "busy", "m": "202",
-     "w": 0, "k": 0},
-    {"id": "c9", "t": "10-25T12:00:00", "dir": "inbound", "n": F, "s": "answered", "m": "202",
-     "w": 4, "k": 200},
-    {"id": "c7", "t": "10-25T21:59:59", "dir": "inbound", "n": None, "s": "missed", "m": None,
-     "w": 15, "k": 0},
-    {"id": "c8", "t": "10-25T22:00:00", "dir": "inbound", "n": B, "s": "answered", "m": "202",
-     "w": 3, "k": 120},
-]  # fmt: skip
-CATEGORIZED = {
-    "c4": ("1", Decimal("1500.5")),
-    "d2": ("2", None),
-    "c5": ("2", None),
-    "e2": ("9", None),
-}
-
-
-def as_event(call: dict[str, Any]) -> dict[str, Any]:
-    start = at(call["t"])
-    company = "+380440000000"
-    inbound = call["dir"] == "inbound"
-    body: dict[str, Any] = {
-        "call_id": call["id"],
-        "direction": call["dir"],
-        "caller": (call["n"] or "anonymous") if inbound else company,
-        "callee": company if inbound else call["n"],
-        "status": call["s"],
-        "started_at": start.isoformat(),
-        "manager": call["m"],
-    }
-    if call["s"] == "answered":
-        answered = start + timedelta(seconds=call["w"])
-        body["answered_at"] = answered.isoformat()
-        body["ended_at"] = (answered + timedelta(seconds=call["k"])).isoformat()
-    else:
-        body["ended_at"] = (start + timedelta(seconds=call["w"])).isoformat()
-    return body
-
-
-async def seed_known_calls(app: VoicebotApp, http: aiohttp.ClientSession) -> None:
-    """The table above, in through POST /api/v1/calls/events and the menu's
-    own path (a categorization filed on its PBX call by X-Call-ID)."""
-    assert app.journal is not None and app.call_log is not None and app.categories is not None
-    await app.categories.update("1", "Продаж", None, spam=False)
-    for call in CALLS:
-        async with http.post("/api/v1/calls/events", json=as_event(call)) as response:
-            assert response.status == 201, await response.text()
-    menu_at = at("10-25T13:00:00")
-    for pbx_id, (code, value) in CATEGORIZED.items():
-        name = {"1": "Продаж", "2": "asked for the address", "9": "spam"}[code]
-        value = value if value is not None else Decimal({"2": 100, "9": 0}[code])
-        start = CallStart(f"menu-{pbx_id}", f"sip-{pbx_id}", pbx_id, "x", None, "PCMA", menu_at)
-        await app.journal.start_call(start)
-        await app.journal.finish_call(
-            start,
-            CallOutcome("confirmed", code, name, value, "", 1, "confirmed", menu_at),
-        )
-        await app.call_log.record_categorization(f"menu-{pbx_id}")
-
-
-@asynccontextmanager
-async def running_and_loaded(
-    tmp_path: Path, clock: ManualClock | None = None
-) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
-    rtp_min, rtp_max = rtp_window()
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0, "api_token": TOKEN},
-        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
-    )
-    app = VoicebotApp(settings, clock=clock)
-    await app.start()
-    http = aiohttp.ClientSession(
-        base_url=f"http://127.0.0.1:{app.http_port}",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    try:
-        await seed_known_calls(app, http)
-        yield app, http
-    finally:
-        await http.close()
-        await app.stop()
 
 
 @pytest.fixture
-async def loaded(tmp_path: Path) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
-    async with running_and_loaded(tmp_path) as both:
-        yield both
-
-
-async def get_json(http: aiohttp.ClientSession, path: str) -> Any:
-    async with http.get(path) as response:
-        assert response.status == 200, await response.text()
-        return await response.json()
+async def loaded(start_app: StartApp) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
+    app = await start_with_known_calls(start_app)
+    async with api_session(app) as http:
+        yield app, http
 
 
 async def get_csv(http: aiohttp.ClientSession, path: str) -> list[list[str]]:
@@ -303,10 +161,10 @@ async def test_report_refusals(loaded: tuple[VoicebotApp, Any]) -> None:
             assert (await response.json())["field"] == field
 
 
-async def test_metrics_count_todays_calls_by_status_and_type(tmp_path: Path) -> None:
+async def test_metrics_count_todays_calls_by_status_and_type(start_app: StartApp) -> None:
     # "Today" is the DST day (17:00 in Kyiv): the nine calls c2..c9 and c7.
-    clock = ManualClock(at("10-25T15:00:00"))
-    async with running_and_loaded(tmp_path, clock) as (_, http), http.get("/metrics") as response:
+    app = await start_with_known_calls(start_app, clock=ManualClock(at("10-25T15:00:00")))
+    async with api_session(app) as http, http.get("/metrics") as response:
         assert response.status == 200
         text = await response.text()
     figures = {

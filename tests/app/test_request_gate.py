@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.ports import rtp_window
+from tests.app.app_testkit import StartApp
+from tests.polling import until
 from voicebot.app import VoicebotApp
-from voicebot.settings import Settings
 from voicebot.slices import map_in_slices
 
 EVENT = json.dumps(
@@ -32,26 +30,25 @@ EVENT = json.dumps(
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[VoicebotApp]:
-    rtp_min, rtp_max = rtp_window(calls=2)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": tmp_path / "voicebot.db"},
-        http={"port": 0, "api_concurrency": 1, "api_queue": 1},
-        webhooks={"endpoints": []},
+async def app(start_app: StartApp) -> VoicebotApp:
+    return await start_app(
+        calls=2, http={"port": 0, "api_concurrency": 1, "api_queue": 1}, webhooks={"endpoints": []}
     )
-    bot = VoicebotApp(settings)
-    await bot.start()
-    yield bot
-    await bot.stop()
 
 
-async def until(condition: object, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline
-        await asyncio.sleep(0.01)
+async def slow_post(app: VoicebotApp) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST of EVENT whose body is sent only in part, holding a slot of the
+    gate (its handler waits for the rest): returns once it holds it."""
+    running = app.request_gate.running
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+    writer.write(
+        b"POST /api/v1/calls/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(EVENT)}\r\nConnection: close\r\n\r\n".encode()
+        + EVENT[:10]
+    )
+    await writer.drain()
+    await until(lambda: app.request_gate.running == running + 1, what="the POST in its handler")
+    return reader, writer
 
 
 async def test_full_gate_answers_503_at_once_and_the_queue_is_served_after(
@@ -60,14 +57,8 @@ async def test_full_gate_answers_503_at_once_and_the_queue_is_served_after(
     gate = app.request_gate
     base = f"http://127.0.0.1:{app.http_port}"
     # A holds the one slot: headers sent, body not yet
-    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
-    writer.write(
-        b"POST /api/v1/calls/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(EVENT)}\r\nConnection: close\r\n\r\n".encode()
-        + EVENT[:10]
-    )
-    await writer.drain()
-    await until(lambda: gate.running == 1)
+    reader, writer = await slow_post(app)
+    assert gate.running == 1
     async with aiohttp.ClientSession() as http:
         # B waits in the queue
         queued = asyncio.create_task(http.get(f"{base}/api/v1/calls?limit=5"))
@@ -116,14 +107,8 @@ async def test_map_in_slices_lets_other_tasks_run_between_slices() -> None:
 
 async def test_a_body_in_two_segments_is_read_whole(app: VoicebotApp) -> None:
     """Found by the gate test: the body parser took the first segment for the body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
-    writer.write(
-        b"POST /api/v1/calls/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(EVENT)}\r\nConnection: close\r\n\r\n".encode()
-        + EVENT[:10]
-    )
-    await writer.drain()
-    await until(lambda: app.request_gate.running == 1)
+    reader, writer = await slow_post(app)
+    assert app.request_gate.running == 1
     writer.write(EVENT[10:])
     await writer.drain()
     assert (await reader.readline()).startswith(b"HTTP/1.1 201")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_reports import CALLS, as_event
+from tests.app.known_calls import CALLS, as_event
 from voicebot.cli import main
 from voicebot.journal.call_events import CallEvent
 from voicebot.journal.call_types import TypeRules
@@ -82,7 +82,7 @@ def test_report_missed_as_csv_and_as_a_table(
     assert raw.startswith(b"\xef\xbb\xbf")  # the BOM, for Excel
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0][:2] == ["id", "started_at"] and rows[0][-1] == "unprocessed"
-    # Hand-computed in tests/app/test_reports.py: two 03:30 calls, an hour apart.
+    # Hand-computed from tests/app/known_calls.py: two 03:30 calls, an hour apart.
     assert [(r[1], r[5], r[7]) for r in rows[1:]] == [
         ("2026-10-25 23:59:59", "missed", "yes"),
         ("2026-10-25 10:00:00", "busy", "yes"),
