@@ -13,22 +13,20 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.ports import rtp_window
+from tests.running_apps import RunningApps
 from tests.sipp_harness.runner import can_play_pcap
 from voicebot.app import VoicebotApp
 from voicebot.settings import Settings
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIP_SCENARIOS = Path(__file__).resolve().parents[1] / "sip" / "scenarios"
-
-#: the call identity SIPp puts in X-Call-ID / X-Client-Number / X-Manager
-CALLER = {"pbx_call_id": "pbx-1700000000.7", "client_number": "+79990001122", "manager": "ivanov"}
 
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")
 needs_raw = pytest.mark.skipif(
@@ -83,20 +81,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def make_bot(tmp_path: Path) -> AsyncIterator[MakeBot]:
-    apps: list[VoicebotApp] = []
-    counter = iter(range(1000))
-
+def make_bot(running_apps: RunningApps) -> MakeBot:
     async def make(**overrides: Any) -> VoicebotApp:
-        root = tmp_path / f"bot{next(counter)}"
-        app = VoicebotApp(settings_for(root, **overrides))
-        await app.start()
-        apps.append(app)
-        return app
+        return await running_apps.start(lambda root: settings_for(root, **overrides))
 
-    yield make
-    for app in reversed(apps):
-        await app.stop()
+    return make
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.integration.conftest import MakeBot, finished, needs_raw, needs_sipp, target, wait_rows
+from tests.integration.keyed_call import (
     CALLER,
-    MakeBot,
-    finished,
-    needs_raw,
-    needs_sipp,
-    target,
-    wait_rows,
+    KEYS,
+    SIPP_TIMEOUT_S,
+    assert_confirmed_3_1500,
+    dtmf_call,
 )
 from tests.sipp_harness.pcap import parse_rtp, write_dtmf_pcap
 from tests.sipp_harness.rtp_probe import RtpProbe
@@ -31,8 +30,6 @@ from voicebot.media.g711 import PCMA, PCMU
 from voicebot.media.prompt_library import PROMPT_NAMES, PromptLibrary
 
 pytestmark = [pytest.mark.sipp, needs_sipp]
-
-KEYS = "3#1500#1"
 
 
 class PayloadProbe(RtpProbe):
@@ -45,35 +42,6 @@ class PayloadProbe(RtpProbe):
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         self.raw.append(data)
         super()._on_datagram(data, addr)
-
-
-SIPP_TIMEOUT_S = 40  # generous: the bot's BYE (or the caller's) ends every call long before
-
-
-async def dtmf_call(
-    sipp: Sipp,
-    app: VoicebotApp,
-    pcap: Path,
-    *,
-    scenario: str = "uac_dtmf",
-    **keys: object,
-) -> SippResult:
-    return await sipp.arun_scenario(
-        scenario,
-        target(app),
-        keys={**CALLER, "pcap": pcap, **keys},
-        timeout_s=SIPP_TIMEOUT_S,
-        trace_msg=True,
-    )
-
-
-def assert_confirmed_3_1500(row: dict[str, object], codec: str = "PCMU") -> None:
-    assert row["status"] == "confirmed", row
-    assert row["category_code"] == "3" and row["category_name"] == "existing order", row
-    assert row["value"] is not None and Decimal(str(row["value"])) == Decimal(1500), row
-    assert row["codec"] == codec, row
-    assert row["end_reason"] == "confirmed", row
-    assert row["ended_at"], row
 
 
 @needs_raw

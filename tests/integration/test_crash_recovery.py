@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.bot_process import BotProcess, bot_env
-from tests.integration.conftest import CALLER, needs_raw, needs_sipp, read_rows
+from tests.integration.conftest import needs_raw, needs_sipp, read_rows
+from tests.integration.keyed_call import CALLER
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.runner import Sipp
 

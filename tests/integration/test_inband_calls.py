@@ -16,9 +16,9 @@ import aiohttp
 import numpy as np
 import pytest
 
-from tests.integration.conftest import CALLER, MakeBot, finished, needs_raw, needs_sipp, target
+from tests.integration.conftest import MakeBot, finished, needs_raw, needs_sipp, target
 from tests.integration.conftest import wait_rows as wait_journal_rows
-from tests.integration.test_calls import KEYS, SIPP_TIMEOUT_S, assert_confirmed_3_1500
+from tests.integration.keyed_call import CALLER, KEYS, SIPP_TIMEOUT_S, assert_confirmed_3_1500
 from tests.media.dtmf_signals import dtmf, g711_encode, silence
 from tests.sipp_harness.pcap import build_audio_packets, write_pcap
 from tests.sipp_harness.runner import Sipp

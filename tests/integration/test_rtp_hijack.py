@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import (
-    CALLER,
-    MakeBot,
-    finished,
-    needs_raw,
-    needs_sipp,
-    target,
-    wait_rows,
-)
-from tests.integration.test_calls import KEYS, SIPP_TIMEOUT_S, assert_confirmed_3_1500
+from tests.integration.conftest import MakeBot, finished, needs_raw, needs_sipp, target, wait_rows
+from tests.integration.keyed_call import CALLER, KEYS, SIPP_TIMEOUT_S, assert_confirmed_3_1500
 from tests.ports import rtp_window
 from tests.sipp_harness.pcap import write_dtmf_pcap
 from tests.sipp_harness.runner import Sipp, scenario_path

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     needs_sipp,
     wait_rows,
 )
-from tests.integration.test_calls import KEYS, assert_confirmed_3_1500, dtmf_call
+from tests.integration.keyed_call import KEYS, assert_confirmed_3_1500, dtmf_call
 from tests.sip.sip_mutator import Mutator
 from tests.sip.udp_peer import UdpPeer
 from tests.sipp_harness.pcap import write_dtmf_pcap

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.conftest import CALLER, MakeBot, finished, needs_sipp, target, wait_rows
+from tests.integration.conftest import MakeBot, finished, needs_sipp, target, wait_rows
+from tests.integration.keyed_call import CALLER
 from tests.polling import until
 from tests.sipp_harness.runner import Sipp, build_info_scenario
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
