@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -409,18 +409,7 @@ def parse_rtp(data: bytes, *, event_pts: Iterable[int] = (101,)) -> RtpPacket | 
     pkt = RtpPacket(seq=seq, ts=ts, ssrc=ssrc, pt=pt, marker=bool(m_pt & 0x80), payload=payload)
     if pt in set(event_pts) and len(payload) >= 4:
         ev, flags, dur = struct.unpack_from("!BBH", payload)
-        pkt = RtpPacket(
-            seq=seq,
-            ts=ts,
-            ssrc=ssrc,
-            pt=pt,
-            marker=pkt.marker,
-            payload=payload,
-            event=ev,
-            end=bool(flags & 0x80),
-            volume=flags & 0x3F,
-            duration=dur,
-        )
+        pkt = replace(pkt, event=ev, end=bool(flags & 0x80), volume=flags & 0x3F, duration=dur)
     return pkt
 
 
