@@ -35,10 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -54,6 +52,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bot_process import LOOPBACK, bot_env, stop_process, tracebacks  # noqa: E402
 from bench.journal import seed  # noqa: E402
 from tests.ports import free_port, free_udp_span  # noqa: E402
 from voicebot.journal.database import open_database  # noqa: E402
@@ -62,7 +61,6 @@ from voicebot.settings import SipSettings  # noqa: E402
 from voicebot.sip.call import IncomingCall, OutgoingCall  # noqa: E402
 from voicebot.sip.user_agent import UserAgent  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 REPORTS = ("missed", "categories", "hourly", "summary", "coverage", "callbacks")
 EVERYTHING = "from=2000-01-01"
@@ -134,30 +132,14 @@ def start_bot(
     flood_defaults: bool = False,
     slow_callback_ms: float | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`flood_defaults`: keep the default per-source INVITE rate (bench/overload.py);
-    otherwise it is lifted, since every call here comes from 127.0.0.1.
-    `slow_callback_ms`: run the bot in asyncio debug mode, which logs (to
-    bot.log) every callback that held the loop longer than that."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")},
-        "PYTHONPATH": str(bot_src),  # this checkout's voicebot (or --bot-src), not the installed
-        "VOICEBOT_SIP__MODE": "peer",
-        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
-        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
-        "VOICEBOT_SIP__RTP_PORT_MIN": str(rtp[0]),
-        "VOICEBOT_SIP__RTP_PORT_MAX": str(rtp[1]),
-        "VOICEBOT_HTTP__HOST": LOOPBACK,
-        "VOICEBOT_HTTP__PORT": str(http_port),
-        "VOICEBOT_STORAGE__DATABASE": str(workdir / "voicebot.db"),
-        "VOICEBOT_IVR__LANGUAGE": "en",
-        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
-        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
-        "VOICEBOT_LOG__LEVEL": "warning",
-        "VOICEBOT_LOG__FORMAT": "json",
-    }
-    if not flood_defaults:
-        env["VOICEBOT_SIP__INVITE_RATE_PER_SOURCE"] = "1000"
-        env["VOICEBOT_SIP__INVITE_BURST_PER_SOURCE"] = "1000"
+    """The bot as bot_process.bot_env sets it up (`flood_defaults` as there),
+    logging JSON to bot.log. `slow_callback_ms`: run the bot in asyncio debug
+    mode, which logs (to bot.log) every callback that held the loop longer than
+    that."""
+    env = bot_env(
+        workdir, sip_port, http_port, rtp, src=bot_src, flood_defaults=flood_defaults,
+        extra={"VOICEBOT_LOG__FORMAT": "json"},
+    )  # fmt: skip
     command = [sys.executable, "-m", "voicebot", "run"]
     if slow_callback_ms is not None:
         env["PYTHONASYNCIODEBUG"] = "1"
@@ -534,13 +516,8 @@ async def run(args: argparse.Namespace) -> None:
         for sink in sinks:
             loop.remove_reader(sink.sock.fileno())
             sink.sock.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        tracebacks = (workdir / "bot.log").read_text(errors="replace").count("Traceback")
-        print(f"# bot log: {workdir / 'bot.log'}, tracebacks: {tracebacks}")
+        stop_process(proc, grace=30)
+        print(f"# bot log: {workdir / 'bot.log'}, tracebacks: {tracebacks(workdir / 'bot.log')}")
         print(f"# uptime after: {uptime()}", flush=True)
 
 

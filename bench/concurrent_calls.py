@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,11 +53,12 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bot_process import LOOPBACK, bot_env, stop_process, wait_healthy  # noqa: E402
+from bench.bot_process import start_bot as start_bot_process  # noqa: E402
 from tests.ports import free_port, free_udp_span  # noqa: E402
 from tests.sipp_harness.pcap import write_dtmf_pcap  # noqa: E402
 from tests.sipp_harness.runner import scenario_path  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 KEYS = "3#1500#"  # category 3 ("existing order"), value 1500: the menu then waits to confirm
 TARGET_P99_MS = 25.0
 TARGET_RSS_MB = 150.0
@@ -164,21 +164,6 @@ def analyse(res: RunResult, times: dict[int, list[float]], w0: float, w1: float)
 # --------------------------------------------------------------------------- processes
 
 
-def _kill(
-    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace: float = 5
-) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(5)
-
-
 def start_capture(path: Path, lo: int, hi: int) -> subprocess.Popen[bytes]:
     dumpcap = shutil.which("dumpcap") or shutil.which("tshark")
     if dumpcap is None:
@@ -199,7 +184,7 @@ def start_capture(path: Path, lo: int, hi: int) -> subprocess.Popen[bytes]:
             time.sleep(0.3)
             return proc
         time.sleep(0.05)
-    _kill(proc)
+    stop_process(proc)
     raise RuntimeError(f"dumpcap did not start: {buf.decode(errors='replace')}")
 
 
@@ -242,48 +227,11 @@ def sipp_counts(tmp: Path) -> tuple[int, int]:
     return int(last.get("SuccessfulCall(C)", 0) or 0), int(last.get("FailedCall(C)", 0) or 0)
 
 
-def start_bot(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], int, int]:
-    sip_port = free_port()
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        http_port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "VOICEBOT_SIP__MODE": "peer",
-        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
-        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
-        "VOICEBOT_SIP__RTP_PORT_MIN": str(BOT_RTP[0]),
-        "VOICEBOT_SIP__RTP_PORT_MAX": str(BOT_RTP[1]),
-        # SIPp is one source offering --rate calls/s: measure the media path,
-        # not the per-source INVITE limit (bench/overload.py measures that).
-        "VOICEBOT_SIP__INVITE_RATE_PER_SOURCE": "1000",
-        "VOICEBOT_SIP__INVITE_BURST_PER_SOURCE": "1000",
-        "VOICEBOT_STORAGE__DATABASE": str(tmp / "voicebot.db"),
-        "VOICEBOT_HTTP__HOST": LOOPBACK,
-        "VOICEBOT_HTTP__PORT": str(http_port),
-        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
-        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
-        "VOICEBOT_LOG__LEVEL": "warning",
-    }
-    env.pop("VOICEBOT_CONFIG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voicebot", "run"],
-        cwd=tmp, env=env, stdin=subprocess.DEVNULL,
-        stdout=(tmp / "bot_stdout.txt").open("wb"), stderr=(tmp / "bot_stderr.txt").open("wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"voicebot exited rc={proc.returncode}: "
-                               + (tmp / "bot_stderr.txt").read_text()[-2000:])  # fmt: skip
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{http_port}/healthz", timeout=1):
-                return proc, sip_port, http_port
-        except OSError:
-            time.sleep(0.1)
-    _kill(proc, signal.SIGKILL)
-    raise RuntimeError("voicebot did not become healthy in 20 s")
+def start_bot(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    sip_port, http_port = free_port(), free_port(udp=False)
+    proc = start_bot_process(tmp, bot_env(tmp, sip_port, http_port, BOT_RTP))
+    wait_healthy(proc, http_port, tmp)
+    return proc, sip_port, http_port
 
 
 def _register_ok(request: bytes) -> bytes:
@@ -324,7 +272,7 @@ def start_stock(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
             if data.startswith(b"REGISTER"):
                 reg.sendto(_register_ok(data), addr)
     except BaseException:
-        _kill(proc, signal.SIGKILL)
+        stop_process(proc, signal.SIGKILL)
         raise
     finally:
         reg.close()
@@ -347,7 +295,7 @@ def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunR
     proc = sipp = cap = spy = None
     try:
         if impl == "voicebot":
-            proc, sip_port, _ = start_bot(tmp, n)
+            proc, sip_port, _ = start_bot(tmp)
             sipp_port = free_port()
         else:
             proc, sip_port, sipp_port = start_stock(tmp)
@@ -381,20 +329,20 @@ def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunR
             res.ok, res.note = False, "process died in the window"
         res.rss_mb, res.threads = rss / 2**20, threads
         time.sleep(0.3)
-        _kill(cap, signal.SIGINT)
+        stop_process(cap, signal.SIGINT)
         cap = None
         try:
             sipp.wait(timeout=max(5.0, t_sipp + sipp_timeout + 5 - time.time()))
         except subprocess.TimeoutExpired:
             res.note = (res.note + " sipp killed").strip()
-        _kill(sipp, signal.SIGKILL)
+        stop_process(sipp, signal.SIGKILL)
         sipp = None
         res.sipp_ok, res.sipp_failed = sipp_counts(tmp)
         if spy is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(10)
         time.sleep(0.5 if impl == "voicebot" else 1.0)  # let BYE handling write the digits
-        _kill(proc, signal.SIGTERM, grace=15)
+        stop_process(proc, signal.SIGTERM, grace=15)
         proc = None
         analyse(res, read_capture(tmp / "rtp.pcap", lo, hi), w0, w1)
         heard = _digits(impl, tmp)
@@ -408,8 +356,8 @@ def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunR
         res.ok, res.note = False, f"{type(exc).__name__}: {exc}"[:200]
     finally:
         for p in (spy, cap, sipp):
-            _kill(p, signal.SIGKILL)
-        _kill(proc, signal.SIGTERM, grace=10)
+            stop_process(p, signal.SIGKILL)
+        stop_process(proc, signal.SIGTERM, grace=10)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

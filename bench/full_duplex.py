@@ -38,14 +38,12 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from concurrent_calls import _kill, start_stock  # noqa: E402
+from concurrent_calls import start_stock  # noqa: E402
 from loadgen import ulaw_encode  # noqa: E402
 
+from bench.bot_process import LOOPBACK, bot_env, stop_process, wait_healthy  # noqa: E402
+from bench.bot_process import start_bot as start_bot_process  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 KEYS, CONFIRM = "3#1500#", "1"
 TARGET_P99_MS = 25.0
 TARGET_RSS_MB = 200.0
@@ -213,27 +212,8 @@ class WebhookReceiver:
 
 
 def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    sip_port = free_port()
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        http_port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
-    env.update({
-        "PYTHONPATH": str(ROOT),
-        "VOICEBOT_SIP__MODE": "peer",
-        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
-        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
-        "VOICEBOT_SIP__RTP_PORT_MIN": str(BOT_RTP[0]),
-        "VOICEBOT_SIP__RTP_PORT_MAX": str(BOT_RTP[1]),
-        # one generator is one source offering many calls/s: measure the media path
-        "VOICEBOT_SIP__INVITE_RATE_PER_SOURCE": "1000",
-        "VOICEBOT_SIP__INVITE_BURST_PER_SOURCE": "1000",
-        "VOICEBOT_STORAGE__DATABASE": str(tmp / "voicebot.db"),
-        "VOICEBOT_HTTP__HOST": LOOPBACK,
-        "VOICEBOT_HTTP__PORT": str(http_port),
-        "VOICEBOT_IVR__LANGUAGE": "en",
-        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
-        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
+    sip_port, http_port = free_port(), free_port(udp=False)
+    env = bot_env(tmp, sip_port, http_port, BOT_RTP, extra={
         "VOICEBOT_LOG__LEVEL": os.environ.get("BENCH_BOT_LOG_LEVEL", "warning"),
         # deliver at once, retry soon: a lost first attempt shows as a slow p99
         "VOICEBOT_WEBHOOKS__ENDPOINTS": json.dumps(
@@ -246,28 +226,12 @@ def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[b
     })  # fmt: skip
     if cfg.inband and inband_available():
         env["VOICEBOT_IVR__INBAND_DTMF"] = cfg.inband
-    argv = [sys.executable, "-m", "voicebot", "run"]
-    if cfg.loop != "asyncio":
-        argv += ["--loop", cfg.loop]
-    proc = subprocess.Popen(
-        argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
-        stdout=(tmp / "bot_stdout.txt").open("wb"), stderr=(tmp / "bot_stderr.txt").open("wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"voicebot exited rc={proc.returncode}: "
-                               + (tmp / "bot_stderr.txt").read_text()[-500:])  # fmt: skip
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{http_port}/healthz", timeout=1) as r:
-                health = json.load(r)
-            if cfg.loop != "asyncio" and health.get("event_loop") != cfg.loop:
-                raise RuntimeError(f"asked for {cfg.loop}, runs on {health.get('event_loop')}")
-            return proc, sip_port
-        except OSError:
-            time.sleep(0.1)
-    _kill(proc, signal.SIGKILL)
-    raise RuntimeError("voicebot did not become healthy in 20 s")
+    proc = start_bot_process(tmp, env, *(["--loop", cfg.loop] if cfg.loop != "asyncio" else []))
+    health = wait_healthy(proc, http_port, tmp)
+    if cfg.loop != "asyncio" and health.get("event_loop") != cfg.loop:
+        stop_process(proc, signal.SIGKILL)
+        raise RuntimeError(f"asked for {cfg.loop}, runs on {health.get('event_loop')}")
+    return proc, sip_port
 
 
 def _py_spy() -> str:
@@ -363,7 +327,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
             gen.wait(timeout=args.window + n / args.rate + 60)
         except subprocess.TimeoutExpired:
             res.note = (res.note + " loadgen killed").strip()
-        _kill(gen, signal.SIGKILL)
+        stop_process(gen, signal.SIGKILL)
         gen = None
         if spy is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -379,7 +343,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         time.sleep(0.5 if cfg.impl == "voicebot" else 1.0)  # rows of the last BYEs
         if sip_drops or rtp_drops:
             res.note = f"answerer's kernel dropped {sip_drops} SIP, {rtp_drops} RTP datagrams"
-        _kill(proc, signal.SIGTERM, grace=20)
+        stop_process(proc, signal.SIGTERM, grace=20)
         proc = None
         _score_digits(res, cfg, tmp, g["keys_sent"])
         _score_hooks(res, hooks, g["confirm_sent"])
@@ -394,8 +358,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         res.ok, res.note = False, f"{type(exc).__name__}: {exc}"[:200]
     finally:
         for p in (spy, gen):
-            _kill(p, signal.SIGKILL)
-        _kill(proc, signal.SIGTERM, grace=10)
+            stop_process(p, signal.SIGKILL)
+        stop_process(proc, signal.SIGTERM, grace=10)
         if args.keep:
             res.extra["tmp"] = str(tmp)
         else:

@@ -27,9 +27,7 @@ import argparse
 import asyncio
 import json
 import re
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -44,6 +42,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from api_isolation import ROOT, http_get, options_rtts, percentile, start_bot, wait_http  # noqa: E402
 
+from bench.bot_process import stop_process, tracebacks  # noqa: E402
 from tests.ports import free_port, free_udp_span  # noqa: E402
 from voicebot.logs import configure_logging  # noqa: E402
 from voicebot.softphone import place_call  # noqa: E402
@@ -270,12 +269,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"  {r['tracebacks']}"
             )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        total = (workdir / "bot.log").read_text(errors="replace").count("Traceback")
+        stop_process(proc, grace=60)
+        total = tracebacks(workdir / "bot.log")
         print(f"# bot log: {workdir / 'bot.log'}, tracebacks in the whole run: {total}")
 
 

@@ -1,0 +1,116 @@
+"""The bot under measure as the benches run it: `python -m voicebot run` of a
+checkout in a process of its own, on loopback, set up by VOICEBOT_* variables
+alone (none of the shell's leak in); its health check; stopping it (or any
+other process a bench started) and counting the tracebacks it logged."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+
+
+def bot_env(
+    workdir: Path,
+    sip_port: int,
+    http_port: int,
+    rtp: tuple[int, int],
+    *,
+    src: Path = ROOT,
+    flood_defaults: bool = False,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a bot in peer mode with its database in `workdir`,
+    running `src`'s voicebot (this checkout's, or another for before/after).
+    `flood_defaults` keeps the default per-source INVITE rate (bench/overload.py
+    measures it); otherwise it is lifted, since every call a bench places comes
+    from 127.0.0.1: the media path is measured, not that limit. `extra` are
+    further VOICEBOT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
+    env.update({
+        "PYTHONPATH": str(src),
+        "VOICEBOT_SIP__MODE": "peer",
+        "VOICEBOT_SIP__BIND_HOST": LOOPBACK,
+        "VOICEBOT_SIP__BIND_PORT": str(sip_port),
+        "VOICEBOT_SIP__RTP_PORT_MIN": str(rtp[0]),
+        "VOICEBOT_SIP__RTP_PORT_MAX": str(rtp[1]),
+        "VOICEBOT_STORAGE__DATABASE": str(workdir / "voicebot.db"),
+        "VOICEBOT_HTTP__HOST": LOOPBACK,
+        "VOICEBOT_HTTP__PORT": str(http_port),
+        "VOICEBOT_IVR__LANGUAGE": "en",
+        # a call keeps its menu open as long as a bench runs it
+        "VOICEBOT_IVR__FIRST_DIGIT_TIMEOUT_S": "120",
+        "VOICEBOT_IVR__DIGIT_TIMEOUT_S": "60",
+        "VOICEBOT_LOG__LEVEL": "warning",
+    })  # fmt: skip
+    if not flood_defaults:
+        env["VOICEBOT_SIP__INVITE_RATE_PER_SOURCE"] = "1000"
+        env["VOICEBOT_SIP__INVITE_BURST_PER_SOURCE"] = "1000"
+    env.update(extra or {})
+    return env
+
+
+def start_bot(workdir: Path, env: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """`python -m voicebot run *args` in `workdir`, its output in bot_stdout.txt
+    and bot_stderr.txt there."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "voicebot", "run", *args],
+        cwd=workdir,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=(workdir / "bot_stdout.txt").open("wb"),
+        stderr=(workdir / "bot_stderr.txt").open("wb"),
+    )
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], http_port: int, workdir: Path, timeout_s: float = 20
+) -> dict[str, Any]:
+    """The bot's /healthz once it answers 200. If the bot exits first, the error
+    shows the end of its stderr; if it is not up in time, it is killed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"voicebot exited rc={proc.returncode}: "
+                + (workdir / "bot_stderr.txt").read_text()[-2000:]
+            )
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{http_port}/healthz", timeout=1) as r:
+                return dict(json.load(r))
+        except OSError:
+            time.sleep(0.1)
+    stop_process(proc, signal.SIGKILL)
+    raise RuntimeError(f"voicebot did not become healthy in {timeout_s:g} s")
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace: float = 5
+) -> None:
+    """Send `sig`; after `grace` seconds still running, kill."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(5)
+
+
+def tracebacks(log: Path) -> int:
+    """How many tracebacks the bot wrote to `log`."""
+    return log.read_text(errors="replace").count("Traceback")
