@@ -135,28 +135,54 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latency(workdir: Path, events: int) -> None:
-    low, high = rtp_window(2)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": low, "rtp_port_max": high},
-        storage={"database": workdir / "latency.db"},
+def app_settings(database: Path, rtp_calls: int, **sip: Any) -> Settings:
+    """The running app with CALLBACKS on, any SIP and HTTP port."""
+    low, high = rtp_window(rtp_calls)
+    return Settings(
+        sip={"bind_port": 0, "rtp_port_min": low, "rtp_port_max": high, **sip},
+        storage={"database": database},
         http={"port": 0},
         callbacks=CALLBACKS,
         log={"level": "warning"},
     )
+
+
+async def post_missed(
+    http: aiohttp.ClientSession, body: dict[str, Any], posts: list[float]
+) -> float:
+    """POST one missed event; its round trip goes to `posts`. Returns when it was sent."""
+    sent = time.perf_counter()
+    async with http.post("/api/v1/calls/events", json=body) as response:
+        assert response.status == 201, await response.text()
+        posts.append(time.perf_counter() - sent)
+    return sent
+
+
+def print_against_posts(title: str, posts: list[float], what: str, reached: list[float]) -> None:
+    """`reached` (seconds from each POST) against the POSTs' own round trips."""
+    print(title)
+    post_p50, p50 = statistics.median(posts), statistics.median(reached)
+    for label, values, tail in (
+        ("POST /api/v1/calls/events round trip (baseline):", posts, ""),
+        (what, reached, f"  max {max(reached) * 1000:.1f} ms"
+                        f"  (target <= 1000 ms; {p50 / post_p50:.1f}x the POST)"),
+    ):  # fmt: skip
+        print(
+            f"  {label:<48} p50 {statistics.median(values) * 1000:7.1f} ms"
+            f"  p99 {pct(values, 0.99) * 1000:7.1f} ms{tail}"
+        )
+
+
+async def latency(workdir: Path, events: int) -> None:
     recorder = Recorder()
-    app = VoicebotApp(settings, dialler=recorder)
+    app = VoicebotApp(app_settings(workdir / "latency.db", 2), dialler=recorder)
     await app.start()
     posts: list[float] = []
     to_dialler: list[float] = []
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{app.http_port}") as http:
             for n in range(events):
-                body = missed_event(f"bench-{n}", n)
-                sent = time.perf_counter()
-                async with http.post("/api/v1/calls/events", json=body) as response:
-                    assert response.status == 201, await response.text()
-                    posts.append(time.perf_counter() - sent)
+                sent = await post_missed(http, missed_event(f"bench-{n}", n), posts)
                 assert app.callback_queue is not None
                 jobs, _ = await app.callback_queue.list(_filter(), limit=1)
                 job_id = jobs[0].id
@@ -166,16 +192,11 @@ async def latency(workdir: Path, events: int) -> None:
                 to_dialler.append(recorder.reached[job_id] - sent)
     finally:
         await app.stop()
-    print(f"latency: {events} missed events, one at a time, through the running app")
-    post_p50, dial_p50 = statistics.median(posts), statistics.median(to_dialler)
-    print(
-        f"  POST /api/v1/calls/events round trip (baseline): p50 {post_p50 * 1000:7.1f} ms"
-        f"  p99 {pct(posts, 0.99) * 1000:7.1f} ms"
-    )
-    print(
-        f"  missed event -> dialler.attempt():               p50 {dial_p50 * 1000:7.1f} ms"
-        f"  p99 {pct(to_dialler, 0.99) * 1000:7.1f} ms  max {max(to_dialler) * 1000:.1f} ms"
-        f"  (target <= 1000 ms; {dial_p50 / post_p50:.1f}x the POST)"
+    print_against_posts(
+        f"latency: {events} missed events, one at a time, through the running app",
+        posts,
+        "missed event -> dialler.attempt():",
+        to_dialler,
     )
 
 
@@ -184,21 +205,8 @@ async def first_ring(workdir: Path, events: int) -> None:
     phone = Phone()
     transport, _ = await loop.create_datagram_endpoint(lambda: phone, local_addr=("127.0.0.1", 0))
     phone_port = transport.get_extra_info("sockname")[1]
-    low, high = rtp_window(4)
-    settings = Settings(
-        sip={
-            "bind_port": 0,
-            "server": "127.0.0.1",
-            "port": phone_port,
-            "rtp_port_min": low,
-            "rtp_port_max": high,
-        },
-        storage={"database": workdir / "ring.db"},
-        http={"port": 0},
-        callbacks=CALLBACKS,
-        log={"level": "warning"},
-    )
-    app = VoicebotApp(settings)  # the real SIP dialler (sip.server is set)
+    # the real SIP dialler (sip.server is set)
+    app = VoicebotApp(app_settings(workdir / "ring.db", 4, server="127.0.0.1", port=phone_port))
     await app.start()
     posts: list[float] = []
     to_ring: list[float] = []
@@ -208,10 +216,7 @@ async def first_ring(workdir: Path, events: int) -> None:
                 body = missed_event(f"ring-{n}", n)
                 before = len(phone.rang)
                 phone.arrived.clear()
-                sent = time.perf_counter()
-                async with http.post("/api/v1/calls/events", json=body) as response:
-                    assert response.status == 201, await response.text()
-                    posts.append(time.perf_counter() - sent)
+                sent = await post_missed(http, body, posts)
                 while len(phone.rang) == before:
                     await asyncio.wait_for(phone.arrived.wait(), 10)
                     phone.arrived.clear()
@@ -219,16 +224,11 @@ async def first_ring(workdir: Path, events: int) -> None:
     finally:
         await app.stop()
         transport.close()
-    print(f"first ring: {events} missed events, one at a time, the real SIP dialler")
-    post_p50, ring_p50 = statistics.median(posts), statistics.median(to_ring)
-    print(
-        f"  POST /api/v1/calls/events round trip (baseline): p50 {post_p50 * 1000:7.1f} ms"
-        f"  p99 {pct(posts, 0.99) * 1000:7.1f} ms"
-    )
-    print(
-        f"  missed event -> INVITE at the manager's phone:   p50 {ring_p50 * 1000:7.1f} ms"
-        f"  p99 {pct(to_ring, 0.99) * 1000:7.1f} ms  max {max(to_ring) * 1000:.1f} ms"
-        f"  (target <= 1000 ms; {ring_p50 / post_p50:.1f}x the POST)"
+    print_against_posts(
+        f"first ring: {events} missed events, one at a time, the real SIP dialler",
+        posts,
+        "missed event -> INVITE at the manager's phone:",
+        to_ring,
     )
 
 
