@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicebot.sip.message import (
-    NameAddr,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    SipUri,
-    Via,
-    build_response,
-    parse_message,
-)
+from voicebot.sip import message as sip
 
 INVITE_EMPTY_SUPPORTED = (
     b"INVITE sip:bot@10.0.0.5:5062 SIP/2.0\r\n"
@@ -37,8 +28,8 @@ def test_stock_pyvoip_loses_an_invite_with_an_empty_header() -> None:
 
 
 def test_empty_header_value_is_kept() -> None:
-    message = parse_message(INVITE_EMPTY_SUPPORTED)
-    assert isinstance(message, SipRequest)
+    message = sip.parse_message(INVITE_EMPTY_SUPPORTED)
+    assert isinstance(message, sip.SipRequest)
     assert message.headers.get("Supported") == ""
     assert message.headers.get("x-manager") == "201"
     assert message.from_.display == "Ann" and message.from_.tag == "a1"
@@ -52,7 +43,7 @@ def test_compact_forms_and_case_insensitive_names() -> None:
         b"cseq: 7 INFO\r\nm: <sip:a@1.2.3.4>\r\nc: application/dtmf\r\nk: timer\r\n"
         b"l: 1\r\n\r\n5"
     )
-    message = parse_message(data)
+    message = sip.parse_message(data)
     assert message.call_id == "abc"
     assert message.cseq == (7, "INFO")
     assert message.headers.get("Contact") == "<sip:a@1.2.3.4>"
@@ -70,7 +61,7 @@ def test_folded_lines_and_multiple_vias() -> None:
         b"Subject: a long\r\n\tsubject\r\n"
         b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n"
     )
-    message = parse_message(data)
+    message = sip.parse_message(data)
     vias = message.vias
     assert [v.host for v in vias] == ["proxy.example", "10.0.0.1", "2001:db8::1"]
     assert vias[1].received == "192.0.2.1" and vias[2].port == 5080
@@ -90,47 +81,47 @@ def test_folded_lines_and_multiple_vias() -> None:
     ],
 )
 def test_garbage_raises_sip_parse_error(data: bytes) -> None:
-    with pytest.raises(SipParseError):
-        parse_message(data)
+    with pytest.raises(sip.SipParseError):
+        sip.parse_message(data)
 
 
 def test_body_is_cut_to_content_length() -> None:
     data = INVITE_EMPTY_SUPPORTED.replace(b"Content-Length: 0", b"Content-Length: 3") + b"abcdef"
-    assert parse_message(data).body == b"abc"
+    assert sip.parse_message(data).body == b"abc"
 
 
 def test_uri_name_addr_via_round_trip() -> None:
-    uri = SipUri.parse("sip:201:pw@pbx.local:5070;transport=udp;lr")
+    uri = sip.SipUri.parse("sip:201:pw@pbx.local:5070;transport=udp;lr")
     assert (uri.user, uri.password, uri.host, uri.port) == ("201", "pw", "pbx.local", 5070)
     assert uri.params == {"transport": "udp", "lr": None}
-    assert SipUri.parse(str(uri)) == uri
-    addr = NameAddr.parse('"Sales, Kyiv" <sip:201@pbx.local>;tag=xyz;expires=60')
+    assert sip.SipUri.parse(str(uri)) == uri
+    addr = sip.NameAddr.parse('"Sales, Kyiv" <sip:201@pbx.local>;tag=xyz;expires=60')
     assert addr.display == "Sales, Kyiv" and addr.tag == "xyz"
     assert addr.params["expires"] == "60"
-    assert NameAddr.parse(str(addr)) == addr
-    bare = NameAddr.parse("sip:201@pbx.local;tag=9")
+    assert sip.NameAddr.parse(str(addr)) == addr
+    bare = sip.NameAddr.parse("sip:201@pbx.local;tag=9")
     assert bare.tag == "9" and bare.uri.params == {}
-    via = Via.parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKq;rport=5071;received=1.2.3.4")
+    via = sip.Via.parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKq;rport=5071;received=1.2.3.4")
     assert (via.branch, via.rport, via.received) == ("z9hG4bKq", 5071, "1.2.3.4")
 
 
 def test_response_copies_dialog_headers_and_adds_our_tag() -> None:
-    request = parse_message(INVITE_EMPTY_SUPPORTED)
-    assert isinstance(request, SipRequest)
-    trying = build_response(request, 100, to_tag="ours")
+    request = sip.parse_message(INVITE_EMPTY_SUPPORTED)
+    assert isinstance(request, sip.SipRequest)
+    trying = sip.build_response(request, 100, to_tag="ours")
     assert trying.to.tag is None and trying.reason == "Trying"
-    ok = build_response(
+    ok = sip.build_response(
         request, 200, to_tag="ours", body=b"v=0\r\n", content_type="application/sdp"
     )
     assert ok.to.tag == "ours" and ok.reason == "OK"
     assert ok.headers.get("Via") == request.headers.get("Via")
     assert ok.call_id == request.call_id and ok.cseq == (1, "INVITE")
-    again = parse_message(bytes(ok))
-    assert isinstance(again, SipResponse)
+    again = sip.parse_message(bytes(ok))
+    assert isinstance(again, sip.SipResponse)
     assert again.headers.get("Content-Length") == "5" and again.body == b"v=0\r\n"
 
 
 def test_423_reason_phrase_spelled_right() -> None:
-    request = parse_message(INVITE_EMPTY_SUPPORTED)
-    assert isinstance(request, SipRequest)
-    assert build_response(request, 423).reason == "Interval Too Brief"
+    request = sip.parse_message(INVITE_EMPTY_SUPPORTED)
+    assert isinstance(request, sip.SipRequest)
+    assert sip.build_response(request, 423).reason == "Interval Too Brief"
