@@ -1,21 +1,25 @@
 """The bot under measure as the benches run it: `python -m voicebot run` of a
 checkout in a process of its own, on loopback, set up by VOICEBOT_* variables
-alone (none of the shell's leak in); its health check; stopping it (or any
+alone (none of the shell's leak in); its health check; watching it over a
+measurement window (CPU, peak RSS and threads; py-spy); stopping it (or any
 other process a bench started) and counting the tracebacks it logged."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -93,6 +97,36 @@ def wait_healthy(
             time.sleep(0.1)
     stop_process(proc, signal.SIGKILL)
     raise RuntimeError(f"voicebot did not become healthy in {timeout_s:g} s")
+
+
+def watch(
+    process: psutil.Process, end: float, now: Callable[[], float] = time.monotonic
+) -> tuple[float, float, int]:
+    """`process`'s CPU % since its last `cpu_percent()` (NaN if it died), and its
+    peak RSS (MB) and thread count, sampled every 0.5 s until `now()` is `end`."""
+    rss = threads = 0
+    while now() < end:
+        with contextlib.suppress(psutil.Error):
+            rss = max(rss, process.memory_info().rss)
+            threads = max(threads, process.num_threads())
+        time.sleep(min(0.5, max(0.0, end - now())))
+    try:
+        cpu = process.cpu_percent(None)
+    except psutil.Error:
+        cpu = math.nan
+    return cpu, rss / 2**20, threads
+
+
+def start_py_spy(
+    py_spy: str, pid: int, seconds: float, out: Path, *options: str
+) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` for `seconds` (at least 1) as raw stacks into `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [py_spy, "record", "--nonblocking", *options, "-p", str(pid),
+         "-d", str(max(1, round(seconds))), "-r", "100", "-f", "raw", "-o", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def stop_process(

@@ -33,6 +33,7 @@ import contextlib
 import csv
 import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -53,7 +54,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bot_process import LOOPBACK, bot_env, stop_process, wait_healthy  # noqa: E402
+from bench.bot_process import LOOPBACK, bot_env, start_py_spy, stop_process, wait_healthy, watch  # noqa: E402
 from bench.bot_process import start_bot as start_bot_process  # noqa: E402
 from tests.ports import free_port, free_udp_span  # noqa: E402
 from tests.sipp_harness.pcap import write_dtmf_pcap  # noqa: E402
@@ -71,29 +72,38 @@ PRESS_MS, GAP_MS = 100, 200
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(slots=True)
-class RunResult:
-    impl: str
-    n: int
+@dataclass(slots=True, kw_only=True)
+class CallFigures:
+    """What a run of N calls measured of the answerer, here and in full_duplex.py:
+    RTP send intervals as received (ms; pkt/s per stream), its CPU %, peak RSS
+    (MB) and threads, and the digits heard of those sent (`exact`: calls whose
+    journal holds the keys once each, of `calls_logged`)."""
+
     ok: bool = True
     note: str = ""
-    sipp_ok: int = 0
-    sipp_failed: int = 0
     streams: int = 0
-    p50: float = float("nan")
-    p99: float = float("nan")
-    max_ms: float = float("nan")
-    pps_mean: float = float("nan")
-    pps_min: float = float("nan")
+    p50: float = math.nan
+    p99: float = math.nan
+    max_ms: float = math.nan
+    pps_mean: float = math.nan
+    pps_min: float = math.nan
     streams_p99_ok: int = 0
-    cpu: float = float("nan")
-    rss_mb: float = float("nan")
+    cpu: float = math.nan
+    rss_mb: float = math.nan
     threads: int = 0
     heard: int = 0
     sent: int = 0
     exact: int = 0
     calls_logged: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunResult(CallFigures):
+    impl: str
+    n: int
+    sipp_ok: int = 0
+    sipp_failed: int = 0
 
     @property
     def held(self) -> bool:
@@ -310,24 +320,11 @@ def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunR
         ps.cpu_percent(None)
         if args.py_spy and impl == "voicebot" and shutil.which("py-spy"):
             out = Path(args.py_spy) / f"voicebot-{n}.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen(
-                ["py-spy", "record", "--nonblocking", "-p", str(proc.pid), "-d",
-                 str(max(1, round(args.window))), "-r", "100", "-f", "raw", "-o", str(out)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            spy = start_py_spy("py-spy", proc.pid, args.window, out)
             res.extra["py_spy"] = str(out)
-        rss, threads = 0, 0
-        while time.time() < w1:
-            with contextlib.suppress(psutil.Error):
-                rss = max(rss, ps.memory_info().rss)
-                threads = max(threads, ps.num_threads())
-            time.sleep(min(0.5, max(0.0, w1 - time.time())))
-        try:
-            res.cpu = ps.cpu_percent(None)
-        except psutil.Error:
+        res.cpu, res.rss_mb, res.threads = watch(ps, w1, time.time)
+        if math.isnan(res.cpu):
             res.ok, res.note = False, "process died in the window"
-        res.rss_mb, res.threads = rss / 2**20, threads
         time.sleep(0.3)
         stop_process(cap, signal.SIGINT)
         cap = None
@@ -385,7 +382,8 @@ def _digits(impl: str, tmp: Path) -> list[str]:
 # --------------------------------------------------------------------------- output
 
 
-def _f(x: float, nd: int = 1) -> str:
+def cell(x: float, nd: int = 1) -> str:
+    """A table cell: `x` to `nd` decimals, "-" for NaN (not measured)."""
     return "-" if x != x else f"{x:.{nd}f}"
 
 
@@ -399,8 +397,8 @@ HEADER = (
 def row(r: RunResult) -> str:
     return (
         f"{r.impl:<9} {r.n:>4} {r.streams:>4} {f'{r.sipp_ok}/{r.sipp_failed}':>12} "
-        f"{_f(r.p50):>6} {_f(r.p99):>7} {_f(r.max_ms):>7} {_f(r.pps_mean):>6} "
-        f"{_f(r.pps_min):>6} {r.streams_p99_ok:>5} {_f(r.cpu, 0):>6} {_f(r.rss_mb):>7} "
+        f"{cell(r.p50):>6} {cell(r.p99):>7} {cell(r.max_ms):>7} {cell(r.pps_mean):>6} "
+        f"{cell(r.pps_min):>6} {r.streams_p99_ok:>5} {cell(r.cpu, 0):>6} {cell(r.rss_mb):>7} "
         f"{r.threads:>5} {f'{r.heard}/{r.sent}':>11} {f'{r.exact}/{r.calls_logged}':>9}  "
         f"{r.note}"
     )

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from concurrent_calls import start_stock  # noqa: E402
+from concurrent_calls import CallFigures, cell, start_stock  # noqa: E402
 from loadgen import ulaw_encode  # noqa: E402
 
-from bench.bot_process import LOOPBACK, bot_env, stop_process, wait_healthy  # noqa: E402
+from bench.bot_process import LOOPBACK, bot_env, start_py_spy, stop_process, wait_healthy, watch  # noqa: E402
 from bench.bot_process import start_bot as start_bot_process  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
@@ -97,36 +97,19 @@ CONFIGS = {
 
 
 @dataclass(slots=True)
-class RunResult:
+class RunResult(CallFigures):
     config: str
     n: int
-    ok: bool = True
-    note: str = ""
     up: int = 0
-    streams: int = 0
-    p50: float = math.nan
-    p99: float = math.nan
-    max_ms: float = math.nan
-    pps_mean: float = math.nan
-    pps_min: float = math.nan
-    streams_p99_ok: int = 0
-    cpu: float = math.nan
-    rss_mb: float = math.nan
-    threads: int = 0
-    gen_cpu: float = math.nan
-    gen_late_p99: float = math.nan
-    heard: int = 0
-    sent: int = 0
-    exact: int = 0
-    calls_logged: int = 0
     confirmed: int = 0
     spooled: int = 0
+    gen_cpu: float = math.nan
+    gen_late_p99: float = math.nan
     hook_n: int = 0
     hook_dupes: int = 0
     hook_p50: float = math.nan
     hook_p99: float = math.nan
     hook_max: float = math.nan
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:
@@ -302,26 +285,13 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         gps.cpu_percent(None)
         if args.py_spy and cfg.impl == "voicebot" and _py_spy():
             spy_out = Path(args.py_spy) / f"{cfg.name}-{n}.txt"
-            spy_out.parent.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen(
-                [_py_spy(), "record", "--nonblocking", "--idle", "-p", str(proc.pid), "-d",
-                 str(max(1, round(args.window))), "-r", "100", "-f", "raw", "-o", str(spy_out)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            spy = start_py_spy(_py_spy(), proc.pid, args.window, spy_out, "--idle")
             res.extra["py_spy"] = str(spy_out)
-        rss = threads = 0
-        while time.monotonic() < w1:
-            with contextlib.suppress(psutil.Error):
-                rss = max(rss, ps.memory_info().rss)
-                threads = max(threads, ps.num_threads())
-            time.sleep(min(0.5, max(0.0, w1 - time.monotonic())))
-        try:
-            res.cpu = ps.cpu_percent(None)
-        except psutil.Error:
+        res.cpu, res.rss_mb, res.threads = watch(ps, w1)
+        if math.isnan(res.cpu):
             res.ok, res.note = False, "process died in the window"
         with contextlib.suppress(psutil.Error):
             res.gen_cpu = gps.cpu_percent(None)
-        res.rss_mb, res.threads = rss / 2**20, threads
         sip_drops, rtp_drops = _udp_drops(proc.pid, sip_port)  # calls still up
         try:
             gen.wait(timeout=args.window + n / args.rate + 60)
@@ -418,10 +388,6 @@ def _score_hooks(res: RunResult, hooks: WebhookReceiver, confirm_sent: dict[str,
 # --------------------------------------------------------------------------- output
 
 
-def _f(x: float, nd: int = 1) -> str:
-    return "-" if x != x else f"{x:.{nd}f}"
-
-
 HEADER = (
     f"{'config':<18} {'N':>4} {'up':>4} {'p50':>5} {'p99':>6} {'max':>6} {'pkt/s':>5} "
     f"{'min':>5} {'p99ok':>5} {'CPU%':>5} {'RSS':>5} {'thr':>4} {'genCPU':>6} {'genlate':>7} "
@@ -431,11 +397,11 @@ HEADER = (
 
 def row(r: RunResult) -> str:
     return (
-        f"{r.config:<18} {r.n:>4} {r.up:>4} {_f(r.p50):>5} {_f(r.p99):>6} {_f(r.max_ms):>6} "
-        f"{_f(r.pps_mean):>5} {_f(r.pps_min):>5} {r.streams_p99_ok:>5} {_f(r.cpu, 0):>5} "
-        f"{_f(r.rss_mb, 0):>5} {r.threads:>4} {_f(r.gen_cpu, 0):>6} {_f(r.gen_late_p99):>7} "
+        f"{r.config:<18} {r.n:>4} {r.up:>4} {cell(r.p50):>5} {cell(r.p99):>6} {cell(r.max_ms):>6} "
+        f"{cell(r.pps_mean):>5} {cell(r.pps_min):>5} {r.streams_p99_ok:>5} {cell(r.cpu, 0):>5} "
+        f"{cell(r.rss_mb, 0):>5} {r.threads:>4} {cell(r.gen_cpu, 0):>6} {cell(r.gen_late_p99):>7} "
         f"{f'{r.heard}/{r.sent}':>11} {f'{r.exact}/{r.n}':>9} {r.confirmed:>5} "
-        f"{_f(r.hook_p50):>8} {_f(r.hook_p99):>6} {_f(r.hook_max):>6}  {r.note}"
+        f"{cell(r.hook_p50):>8} {cell(r.hook_p99):>6} {cell(r.hook_max):>6}  {r.note}"
     )
 
 
