@@ -3,7 +3,7 @@ import itertools
 import time
 from collections.abc import Callable
 
-from voicebot.media.clock import MediaClock
+from voicebot.media.clock import ANALYSE, RECEIVE, SEND, MediaClock
 
 
 class Recorder:
@@ -78,3 +78,32 @@ async def test_failing_tickable_is_dropped_others_continue() -> None:
     # broken was dropped, so no subscriber keeps the clock alive
     await until(lambda: not clock.running)
     await clock.stop()
+
+
+async def test_phases_run_in_order_whatever_the_subscription_order() -> None:
+    """Every send of a tick comes before its receives and its analysis, though the
+    analyser subscribed first (the in-band receiver does, with the first call)."""
+    clock = MediaClock(interval=0.005)
+    order: list[tuple[int, str]] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_tick(self, tick_no: int) -> None:
+            order.append((tick_no, self.name))
+
+    clock.subscribe(Named("analyse"), ANALYSE)
+    clock.subscribe(Named("receive"), RECEIVE)
+    clock.subscribe(Named("send-1"))
+    clock.subscribe(Named("send-2"), SEND)
+    await until(lambda: len(order) >= 12)
+    await clock.stop()
+    ticks = sorted({tick for tick, _ in order})
+    for tick in ticks[:3]:
+        assert [name for t, name in order if t == tick] == [
+            "send-1",
+            "send-2",
+            "receive",
+            "analyse",
+        ]

@@ -30,7 +30,7 @@ import numpy as np
 import structlog
 
 from voicebot.logs import get_logger
-from voicebot.media.clock import MediaClock
+from voicebot.media.clock import ANALYSE, MediaClock
 from voicebot.media.inband_dtmf import FRAME, InbandDtmfDetector
 
 FRAME_BYTES = FRAME * 2  # 16-bit PCM
@@ -92,7 +92,7 @@ class InbandDtmfReceiver:
     def open(self, on_key: Callable[[str], None]) -> InbandChannel:
         channel = InbandChannel(self, self.detector.open(), on_key)
         self._channels[channel.slot] = channel
-        self._clock.subscribe(self)
+        self._clock.subscribe(self, ANALYSE)  # after every call's send of the tick
         return channel
 
     def close(self, channel: InbandChannel) -> None:
