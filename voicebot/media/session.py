@@ -1,10 +1,11 @@
-"""RTP sessions on asyncio: port pool, one datagram endpoint per call, one packet per tick.
+"""RTP sessions on the media clock: port pool, one UDP socket per call, one packet per tick.
 
 What stock pyVoIP got wrong and this does not: no per-call threads (the
-shared `MediaClock` drives sending), no unbounded receive buffer (packets are
-handled as they arrive and nothing is queued), malformed datagrams are counted
-and dropped instead of killing the receiver, and the sequence number wraps
-mod 2^16 on a normal full-size packet.
+shared `MediaClock` drives sending, and reading: `voicebot.media.receiver`),
+no unbounded receive buffer (a tick reads at most a few datagrams per socket
+and nothing is queued in Python; the kernel drops what does not fit its
+buffer), malformed datagrams are counted and dropped instead of killing the
+receiver, and the sequence number wraps mod 2^16 on a normal full-size packet.
 
 Nobody else's media: a session takes RTP only from the SDP address, and
 re-latches (NAT) only to a source on a trusted IP after several in-sequence
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
 from voicebot.media.player import FrameSource, PromptPlayer
+from voicebot.media.receiver import RtpReceiver, receiver_for
 from voicebot.media.rtp import (
     SEQ_MODULO,
     TIMESTAMP_MODULO,
@@ -58,7 +61,9 @@ class RtpPortsExhausted(RuntimeError):
     """Every even port of the configured RTP range is taken."""
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
+class _RtpProtocol:
+    """Where an endpoint's datagrams go: the handler of the session using it, if any."""
+
     def __init__(self) -> None:
         self.handler: Callable[[bytes, Address], None] | None = None
 
@@ -66,30 +71,36 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         if self.handler is not None:
             self.handler(data, (addr[0], addr[1]))
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable before the far end opens its port: not our problem.
-        pass
-
 
 class RtpEndpoint:
-    """A bound UDP port from an `RtpPortPool`; `close()` gives it back."""
+    """A bound non-blocking UDP socket from an `RtpPortPool`; `close()` gives the port back.
 
-    def __init__(
-        self,
-        pool: RtpPortPool,
-        port: int,
-        transport: asyncio.DatagramTransport,
-        protocol: _RtpProtocol,
-    ) -> None:
+    Not in the event loop's selector: a session reads it on the media clock's
+    tick (`voicebot.media.receiver`) and writes it directly.
+    """
+
+    def __init__(self, pool: RtpPortPool, port: int, sock: socket.socket) -> None:
         self.host = pool.host
         self.port = port
-        self.transport = transport
-        self.protocol = protocol
+        self.sock = sock
+        self.protocol = _RtpProtocol()
         self._pool = pool
+        self._receiver: RtpReceiver | None = None
+
+    def listen(self, clock: MediaClock, handler: Callable[[bytes, Address], None]) -> None:
+        """Hand every datagram to `handler`, read on `clock`'s ticks (queued ones are dropped)."""
+        self.protocol.handler = handler
+        if self._receiver is None and self.sock.fileno() >= 0:
+            self._receiver = receiver_for(clock)
+            self._receiver.add(self.sock, handler)
 
     def close(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
+        self.protocol.handler = None
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.remove(self.sock)
+        if self.sock.fileno() >= 0:
+            self.sock.close()
             self._pool.release(self.port)
 
 
@@ -136,21 +147,19 @@ class RtpPortPool:
         yield from [p for p in self._resting if p not in self._in_use]  # oldest first
 
     async def allocate(self) -> RtpEndpoint:
-        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for port in self._candidates():
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    _RtpProtocol, local_addr=(self.host, port)
-                )
+                sock.setblocking(False)
+                sock.bind((self.host, port))
             except OSError:
-                continue
-            if port in self._in_use:  # taken by a concurrent allocate() meanwhile
-                transport.close()
+                sock.close()
                 continue
             self._in_use.add(port)
             with contextlib.suppress(ValueError):
                 self._resting.remove(port)
-            return RtpEndpoint(self, port, transport, protocol)
+            return RtpEndpoint(self, port, sock)
         raise RtpPortsExhausted(
             f"no free even RTP port in {self.min_port}-{self.max_port} on {self.host}"
         )
@@ -220,6 +229,7 @@ class RtpSession:
         logger: Logger | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._sock = endpoint.sock
         self.remote = remote
         self._trusted_ips = frozenset({remote[0], *learn_from})
         self._candidate: _Candidate | None = None
@@ -252,7 +262,7 @@ class RtpSession:
         return self.endpoint.port
 
     async def start(self) -> None:
-        self.endpoint.protocol.handler = self._on_datagram
+        self.endpoint.listen(self._clock, self._on_datagram)
         self._clock.subscribe(self)
         self._log.info(
             "rtp.started",
@@ -268,7 +278,6 @@ class RtpSession:
         self._closed = True
         self._clock.unsubscribe(self)
         self.player.stop()
-        self.endpoint.protocol.handler = None
         self.endpoint.close()
         for press in self._presses:
             if press.done is not None and not press.done.done():
@@ -314,8 +323,10 @@ class RtpSession:
             data = bytes(packet)
         self._seq = (self._seq + 1) % SEQ_MODULO
         try:
-            self.endpoint.transport.sendto(data, self.remote)
-        except (OSError, OverflowError, ValueError) as exc:
+            # The socket itself: the transport's checks and buffering cost a third of
+            # the send, and a datagram that cannot go now is better lost than late.
+            self._sock.sendto(data, self.remote)
+        except (OSError, OverflowError, ValueError, TypeError) as exc:
             # Never let one call's bad target take it off the media clock.
             self.stats.send_errors += 1
             self._refusals.refused("rtp.send_failed", remote=self.remote, error=str(exc)[:100])

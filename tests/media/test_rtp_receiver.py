@@ -1,0 +1,112 @@
+"""RTP is read on the media tick, a bounded number of datagrams per socket per tick.
+
+A phone (or a stranger who guessed the port) flooding one call's socket gets
+at most `MAX_PACKETS_PER_TICK` datagrams read per tick; the rest wait in the
+kernel, which drops what its buffer cannot hold. Every other call keeps its
+cadence (one packet sent per tick) and hears everything its phone sent.
+Counts are asserted, never times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from tests.media.conftest import HOST
+from tests.media.test_media_clock import until
+from voicebot.media.clock import ANALYSE, MediaClock
+from voicebot.media.g711 import PCMU
+from voicebot.media.receiver import MAX_PACKETS_PER_TICK, receiver_for
+from voicebot.media.rtp import plain_packet
+from voicebot.media.session import RtpPortPool, RtpSession
+
+FLOOD = 10_000
+QUIET_PACKETS = 20
+
+
+def audio(seq: int, ssrc: int) -> bytes:
+    return plain_packet(0, False, seq, 160 * seq, ssrc, b"\xff" * 160)
+
+
+class Counts:
+    """After every tick's receive phase: the flooded call's received count, every call's sent."""
+
+    def __init__(self, sessions: list[RtpSession]) -> None:
+        self.sessions = sessions
+        self.received: list[int] = []
+        self.sent: list[list[int]] = []
+
+    def on_tick(self, tick_no: int) -> None:
+        self.received.append(self.sessions[0].stats.packets_received)
+        self.sent.append([s.stats.packets_sent for s in self.sessions])
+
+
+def flood(phone: socket.socket, target: tuple[str, int]) -> None:
+    for seq in range(FLOOD):  # a blocking socket: what the far buffer cannot hold is dropped
+        phone.sendto(audio(seq % 65536, 1), target)
+
+
+async def test_a_flooded_socket_is_read_a_few_datagrams_per_tick(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    phones = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    sessions: list[RtpSession] = []
+    counts = Counts(sessions)
+    try:
+        for phone in phones:
+            phone.bind((HOST, 0))
+            session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
+            await session.start()
+            sessions.append(session)
+        clock.subscribe(counts, ANALYSE)
+        receiver = receiver_for(clock)
+        capped_before = receiver.capped_ticks
+        await asyncio.to_thread(flood, phones[0], (HOST, sessions[0].local_port))
+        for i, (phone, session) in enumerate(zip(phones[1:], sessions[1:], strict=True)):
+            for seq in range(QUIET_PACKETS):
+                phone.sendto(audio(seq, 100 + i), (HOST, session.local_port))
+        await until(
+            lambda: (
+                all(s.stats.packets_received == QUIET_PACKETS for s in sessions[1:])
+                and receiver.capped_ticks > capped_before + 3
+            ),
+            timeout=10,
+        )
+        ticks = len(counts.received)
+    finally:
+        clock.unsubscribe(counts)
+        for session in sessions:
+            await session.close()
+        for phone in phones:
+            phone.close()
+    assert ticks >= 4
+    taken = [b - a for a, b in zip(counts.received, counts.received[1:], strict=False)]
+    assert max(taken) == MAX_PACKETS_PER_TICK  # bounded, and the bound was reached
+    assert counts.received[-1] < FLOOD
+    # Every call sent exactly one packet in every tick, the flooded one too.
+    for before, after in zip(counts.sent, counts.sent[1:], strict=False):
+        assert [b - a for a, b in zip(before, after, strict=True)] == [1] * len(sessions)
+    assert [s.stats.packets_received for s in sessions[1:]] == [QUIET_PACKETS] * 3
+    assert sessions[0].stats.refused == sessions[0].stats.malformed == 0
+
+
+async def test_datagrams_queued_before_the_session_starts_are_not_taken(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    """As before the tick read them: a port hears nothing until its call's media starts."""
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
+    try:
+        for seq in range(5):
+            phone.sendto(audio(seq, 9), (HOST, session.local_port))
+        await session.start()
+        phone.sendto(audio(5, 9), (HOST, session.local_port))
+        await until(lambda: session.stats.packets_received >= 1)
+        sent = session.stats.packets_sent
+        await until(lambda: session.stats.packets_sent >= sent + 3)  # a few more ticks
+        assert session.stats.packets_received == 1
+    finally:
+        await session.close()
+        phone.close()
+    assert receiver_for(clock).sockets == 0  # closing the call took its socket out
