@@ -38,7 +38,7 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.dual_mode_keys import DualModeKeys
 from voicebot.media.g711 import CODECS, Codec
-from voicebot.media.inband_receiver import FRAME_BYTES, InbandChannel, InbandDtmfReceiver
+from voicebot.media.inband_receiver import InbandChannel, InbandDtmfReceiver
 from voicebot.media.prompt_library import PromptLibrary
 from voicebot.media.session import RtpPortPool, RtpPortsExhausted, RtpSession
 from voicebot.media.tone import hold_tone_frames
@@ -155,8 +155,8 @@ class CategorizationCall:
         self._session = session
         self._call.on_info_key = self._info_key
         if self._env.inband is not None and self._env.inband_mode in ("auto", "on"):
-            self._inband = self._env.inband.open(self._inband_key)
-            session.on_audio = self._inband.feed
+            self._inband = self._env.inband.open(self._inband_key, codec)
+            session.on_payload = self._inband.feed_g711
         try:
             try:
                 await self._call.answer(endpoint.host, endpoint.port)
@@ -254,11 +254,9 @@ class CategorizationCall:
             channel.close()
             if channel.dropped_bytes:
                 # The phone sent audio faster than real time (a flood): keys in it may be lost.
-                self.log.warning(
-                    "inband_dtmf.audio_dropped", frames=channel.dropped_bytes // FRAME_BYTES
-                )
+                self.log.warning("inband_dtmf.audio_dropped", frames=channel.dropped_frames)
             if self._session is not None:
-                self._session.on_audio = None
+                self._session.on_payload = None
 
     def _info_key(self, key: str) -> None:
         self._env.counters.keys_info += 1

@@ -16,6 +16,7 @@ from tests.media.dtmf_signals import (
     detect,
     detect_many,
     dtmf,
+    g711_encode,
     keyed,
     silence,
     through_g711,
@@ -216,6 +217,35 @@ async def test_a_failing_key_handler_does_not_stop_other_calls() -> None:
             channel.feed(pcm[offset : offset + FRAME_BYTES])
         receiver.on_tick(0)
     assert got == ["7"]
+    await clock.stop()
+
+
+async def test_g711_payloads_are_heard_as_their_decoded_audio() -> None:
+    """Channels fed the packets' G.711 payloads (PCMU and PCMA, in bursts and odd
+    pieces) hear what a channel fed the same audio as 16-bit PCM hears, frame for
+    frame: the tick's one table lookup decodes as the codec does."""
+    clock = MediaClock(interval=10.0)  # ticked by hand below
+    receiver = InbandDtmfReceiver(clock)
+    rng = np.random.default_rng(5)
+    calls = [("1A#", PCMU), ("90*", PCMA), ("D47", PCMU), ("2B5", PCMA)]
+    heard: list[list[str]] = [[] for _ in range(2 * len(calls))]
+    g711 = [receiver.open(heard[i].append, codec) for i, (_, codec) in enumerate(calls)]
+    pcm = [receiver.open(heard[len(calls) + i].append) for i in range(len(calls))]
+    payloads = [g711_encode(keyed(keys, tone_ms=60, pause_ms=60), c) for keys, c in calls]
+    offsets = [0] * len(calls)
+    while any(o < len(p) for o, p in zip(offsets, payloads, strict=True)):
+        for i, payload in enumerate(payloads):
+            piece = payload[offsets[i] : offsets[i] + FRAME * int(rng.integers(1, 4)) - 7]
+            offsets[i] += len(piece)
+            g711[i].feed_g711(piece)
+            pcm[i].feed(calls[i][1].decode(piece))
+        receiver.on_tick(0)
+    receiver.on_tick(0)
+    assert ["".join(keys) for keys in heard] == [keys for keys, _ in calls] * 2
+    with pytest.raises(TypeError):
+        g711[0].feed(b"\x00\x00")
+    with pytest.raises(TypeError):
+        pcm[0].feed_g711(b"\x00")
     await clock.stop()
 
 

@@ -241,6 +241,9 @@ class RtpSession:
         #: (sequence, payload) of every accepted audio packet as it arrives, undecoded
         #: (the media bridge's input).
         self.on_packet: Callable[[int, bytes], None] | None = None
+        #: Every accepted audio payload in the call's codec, undecoded (in-band DTMF's
+        #: input: its receiver decodes every call's frame of a tick at once).
+        self.on_payload: Callable[[bytes], None] | None = None
         self.player = PromptPlayer(codec.silence())
         #: When set, frames come from here instead of `player` (the media bridge's output).
         self.source: FrameSource | None = None
@@ -360,6 +363,8 @@ class RtpSession:
             sequence = (data[2] << 8) | data[3]
             if self._accept_source(addr, sequence):
                 try:
+                    if self.on_payload is not None:
+                        self.on_payload(payload)
                     if self.on_packet is not None:
                         self.on_packet(sequence, payload)
                     if self.on_audio is not None:
@@ -382,6 +387,8 @@ class RtpSession:
             elif packet.payload_type == self.codec.payload_type:
                 if not self._accept_source(addr, packet.sequence):
                     return
+                if self.on_payload is not None:
+                    self.on_payload(packet.payload)
                 if self.on_packet is not None:
                     self.on_packet(packet.sequence, packet.payload)
                 if self.on_audio is not None:
