@@ -237,7 +237,7 @@ class RtpSession:
         self.codec = codec
         self.dtmf_payload_type = dtmf_payload_type
         self.on_key = on_key
-        self.on_audio = on_audio  # seam for in-band DTMF (see telephone_event.KeySource)
+        self.on_audio = on_audio  # decoded 16-bit PCM of every accepted audio packet
         #: (sequence, payload) of every accepted audio packet as it arrives, undecoded
         #: (the media bridge's input).
         self.on_packet: Callable[[int, bytes], None] | None = None

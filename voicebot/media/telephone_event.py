@@ -54,8 +54,8 @@ class KeySource(Protocol):
     """Turns received RTP into key presses, each reported exactly once.
 
     `DtmfDetector` is the RFC 4733 one. In-band DTMF (tones in the audio)
-    does not feed per packet: `RtpSession.on_audio` hands decoded audio to an
-    `InbandChannel`, and `InbandDtmfReceiver` analyses every call's frame
+    does not feed per packet: `RtpSession.on_payload` hands the G.711 payload to
+    an `InbandChannel`, and `InbandDtmfReceiver` analyses every call's frame
     together once per media clock tick (voicebot.media.inband_receiver).
     """
 
