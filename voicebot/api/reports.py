@@ -22,7 +22,6 @@ import io
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -297,21 +296,6 @@ def coverage_csv(report: CoverageReportOut, zone: ZoneInfo) -> CsvTable:
     return CsvTable("coverage", fields, [[getattr(r, f) for f in fields] for r in report.managers])
 
 
-def _handler(
-    build: Callable[[JournalApi, ReportScope, PeriodOut], Awaitable[Any]],
-    as_csv: Callable[[Any, ZoneInfo], CsvTable],
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
-        api = journal_api(request)
-        scope, period, query = scope_of(request, api)
-        report = await build(api, scope, period)
-        if query.format == "csv":
-            return await csv_response(as_csv(report, api.zone))
-        return await json_response(report)
-
-    return handle
-
-
 def callback_csv(report: CallbackReportOut, zone: ZoneInfo) -> CsvTable:
     fields = ["jobs", *(f"state_{s}" for s in reports.JOB_STATES), "share_recovered",
               "avg_first_callback_s", "median_first_callback_s", "attempts_per_job"]  # fmt: skip
@@ -321,51 +305,63 @@ def callback_csv(report: CallbackReportOut, zone: ZoneInfo) -> CsvTable:
     return CsvTable("callbacks", fields, [["" if v is None else v for v in values]])
 
 
-REPORTS: dict[str, tuple[str, Any, Any, type[BaseModel]]] = {
-    "missed": ("Missed and unprocessed calls", missed_report, missed_csv, MissedReportOut),
-    "categories": (
-        "Calls and value sum per category and manager",
-        partial(report_of, CategoryReportOut),
-        category_csv,
-        CategoryReportOut,
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One report of /api/v1/reports and `voicebot report`: its summary, its
+    JSON model and its CSV shape."""
+
+    summary: str
+    model: type[BaseModel]
+    as_csv: Callable[[Any, ZoneInfo], CsvTable]
+
+    async def build(self, api: JournalApi, scope: ReportScope, period: PeriodOut) -> BaseModel:
+        if self.model is MissedReportOut:
+            return await missed_report(api, scope, period)
+        return await report_of(self.model, api, scope, period)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        api = journal_api(request)
+        scope, period, query = scope_of(request, api)
+        report = await self.build(api, scope, period)
+        if query.format == "csv":
+            return await csv_response(self.as_csv(report, api.zone))
+        return await json_response(report)
+
+
+REPORTS: dict[str, Report] = {
+    "missed": Report("Missed and unprocessed calls", MissedReportOut, missed_csv),
+    "categories": Report(
+        "Calls and value sum per category and manager", CategoryReportOut, category_csv
     ),
-    "hourly": (
-        "Calls by hour of day and weekday",
-        partial(report_of, HourlyReportOut),
-        hourly_csv,
-        HourlyReportOut,
-    ),
-    "summary": (
+    "hourly": Report("Calls by hour of day and weekday", HourlyReportOut, hourly_csv),
+    "summary": Report(
         "Answered/missed ratio, average wait and talk, inbound and outbound apart",
-        partial(report_of, SummaryReportOut),
-        summary_csv,
         SummaryReportOut,
+        summary_csv,
     ),
-    "callbacks": (
+    "callbacks": Report(
         "Callback results: time to first callback, share recovered, attempts per job",
-        partial(report_of, CallbackReportOut),
-        callback_csv,
         CallbackReportOut,
+        callback_csv,
     ),
-    "coverage": (
+    "coverage": Report(
         "Share of each manager's answered calls that got a category",
-        partial(report_of, CoverageReportOut),
-        coverage_csv,
         CoverageReportOut,
+        coverage_csv,
     ),
 }
 
 
 def register(app: web.Application) -> None:
     routes = Routes(app, "reports")
-    for name, (summary, build, as_csv, model) in REPORTS.items():
+    for name, report in REPORTS.items():
         routes.add(
             "GET",
             f"/api/v1/reports/{name}",
-            _handler(build, as_csv),
-            model,
+            report.handle,
+            report.model,
             query=ReportQuery,
             csv=True,
-            summary=summary,
+            summary=report.summary,
             operation_id=f"report_{name}",
         )

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import ivr
 from voicebot.api.context import JournalApi
 from voicebot.api.period import PeriodError, resolve
-from voicebot.api.reports import DEFAULT_DAYS, REPORTS, CsvTable, period_out
+from voicebot.api.reports import DEFAULT_DAYS, REPORTS, period_out
 from voicebot.cli.command import parse_span, usage_of, with_settings
 from voicebot.journal.call_types import CALL_TYPES, TypeRules
 from voicebot.journal.calls import CallFilter, CallLog, iso
@@ -265,18 +265,18 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
     except PeriodError as exc:
         print(f"voicebot report: --{exc}", file=sys.stderr)
         return 2
-    title, build, as_csv, _ = REPORTS[args.name]
+    report = REPORTS[args.name]
     async with open_call_log(settings) as log:
         api = JournalApi(call_log=log, catalogue=catalogue_of(log, settings), zone=zone)
         scope = ReportScope(period.since, period.until, zone, log.rules, args.manager)
-        table: CsvTable = as_csv(await build(api, scope, period_out(period, zone)), zone)
+        table = report.as_csv(await report.build(api, scope, period_out(period, zone)), zone)
     if args.csv:
         sys.stdout.buffer.write(table.text().encode("utf-8"))
         sys.stdout.buffer.flush()
         return 0
     until = period.until.strftime("%Y-%m-%d %H:%M") if period.until else "now"
     since = period.since.strftime("%Y-%m-%d %H:%M") if period.since else "the start"
-    print(f"{title}, {since} to {until} ({zone.key})")
+    print(f"{report.summary}, {since} to {until} ({zone.key})")
     cells = [[str(v) for v in table.header], *([str(v) for v in row] for row in table.rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(table.header))]
     for row in cells:
