@@ -2,6 +2,7 @@
 
     python bench/api_isolation.py [--calls 100] [--clients 200] [--rows 100000]
                                   [--days 90] [--window 10] [--bot-src PATH]
+                                  [--api-workers N]
 
 One bot process (`python -m voicebot run`, peer mode, free ports, a temporary
 journal seeded with `--rows` PBX calls over `--days` days the way
@@ -23,7 +24,8 @@ this process's own load does not colour the figures). Two windows of
 Per window it prints the bot's RTP send gap as received (p50/p99/max pooled
 over calls), packets received per call, media clock skips (the bot's
 `voicebot_media_clock_skipped_ticks_total` on /metrics), OPTIONS round trip
-(p50/max, one every 100 ms), the bot's CPU and peak RSS, and, for the loaded
+(p50/max, one every 100 ms), the bot's CPU and peak RSS (and its API worker
+processes', `--api-workers`), and, for the loaded
 window, HTTP answers by status and their latency. Then loaded/baseline
 ratios, and the load average (`uptime`) before and after.
 Targets (issue 6): no skip and p99 <= 25 ms with 100 calls under 200 clients.
@@ -131,6 +133,7 @@ def start_bot(
     *,
     flood_defaults: bool = False,
     slow_callback_ms: float | None = None,
+    api_workers: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """The bot as bot_process.bot_env sets it up (`flood_defaults` as there),
     logging JSON to bot.log. `slow_callback_ms`: run the bot in asyncio debug
@@ -140,6 +143,8 @@ def start_bot(
         workdir, sip_port, http_port, rtp, src=bot_src, flood_defaults=flood_defaults,
         extra={"VOICEBOT_LOG__FORMAT": "json"},
     )  # fmt: skip
+    if api_workers is not None:  # unset: the bot's default (a checkout may predate it)
+        env["VOICEBOT_HTTP__API_WORKERS"] = str(api_workers)
     command = [sys.executable, "-m", "voicebot", "run"]
     if slow_callback_ms is not None:
         env["PYTHONASYNCIODEBUG"] = "1"
@@ -206,6 +211,28 @@ def slow_callbacks(log: Path, start: int, end: int) -> list[tuple[float, str]]:
 def py_spy() -> str:
     beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy into the venv
     return str(beside) if beside.exists() else (shutil.which("py-spy") or "")
+
+
+def children_cpu_s(bot: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user + system) of each of the bot's child processes."""
+    spent: dict[int, float] = {}
+    for child in bot.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        spent[child.pid] = times.user + times.system
+    return spent
+
+
+def children_rss(bot: psutil.Process) -> int:
+    total = 0
+    for child in bot.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
 
 
 def uptime() -> str:
@@ -380,12 +407,22 @@ async def window(
     stop = asyncio.Event()
     pinger = asyncio.create_task(options_rtts(sip_port, stop))
     bot.cpu_percent(None)
-    rss_peak = 0
+    workers_cpu_before = children_cpu_s(bot)
+    began = time.monotonic()
+    rss_peak = workers_rss_peak = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         rss_peak = max(rss_peak, bot.memory_info().rss)
+        workers_rss_peak = max(workers_rss_peak, children_rss(bot))
         await asyncio.sleep(0.25)
     cpu = bot.cpu_percent(None)
+    workers_cpu = children_cpu_s(bot)
+    elapsed = time.monotonic() - began
+    workers_percent = (
+        100
+        * sum(spent - workers_cpu_before.get(pid, 0.0) for pid, spent in workers_cpu.items())
+        / elapsed
+    )
     for sink in sinks:
         sink.recording = False
     stop.set()
@@ -397,6 +434,7 @@ async def window(
     if proc is not None:
         out, _ = await proc.communicate()
         http = json.loads(out.decode() or "{}")
+        http["ok_per_s"] = round(http.get("statuses", {}).get("200", 0) / seconds, 1)
     if spying is not None:
         await spying.wait()
         print(f"# py-spy ({label}): {spy}", flush=True)
@@ -413,6 +451,9 @@ async def window(
         "options_max_ms": round(max(rtts) if rtts else float("nan"), 1),
         "bot_cpu_percent": round(cpu, 1),
         "bot_rss_peak_mb": round(rss_peak / 2**20, 1),
+        # The bot's child processes: its API workers (http.api_workers).
+        "workers_cpu_percent": round(workers_percent, 1),
+        "workers_rss_peak_mb": round(workers_rss_peak / 2**20, 1),
         "http": http,
     }
     print(json.dumps(result), flush=True)
@@ -434,9 +475,16 @@ async def run(args: argparse.Namespace) -> None:
     bot_rtp = free_udp_span(2 * args.calls + 40)
     rtp = (bot_rtp, bot_rtp + 2 * args.calls + 39)
     proc = start_bot(
-        workdir, sip_port, http_port, rtp, args.bot_src, slow_callback_ms=args.slow_callback_ms
+        workdir,
+        sip_port,
+        http_port,
+        rtp,
+        args.bot_src,
+        slow_callback_ms=args.slow_callback_ms,
+        api_workers=args.api_workers,
     )
-    print(f"# bot: voicebot from {args.bot_src}", flush=True)
+    workers = "default" if args.api_workers is None else args.api_workers
+    print(f"# bot: voicebot from {args.bot_src}, http.api_workers {workers}", flush=True)
     phone: UserAgent | None = None
     loop = asyncio.get_running_loop()
     sinks: list[RtpSink] = []
@@ -500,6 +548,7 @@ async def run(args: argparse.Namespace) -> None:
             "options_max_ms",
             "bot_cpu_percent",
             "bot_rss_peak_mb",
+            "workers_cpu_percent",
         ):
             b, loaded_value = base[key], loaded[key]
             ratio = loaded_value / b if b else float("nan")
@@ -533,6 +582,12 @@ def main() -> None:
         type=Path,
         default=ROOT,
         help="checkout whose voicebot the bot runs (a worktree of the old code: before/after)",
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        help="http.api_workers for the bot (0: reports computed in its own process);"
+        " default: the bot's own default",
     )
     parser.add_argument(
         "--slow-callback-ms",

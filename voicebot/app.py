@@ -39,6 +39,7 @@ from voicebot.api.metrics import (
 from voicebot.api.period import local_midnight
 from voicebot.api.request_gate import RequestGate
 from voicebot.api.server import METRICS_REFRESH_KEY, build_app
+from voicebot.api.worker_pool import WorkerPool
 from voicebot.call import CategorizationCall, MenuEnvironment
 from voicebot.callbacks.attempt import Dialler
 from voicebot.callbacks.config import numbers_from_settings, policy_from_settings
@@ -105,7 +106,13 @@ class VoicebotApp:
         self.counters = CallCounters()
         self.journal_figures = JournalFigures()
         self.http_port: int | None = None
-        self.request_gate = RequestGate(settings.http.api_concurrency, settings.http.api_queue)
+        http = settings.http
+        # With worker processes, the heavy lane runs one request per worker.
+        self.request_gate = RequestGate(
+            http.api_concurrency, http.api_queue, heavy_concurrency=http.api_workers or None
+        )
+        #: The processes heavy API reads are computed in (none until the first).
+        self.api_workers: WorkerPool | None = None
 
     async def start(self) -> None:
         try:
@@ -234,6 +241,14 @@ class VoicebotApp:
             registry,
             self.request_gate,
         )
+        if s.http.api_workers:
+            self.api_workers = WorkerPool(
+                s.storage.database,
+                self.call_log.rules,
+                s.http.api_workers,
+                log_level=s.log.level,
+                log_format=s.log.format,
+            )
         journal_routes.install(
             api,
             JournalApi(
@@ -244,6 +259,7 @@ class VoicebotApp:
                 health=self.health,
                 api_token=s.http.api_token.get_secret_value() if s.http.api_token else None,
                 language=s.ivr.language,
+                workers=self.api_workers,
             ),
         )
         callbacks_api.register(
@@ -476,6 +492,9 @@ class VoicebotApp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.api_workers is not None:
+            await self.api_workers.close()
+            self.api_workers = None
         await self._media_clock.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()

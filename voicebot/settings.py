@@ -171,14 +171,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: More API worker processes than this only take memory (each holds ~50 MB).
+MAX_API_WORKERS = 16
+
+
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_token: SecretStr | None = None
     # Requests worked on at once beside the calls' media clock, and how many
     # more may wait; beyond both a request gets 503 + Retry-After at once.
+    # These are the light lane's (PBX events, single calls, the catalogue).
     api_concurrency: int = Field(2, ge=1, le=64)
     api_queue: int = Field(256, ge=0, le=10_000)
+    # Processes the heavy reads (calls list, reports) are computed in, off the
+    # media clock's loop; also how many of them run at once. 0: compute them
+    # in the bot's own process, `api_concurrency` at a time.
+    api_workers: int = 2
+
+    @field_validator("api_workers")
+    @classmethod
+    def _workers_in_range(cls, value: int) -> int:
+        if not 0 <= value <= MAX_API_WORKERS:
+            raise ValueError(
+                f"expected 0 (compute reports in the bot's own process) to {MAX_API_WORKERS}"
+                " worker processes; about one per spare CPU core"
+            )
+        return value
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpSettings:

@@ -1,7 +1,9 @@
-"""The API's reads beside the calls (issue 6 item 10), against the real app:
-a report in flight runs on the call log's read-only connection, in a thread
-of its own at a lower CPU priority, so it neither queues a PBX event's write
-nor holds the event loop the media clock ticks on.
+"""The API's reads beside the calls (issue 6 item 10), against the real app
+computing them in its own process (`http.api_workers = 0`; the worker
+processes are tests/app/test_api_workers.py): a report in flight runs on the
+call log's read-only connection, in a thread of its own at a lower CPU
+priority, so it neither queues a PBX event's write nor holds the event loop
+the media clock ticks on.
 
 The report is held mid-statement by a SQLite progress handler on that
 connection, which waits for the test's go: "in flight" is a state here, not
@@ -38,7 +40,7 @@ EVENT = {
 
 @pytest.fixture
 async def app(start_app: StartApp) -> VoicebotApp:
-    return await start_app(calls=2, http={"port": 0}, webhooks={"endpoints": []})
+    return await start_app(calls=2, http={"port": 0, "api_workers": 0}, webhooks={"endpoints": []})
 
 
 class TickCounter:

@@ -1,6 +1,8 @@
 """The HTTP API's bound on work at once (issue 6 item 10), against the real app:
-`http.api_concurrency` requests in their handlers, `http.api_queue` waiting,
-the next one 503 + Retry-After at once; /healthz and /metrics stay outside.
+in the light lane (everything but the heavy reads), `http.api_concurrency`
+requests in their handlers, `http.api_queue` waiting, the next one 503 +
+Retry-After at once; /healthz and /metrics stay outside. (The heavy lane and
+the worker processes: tests/app/test_api_workers.py.)
 
 A client that sends its POST body slowly holds a slot (its handler is
 waiting for the body), which is how the test fills the gate without timing."""
@@ -39,7 +41,7 @@ async def app(start_app: StartApp) -> VoicebotApp:
 async def slow_post(app: VoicebotApp) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A POST of EVENT whose body is sent only in part, holding a slot of the
     gate (its handler waits for the rest): returns once it holds it."""
-    running = app.request_gate.running
+    running = app.request_gate.light.running
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
     writer.write(
         b"POST /api/v1/calls/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -47,24 +49,26 @@ async def slow_post(app: VoicebotApp) -> tuple[asyncio.StreamReader, asyncio.Str
         + EVENT[:10]
     )
     await writer.drain()
-    await until(lambda: app.request_gate.running == running + 1, what="the POST in its handler")
+    await until(
+        lambda: app.request_gate.light.running == running + 1, what="the POST in its handler"
+    )
     return reader, writer
 
 
 async def test_full_gate_answers_503_at_once_and_the_queue_is_served_after(
     app: VoicebotApp,
 ) -> None:
-    gate = app.request_gate
+    gate = app.request_gate.light
     base = f"http://127.0.0.1:{app.http_port}"
     # A holds the one slot: headers sent, body not yet
     reader, writer = await slow_post(app)
     assert gate.running == 1
     async with aiohttp.ClientSession() as http:
         # B waits in the queue
-        queued = asyncio.create_task(http.get(f"{base}/api/v1/calls?limit=5"))
+        queued = asyncio.create_task(http.get(f"{base}/api/v1/calls/1"))
         await until(lambda: gate.waiting == 1)
         # C finds slot and queue full: 503 at once, with Retry-After
-        async with http.get(f"{base}/api/v1/calls") as refused:
+        async with http.get(f"{base}/api/v1/categorizations") as refused:
             assert refused.status == 503
             assert refused.headers["Retry-After"] == "1"
             assert "busy" in (await refused.json())["error"]
@@ -83,7 +87,7 @@ async def test_full_gate_answers_503_at_once_and_the_queue_is_served_after(
         writer.close()
         async with await queued as served:
             assert served.status == 200
-            assert [c["pbx_call_id"] for c in (await served.json())["calls"]] == ["slow-1"]
+            assert (await served.json())["pbx_call_id"] == "slow-1"
     assert gate.refused == 1 and gate.running == 0 and gate.waiting == 0
 
 
@@ -108,7 +112,7 @@ async def test_map_in_slices_lets_other_tasks_run_between_slices() -> None:
 async def test_a_body_in_two_segments_is_read_whole(app: VoicebotApp) -> None:
     """Found by the gate test: the body parser took the first segment for the body."""
     reader, writer = await slow_post(app)
-    assert app.request_gate.running == 1
+    assert app.request_gate.light.running == 1
     writer.write(EVENT[10:])
     await writer.drain()
     assert (await reader.readline()).startswith(b"HTTP/1.1 201")

@@ -7,18 +7,28 @@ POST /api/v1/calls/events   a PBX call event in (201 new, 200 known)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from voicebot.api.body import Body
 from voicebot.api.context import journal_api
-from voicebot.api.lists import CursorField, IdPath, LimitField, NextCursorField, NumberField, paged
+from voicebot.api.lists import (
+    CursorField,
+    IdPath,
+    LimitField,
+    NextCursorField,
+    NumberField,
+    check_cursor,
+)
 from voicebot.api.period import PeriodQuery
 from voicebot.api.schema import Routes, found, parse_body, parse_path, parse_query, refuse, reply
+from voicebot.api.worker_pool import answer
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
-from voicebot.journal.calls import CallFilter, CallRecord
+from voicebot.journal.calls import CallFilter, CallLog, CallRecord
 from voicebot.slices import json_in_slices, map_in_slices
 
 
@@ -75,11 +85,28 @@ class CallPath(IdPath):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CallsPageJob:
+    """One page of `GET /api/v1/calls`, its query validated (voicebot/api/body.py)."""
+
+    filters: CallFilter
+    limit: int
+    cursor: str | None
+
+    async def body(self, call_log: CallLog) -> Body:
+        rows, cursor = await call_log.list(self.filters, limit=self.limit, cursor=self.cursor)
+        rules = call_log.rules
+        calls = await map_in_slices(lambda r: CallOut.of(r, rules), rows)
+        page = CallPage(calls=calls, next_cursor=cursor)
+        return Body.json(await json_in_slices(page, "calls"))
+
+
 async def list_calls(request: web.Request) -> web.Response:
     """Calls, newest first, filtered; page on with next_cursor"""
     api = journal_api(request)
     query = parse_query(request, CallsQuery)
     period = query.period(request, api.zone)
+    check_cursor(request, query.cursor)
     filters = CallFilter(
         since=period.since,
         until=period.until,
@@ -90,13 +117,7 @@ async def list_calls(request: web.Request) -> web.Response:
         category=query.category,
         number=query.number,
     )
-    rows, cursor = await paged(
-        request, api.call_log.list(filters, limit=query.limit, cursor=query.cursor)
-    )
-    rules = api.call_log.rules
-    calls = await map_in_slices(lambda r: CallOut.of(r, rules), rows)
-    page = CallPage(calls=calls, next_cursor=cursor)
-    return web.Response(text=await json_in_slices(page, "calls"), content_type="application/json")
+    return await answer(request, CallsPageJob(filters, query.limit, query.cursor))
 
 
 async def get_call(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -13,6 +13,9 @@ from aiohttp import web
 from voicebot.clock import Clock, SystemClock
 from voicebot.journal.calls import CallLog
 from voicebot.journal.categories import CategoryCatalogue
+
+if TYPE_CHECKING:
+    from voicebot.api.worker_pool import WorkerPool
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class JournalApi:
     health: Callable[[], dict[str, Any]] | None = None
     api_token: str | None = None
     language: str = "en"
+    # Where the heavy reads (calls list, reports) are computed; None: on the loop.
+    workers: WorkerPool | None = None
 
 
 JOURNAL_API_KEY = web.AppKey("journal_api", JournalApi)

@@ -205,15 +205,15 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     day, day_period = _scope(api, day_start, tomorrow)
     week, week_period = _scope(api, week_start, tomorrow)
 
-    missed_today = await missed_report(api, day, day_period)
-    missed_week = await missed_report(api, week, week_period)
-    categories = await report_of(CategoryReportOut, api, week, week_period)
-    hourly = await report_of(HourlyReportOut, api, week, week_period)
-    summary = await report_of(SummaryReportOut, api, week, week_period)
-    coverage = await report_of(CoverageReportOut, api, week, week_period)
+    missed_today = await missed_report(api.call_log, day, day_period)
+    missed_week = await missed_report(api.call_log, week, week_period)
+    categories = await report_of(CategoryReportOut, api.call_log, week, week_period)
+    hourly = await report_of(HourlyReportOut, api.call_log, week, week_period)
+    summary = await report_of(SummaryReportOut, api.call_log, week, week_period)
+    coverage = await report_of(CoverageReportOut, api.call_log, week, week_period)
     callbacks_api = _callbacks(request)
     callbacks_on = callbacks_api is not None and callbacks_api.enabled
-    callback_week = await report_of(CallbackReportOut, api, week, week_period)
+    callback_week = await report_of(CallbackReportOut, api.call_log, week, week_period)
     conn = api.call_log.reader
     deliveries = await count_by_status(conn)
     disabled = await disabled_endpoints(conn)

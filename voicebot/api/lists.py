@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from voicebot.api.schema import refuse
-from voicebot.cursor import CursorError
+from voicebot.cursor import CursorError, decode_cursor
 
 T = TypeVar("T")
 
@@ -32,4 +32,19 @@ async def paged(request: web.Request, listing: Awaitable[T]) -> T:
     try:
         return await listing
     except CursorError as exc:
-        raise refuse(request, 400, str(exc), "cursor") from None
+        raise _refused(request, exc) from None
+
+
+def check_cursor(request: web.Request, cursor: str | None) -> None:
+    """`paged`'s 400 before the list is asked: a page computed in a worker
+    process (voicebot/api/worker_pool.py) gets a cursor known to decode."""
+    if cursor is None:
+        return
+    try:
+        decode_cursor(cursor)
+    except CursorError as exc:
+        raise _refused(request, exc) from None
+
+
+def _refused(request: web.Request, error: CursorError) -> web.HTTPException:
+    return refuse(request, 400, str(error), "cursor")

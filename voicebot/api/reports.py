@@ -28,11 +28,14 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from voicebot.api.body import Body
 from voicebot.api.calls import CallOut
 from voicebot.api.context import JournalApi, journal_api
 from voicebot.api.period import Period, PeriodQuery
 from voicebot.api.schema import Routes, parse_query
+from voicebot.api.worker_pool import answer
 from voicebot.journal import reports
+from voicebot.journal.calls import CallLog
 from voicebot.journal.reports import ReportScope
 from voicebot.slices import SLICE, json_in_slices, map_in_slices
 
@@ -184,29 +187,28 @@ class CsvTable:
         return buffer.getvalue().encode("utf-8")
 
 
-async def csv_response(table: CsvTable) -> web.Response:
-    return web.Response(
-        body=await table.encoded_in_slices(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{table.name}.csv"'},
+async def csv_body(table: CsvTable) -> Body:
+    return Body(
+        await table.encoded_in_slices(),
+        "text/csv",
+        headers=(("Content-Disposition", f'attachment; filename="{table.name}.csv"'),),
     )
 
 
-async def json_response(model: BaseModel) -> web.Response:
+async def json_body(model: BaseModel) -> Body:
     if isinstance(model, MissedReportOut):  # up to 1000 calls: in slices
-        text = await json_in_slices(model, "calls")
-    else:
-        text = model.model_dump_json(by_alias=True)
-    return web.Response(text=text, content_type="application/json")
+        return Body.json(await json_in_slices(model, "calls"))
+    return Body.json(model.model_dump_json(by_alias=True))
 
 
 # -- the reports as models (the dashboard uses these too) ----------------------
 
 
-async def missed_report(api: JournalApi, scope: ReportScope, period: PeriodOut) -> MissedReportOut:
-    report = await reports.missed(api.call_log.reader, scope)
-    rules = api.call_log.rules
+async def missed_report(
+    call_log: CallLog, scope: ReportScope, period: PeriodOut
+) -> MissedReportOut:
+    report = await reports.missed(call_log.reader, scope)
+    rules = call_log.rules
     calls = await map_in_slices(
         lambda m: MissedCallOut.model_validate(
             m.call.as_json(rules) | {"unprocessed": m.unprocessed}
@@ -234,10 +236,10 @@ _SOURCES: dict[type[BaseModel], tuple[Callable[..., Awaitable[Any]], str | None]
 }
 
 
-async def report_of(model: type[M], api: JournalApi, scope: ReportScope, period: PeriodOut) -> M:
+async def report_of(model: type[M], call_log: CallLog, scope: ReportScope, period: PeriodOut) -> M:
     """The journal's report of `model` over `scope`, as that model."""
     compute, rows_field = _SOURCES[model]
-    found = await compute(api.call_log.reader, scope)
+    found = await compute(call_log.reader, scope)
     fields = (
         {rows_field: found}
         if rows_field
@@ -314,18 +316,30 @@ class Report:
     model: type[BaseModel]
     as_csv: Callable[[Any, ZoneInfo], CsvTable]
 
-    async def build(self, api: JournalApi, scope: ReportScope, period: PeriodOut) -> BaseModel:
+    async def build(self, call_log: CallLog, scope: ReportScope, period: PeriodOut) -> BaseModel:
         if self.model is MissedReportOut:
-            return await missed_report(api, scope, period)
-        return await report_of(self.model, api, scope, period)
+            return await missed_report(call_log, scope, period)
+        return await report_of(self.model, call_log, scope, period)
 
     async def handle(self, request: web.Request) -> web.Response:
-        api = journal_api(request)
-        scope, period, query = scope_of(request, api)
-        report = await self.build(api, scope, period)
-        if query.format == "csv":
-            return await csv_response(self.as_csv(report, api.zone))
-        return await json_response(report)
+        scope, period, query = scope_of(request, journal_api(request))
+        return await answer(request, ReportJob(self, scope, period, query.format))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportJob:
+    """One report over HTTP, its query validated (voicebot/api/body.py)."""
+
+    report: Report
+    scope: ReportScope
+    period: PeriodOut
+    format: Literal["json", "csv"]
+
+    async def body(self, call_log: CallLog) -> Body:
+        built = await self.report.build(call_log, self.scope, self.period)
+        if self.format == "csv":
+            return await csv_body(self.report.as_csv(built, self.scope.zone))
+        return await json_body(built)
 
 
 REPORTS: dict[str, Report] = {

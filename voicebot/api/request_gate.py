@@ -1,19 +1,31 @@
 """How much HTTP work may run at once beside the calls (issue 6 item 10).
 
 The HTTP API shares the event loop with the media clock, which must tick
-every 20 ms for every call. Each request's Python work (rows to models, JSON)
-runs on that loop between awaits; with 200 clients at once, one turn of the
-loop ran 200 such pieces back to back and held the clock up to 1.35 s.
+every 20 ms for every call. Each request's Python work runs on that loop
+between awaits; with 200 clients at once, one turn of the loop ran 200 such
+pieces back to back and held the clock up to 1.35 s.
 
-So at most `http.api_concurrency` requests work at a time; up to
-`http.api_queue` more wait their turn (their sockets are open, which costs
-next to nothing); beyond that a request is answered at once with 503 and
-Retry-After, the way an overloaded HTTP server sheds load, and counted for
-/metrics. `/healthz` is outside the gate: a probe must get its answer from a
-busy bot too, and it costs nothing.
+So requests go through one of two lanes, each with a bound on requests in
+their handlers and on requests waiting their turn (their sockets are open,
+which costs next to nothing); beyond the queue a request is answered at once
+with 503 and Retry-After, the way an overloaded HTTP server sheds load, and
+counted for /metrics:
+
+- heavy: `GET /api/v1/calls` (up to 500 rows), `/api/v1/reports/*` and the
+  dashboard, which read many rows. Computed in worker processes
+  (voicebot/api/worker_pool.py), they run `http.api_workers` at a time, one
+  per worker; with `api_workers = 0` they run here, `http.api_concurrency`
+  at a time.
+- light: everything else, above all `POST /api/v1/calls/events`: a PBX's
+  missed-call event must never wait behind a storm of report requests, since
+  the callback it starts is what the bot is for. `http.api_concurrency` at a
+  time.
+
+`/healthz` and `/metrics` are outside the gate: a probe must get its answer
+from a busy bot too, and they cost next to nothing.
 
 What it never does: time out a request that waits (the client's own timeout
-does), or look at what is asked.
+does), or look at more of a request than its method and path.
 """
 
 from __future__ import annotations
@@ -28,9 +40,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Seconds a refused client is asked to wait: about the time the queue drains.
 RETRY_AFTER_S = 1
 UNGATED = frozenset({"/healthz", "/metrics"})
+HEAVY_PATHS = frozenset({"/api/v1/calls", "/"})  # "/": the dashboard
+HEAVY_PREFIXES = ("/api/v1/reports/",)
 
 
-class RequestGate:
+def is_heavy(request: web.Request) -> bool:
+    """A read of many journal rows (the heavy lane)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return request.path in HEAVY_PATHS or request.path.startswith(HEAVY_PREFIXES)
+
+
+class Lane:
     """At most `concurrency` requests in their handlers, `queue` more waiting."""
 
     def __init__(self, concurrency: int, queue: int) -> None:
@@ -41,12 +62,9 @@ class RequestGate:
         self._slots = asyncio.Semaphore(concurrency)
         self.running = 0
         self.waiting = 0
-        self.refused = 0  # 503s since start, for /metrics
+        self.refused = 0  # 503s since start
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in UNGATED:
-            return await handler(request)
+    async def enter(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._slots.locked() and self.waiting >= self.queue:
             self.refused += 1
             return web.json_response(
@@ -65,3 +83,23 @@ class RequestGate:
         finally:
             self.running -= 1
             self._slots.release()
+
+
+class RequestGate:
+    """The light and heavy lanes; `heavy_concurrency` defaults to `concurrency`."""
+
+    def __init__(self, concurrency: int, queue: int, heavy_concurrency: int | None = None) -> None:
+        self.light = Lane(concurrency, queue)
+        self.heavy = Lane(heavy_concurrency or concurrency, queue)
+
+    @property
+    def refused(self) -> int:
+        """503s since start, both lanes (for /metrics)."""
+        return self.light.refused + self.heavy.refused
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in UNGATED:
+            return await handler(request)
+        lane = self.heavy if is_heavy(request) else self.light
+        return await lane.enter(request, handler)

@@ -21,7 +21,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ivr
-from voicebot.api.context import JournalApi
 from voicebot.api.period import PeriodError, resolve
 from voicebot.api.reports import DEFAULT_DAYS, REPORTS, period_out
 from voicebot.cli.command import parse_span, usage_of, with_settings
@@ -267,9 +266,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     report = REPORTS[args.name]
     async with open_call_log(settings) as log:
-        api = JournalApi(call_log=log, catalogue=catalogue_of(log, settings), zone=zone)
         scope = ReportScope(period.since, period.until, zone, log.rules, args.manager)
-        table = report.as_csv(await report.build(api, scope, period_out(period, zone)), zone)
+        table = report.as_csv(await report.build(log, scope, period_out(period, zone)), zone)
     if args.csv:
         sys.stdout.buffer.write(table.text().encode("utf-8"))
         sys.stdout.buffer.flush()
