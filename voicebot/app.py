@@ -489,12 +489,14 @@ class VoicebotApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._spool_task
             self._spool_task = None
+        if self.api_workers is not None:
+            # First: a request in flight gets CLOSE_GRACE_S for its answer,
+            # then 503, instead of holding the HTTP server's shutdown.
+            await self.api_workers.close()
+            self.api_workers = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self.api_workers is not None:
-            await self.api_workers.close()
-            self.api_workers = None
         await self._media_clock.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()

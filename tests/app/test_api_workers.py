@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -21,10 +22,10 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from tests.app.app_testkit import TOKEN
+from tests.app.app_testkit import KYIV_JOURNAL, TOKEN, StartApp, api_session
 from tests.app.known_calls import DAY, seed_known_calls
 from tests.app.probe_jobs import DeleteEverything, NotImportable, OwnPriority
-from tests.ports import rtp_window
+from tests.polling import until
 from voicebot.api.reports import REPORTS
 from voicebot.api.worker_pool import WorkerError
 from voicebot.app import VoicebotApp
@@ -44,36 +45,17 @@ QUERIES = [DAY, "from=2000-01-01", f"{DAY}&manager=201", "from=2026-10-24&to=202
 
 @asynccontextmanager
 async def running(
-    database: Path, workers: int
+    start_app: StartApp, workers: int, **sections: Any
 ) -> AsyncIterator[tuple[VoicebotApp, aiohttp.ClientSession]]:
-    rtp_min, rtp_max = rtp_window(calls=2)
-    settings = Settings(
-        sip={"bind_port": 0, "rtp_port_min": rtp_min, "rtp_port_max": rtp_max},
-        storage={"database": database},
+    app = await start_app(
+        calls=2,
         http={"port": 0, "api_token": TOKEN, "api_workers": workers},
-        journal={"unique_window_days": 7, "target_min_talk_s": 60, "timezone": "Europe/Kyiv"},
+        journal=KYIV_JOURNAL,
         webhooks={"endpoints": []},
+        **sections,
     )
-    app = VoicebotApp(settings)
-    await app.start()
-    http = aiohttp.ClientSession(
-        base_url=f"http://127.0.0.1:{app.http_port}",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=aiohttp.ClientTimeout(total=30),
-    )
-    try:
+    async with api_session(app) as http:
         yield app, http
-    finally:
-        await http.close()
-        await app.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 @contextmanager
@@ -124,13 +106,16 @@ async def every_heavy_answer(http: aiohttp.ClientSession) -> dict[str, Answer]:
     return answers
 
 
-async def test_worker_answers_are_the_in_process_answers_byte_for_byte(tmp_path: Path) -> None:
-    database = tmp_path / "voicebot.db"
-    async with running(database, workers=0) as (app, http):
+async def test_worker_answers_are_the_in_process_answers_byte_for_byte(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    shared = {"storage": {"database": tmp_path / "shared.db"}}
+    async with running(start_app, workers=0, **shared) as (app, http):
         await seed_known_calls(app, http)
         here = await every_heavy_answer(http)
         assert app.api_workers is None
-    async with running(database, workers=2) as (app, http):
+    # A second bot on the same journal file, computing in worker processes.
+    async with running(start_app, workers=2, **shared) as (app, http):
         offloaded = await every_heavy_answer(http)
         assert app.api_workers is not None and app.api_workers.started >= 1
     assert offloaded == here
@@ -141,8 +126,8 @@ async def test_worker_answers_are_the_in_process_answers_byte_for_byte(tmp_path:
     assert b'"missed":4' in missed  # the seeded day, not an empty report
 
 
-async def test_a_worker_killed_mid_request_is_one_503_then_replaced(tmp_path: Path) -> None:
-    async with running(tmp_path / "voicebot.db", workers=1) as (app, http):
+async def test_a_worker_killed_mid_request_is_one_503_then_replaced(start_app: StartApp) -> None:
+    async with running(start_app, workers=1) as (app, http):
         pool = app.api_workers
         assert pool is not None and pool.pids() == []  # lazy: nothing before the first
         assert (await fetch(http, "/api/v1/calls"))[0] == 200
@@ -164,8 +149,8 @@ async def test_a_worker_killed_mid_request_is_one_503_then_replaced(tmp_path: Pa
         assert second != first and pool.lost == 1 and pool.started == 2
 
 
-async def test_a_pbx_event_is_answered_while_the_heavy_lane_is_full(tmp_path: Path) -> None:
-    async with running(tmp_path / "voicebot.db", workers=1) as (app, http):
+async def test_a_pbx_event_is_answered_while_the_heavy_lane_is_full(start_app: StartApp) -> None:
+    async with running(start_app, workers=1) as (app, http):
         pool, heavy = app.api_workers, app.request_gate.heavy
         assert pool is not None and heavy.concurrency == 1
         assert (await fetch(http, "/api/v1/calls"))[0] == 200
@@ -184,10 +169,10 @@ async def test_a_pbx_event_is_answered_while_the_heavy_lane_is_full(tmp_path: Pa
         assert [c["pbx_call_id"] for c in page["calls"]] == ["missed-while-busy"]
 
 
-async def test_stop_leaves_no_worker_process_behind(tmp_path: Path) -> None:
+async def test_stop_leaves_no_worker_process_behind(start_app: StartApp) -> None:
     me = psutil.Process()
     before = {child.pid for child in me.children(recursive=True)}
-    async with running(tmp_path / "voicebot.db", workers=2) as (app, http):
+    async with running(start_app, workers=2) as (app, http):
         pool = app.api_workers
         assert pool is not None
         assert (await fetch(http, "/api/v1/calls"))[0] == 200
@@ -201,20 +186,22 @@ async def test_stop_leaves_no_worker_process_behind(tmp_path: Path) -> None:
         workers = pool.pids()
         assert len(workers) == 2
         assert set(workers) <= {child.pid for child in me.children(recursive=True)} - before
-        # A request in flight while the bot stops: it ends, and so does its worker.
+        # The bot stops with a request in flight on a worker that never
+        # answers: the request gets its 503 after the grace, the worker is killed.
         with stopped(first):
             late = asyncio.create_task(fetch(http, f"/api/v1/reports/missed?{DAY}"))
             await until(lambda: pool.in_flight == 1)
+            await app.stop()
+        assert (await late)[0] == 503
     assert {child.pid for child in me.children(recursive=True)} - before == set()
     assert not any(psutil.pid_exists(pid) for pid in workers)
-    assert late.done()
 
 
 # -- what a worker may do ------------------------------------------------------
 
 
-async def test_a_worker_never_writes_and_runs_nicer_than_the_bot(tmp_path: Path) -> None:
-    async with running(tmp_path / "voicebot.db", workers=1) as (app, http):
+async def test_a_worker_never_writes_and_runs_nicer_than_the_bot(start_app: StartApp) -> None:
+    async with running(start_app, workers=1) as (app, http):
         async with http.post("/api/v1/calls/events", json=EVENT) as posted:
             assert posted.status == 201
         pool = app.api_workers
