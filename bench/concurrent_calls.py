@@ -72,13 +72,14 @@ PRESS_MS, GAP_MS = 100, 200
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class CallFigures:
-    """What a run of N calls measured of the answerer, here and in full_duplex.py:
+    """What a run of `n` calls measured of the answerer, here and in full_duplex.py:
     RTP send intervals as received (ms; pkt/s per stream), its CPU %, peak RSS
     (MB) and threads, and the digits heard of those sent (`exact`: calls whose
     journal holds the keys once each, of `calls_logged`)."""
 
+    n: int
     ok: bool = True
     note: str = ""
     streams: int = 0
@@ -98,10 +99,9 @@ class CallFigures:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class RunResult(CallFigures):
     impl: str
-    n: int
     sipp_ok: int = 0
     sipp_failed: int = 0
 
@@ -293,7 +293,7 @@ def start_stock(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
 
 
 def run_one(impl: str, n: int, args: argparse.Namespace, root_tmp: Path) -> RunResult:
-    res = RunResult(impl, n)
+    res = RunResult(n, impl=impl)
     tmp = Path(tempfile.mkdtemp(prefix=f"{impl}-{n}-", dir=root_tmp))
     ramp = n / args.rate
     lead_in_s = ramp + SETTLE_S + 0.5

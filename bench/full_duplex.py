@@ -96,10 +96,9 @@ CONFIGS = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class RunResult(CallFigures):
     config: str
-    n: int
     up: int = 0
     confirmed: int = 0
     spooled: int = 0
@@ -255,7 +254,7 @@ def inband_available() -> bool:
 
 def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: Path,
             hooks: WebhookReceiver, hook_url: str) -> RunResult:  # fmt: skip
-    res = RunResult(cfg.name, n)
+    res = RunResult(n, config=cfg.name)
     tmp = Path(tempfile.mkdtemp(prefix=f"{cfg.name}-{n}-", dir=root))
     proc = gen = spy = None
     hooks.reset()
