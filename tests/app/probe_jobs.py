@@ -24,10 +24,14 @@ class DeleteEverything:
 
 @dataclass(frozen=True)
 class OwnPriority:
-    """The worker's nice value, as text."""
+    """The worker's nice value, and the scheduling policies of all its threads
+    (its SQLite connection's among them), as text."""
 
     async def body(self, call_log: CallLog) -> Body:
-        return Body(str(os.getpriority(os.PRIO_PROCESS, 0)).encode(), "text/plain")
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        threads = os.listdir("/proc/self/task")
+        policies = {os.sched_getscheduler(int(thread)) for thread in threads}
+        return Body(f"{nice} {len(threads)} {' '.join(map(str, policies))}".encode(), "text/plain")
 
 
 @dataclass(frozen=True)

@@ -215,8 +215,10 @@ async def test_a_worker_never_writes_and_runs_nicer_than_the_bot(start_app: Star
         page = await (await http.get("/api/v1/calls")).json()
         assert [c["pbx_call_id"] for c in page["calls"]] == ["missed-while-busy"]
         assert pool.started == 1
-        nice = int((await pool.run(OwnPriority())).data)
+        nice, threads, *policies = map(int, (await pool.run(OwnPriority())).data.split())
         assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + READER_NICENESS)
+        # Every thread, the one its SQLite connection runs in too, runs only when idle.
+        assert threads >= 2 and policies == [os.SCHED_IDLE]
 
 
 def test_api_workers_out_of_range_is_a_config_error_naming_it() -> None:
