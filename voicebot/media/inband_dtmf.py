@@ -194,9 +194,16 @@ class InbandDtmfDetector:
         # The key a window may continue: the one held down, else the current run's.
         held = self._held[slot]
         ongoing = np.where(held >= 0, held, self._run_key[slot]).astype(np.int8)
-        fraction, plausible = _carried(windows, before, energy, ongoing)  # (m, 4) each
-        threshold = np.where(held >= 0, HOLD_TONE_FRACTION, BRIDGE_TONE_FRACTION)
-        continues = plausible & (fraction >= threshold[:, None])
+        # Only a call with a key under way can continue one: most calls, talking
+        # with no key, skip the relaxed test (a third of the detector's cost).
+        continues = np.zeros(labels.shape, dtype=np.bool_)
+        active = np.flatnonzero(ongoing >= 0)
+        if active.size:
+            fraction, plausible = _carried(
+                windows[active], before[active], energy[active], ongoing[active]
+            )  # (a, 4) each
+            threshold = np.where(held[active] >= 0, HOLD_TONE_FRACTION, BRIDGE_TONE_FRACTION)
+            continues[active] = plausible & (fraction >= threshold[:, None])
         return self._track(slot, labels, ongoing, continues)
 
     def _track(
