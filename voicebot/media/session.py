@@ -314,7 +314,7 @@ class RtpSession:
             self._timestamp += SAMPLES_PER_FRAME * max(1, tick_no - self._last_tick)
             self._timestamp %= TIMESTAMP_MODULO
         self._last_tick = tick_no
-        packet = self._next_dtmf_packet()
+        packet = self._next_dtmf_packet() if self._outgoing or self._presses else None
         if packet is None:
             payload, marker = (self.source or self.player).next_frame()
             data = plain_packet(
