@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 from tests.media.conftest import HOST
 from tests.media.test_media_clock import until
 from voicebot.media.clock import ANALYSE, MediaClock
 from voicebot.media.g711 import PCMU
-from voicebot.media.receiver import MAX_PACKETS_PER_TICK, TIME_CHECK_EVERY, receiver_for
+from voicebot.media.receiver import MAX_PACKETS_PER_TICK, receiver_for
 from voicebot.media.rtp import plain_packet
 from voicebot.media.session import RtpPortPool, RtpSession
 
@@ -111,38 +110,3 @@ async def test_datagrams_queued_before_the_session_starts_are_not_taken(
         await session.close()
         phone.close()
     assert receiver_for(clock).sockets == 0  # closing the call took its socket out
-
-
-async def test_reading_stops_when_the_next_tick_is_due_and_resumes_on_it(
-    pool: RtpPortPool,
-) -> None:
-    """A burst on every call at once is read over several ticks, not in one long
-    tick that would delay the next tick's sends; nothing is lost, only later."""
-    clock = MediaClock(interval=10.0)  # ticked by hand below
-    phones = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
-    sessions: list[RtpSession] = []
-    try:
-        for i, phone in enumerate(phones):
-            phone.bind((HOST, 0))
-            session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
-            await session.start()
-            sessions.append(session)
-            for seq in range(6):
-                phone.sendto(audio(seq, 200 + i), (HOST, session.local_port))
-        receiver = receiver_for(clock)
-
-        def received() -> int:
-            return sum(s.stats.packets_received for s in sessions)
-
-        clock.next_tick_at = time.monotonic()  # the next tick is already due
-        receiver.on_tick(1)
-        assert (received(), receiver.deferred_ticks) == (TIME_CHECK_EVERY, 1)
-        clock.next_tick_at = time.monotonic() + 3600  # a whole tick ahead
-        receiver.on_tick(2)
-        assert (received(), receiver.deferred_ticks) == (24, 1)
-    finally:
-        for session in sessions:
-            await session.close()
-        for phone in phones:
-            phone.close()
-        await clock.stop()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Protocol
 
 import structlog
@@ -54,9 +53,6 @@ class MediaClock:
         self._subscribers: dict[Tickable, None] = {}
         self._phases: tuple[dict[Tickable, None], ...] = (self._subscribers, {}, {})
         self._task: asyncio.Task[None] | None = None
-        #: time.monotonic() at which the tick after the running one is due; None
-        #: when no tick has run (subscribers ticked by hand have no deadline).
-        self.next_tick_at: float | None = None
 
     @property
     def running(self) -> bool:
@@ -102,9 +98,6 @@ class MediaClock:
                 self.skipped_ticks += behind
                 self._log.warning("media_clock.skipped", ticks=behind, lag_s=round(-delay, 3))
                 tick += behind
-            # When the next tick is due, on time.monotonic() (the loop's own clock
-            # may be cached, as uvloop's is): work that can wait stops before it.
-            self.next_tick_at = time.monotonic() + t0 + (tick + 1) * self.interval - loop.time()
             self._tick(tick)
 
     def _tick(self, tick: int) -> None:

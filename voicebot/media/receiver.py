@@ -19,13 +19,6 @@ receive buffer drops what does not fit. Every datagram that is read goes
 through the session's own checks (strict source, probation, parse), exactly
 as before.
 
-Bursts: when every call's datagrams come at once (a sender late by 100 ms
-catching up, a stalled loop), reading them all in one tick made that tick
-last 40-60 ms at 500 calls and the next tick's sends went out late. Reading
-stops `RECEIVE_MARGIN_S` before the next tick is due; what is left waits in
-the kernel for the next tick (nothing is lost: the detector analyses frames
-in order, only later).
-
 Latency: a datagram waits in the kernel for the next tick, at most one tick
 (20 ms). In-band audio loses nothing by it (it was analysed on the tick
 anyway); an RFC 4733 key is reported up to 20 ms later than on arrival.
@@ -33,10 +26,8 @@ anyway); an RFC 4733 key is reported up to 20 ms later than on arrival.
 
 from __future__ import annotations
 
-import math
 import selectors
 import socket
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -55,10 +46,6 @@ MAX_PACKETS_PER_TICK = 8
 MAX_DATAGRAM = 2048
 #: Datagrams that arrived before a session started are discarded, this many at most.
 MAX_STALE_DATAGRAMS = 256
-#: Reading stops this long before the next tick is due (the analysis of what was
-#: read still runs in this tick), and the clock is looked at every this many reads.
-RECEIVE_MARGIN_S = 0.005
-TIME_CHECK_EVERY = 16
 
 
 class RtpReceiver:
@@ -79,8 +66,6 @@ class RtpReceiver:
         #: (it sent more than `max_packets_per_tick`: a flood, or a long stall).
         self.datagrams = 0
         self.capped_ticks = 0
-        #: Ticks whose reading stopped early so the next tick's sends stay on time.
-        self.deferred_ticks = 0
 
     @property
     def sockets(self) -> int:
@@ -119,10 +104,6 @@ class RtpReceiver:
                 clock.unsubscribe(self)
 
     def on_tick(self, tick_no: int) -> None:
-        clock = self._clock()
-        due = clock.next_tick_at if clock is not None else None
-        stop_at = math.inf if due is None else due - RECEIVE_MARGIN_S
-        read = 0
         for _ in range(self.max_packets_per_tick):
             selector = self._selector  # None once a handler closed the last session
             ready = selector.select(0) if selector is not None else None
@@ -139,13 +120,6 @@ class RtpReceiver:
                 except Exception:
                     # One session's bug must not stop the reading of every other call.
                     self._log.exception("rtp.receive_failed")
-                read += 1
-                if read % TIME_CHECK_EVERY == 0 and time.monotonic() >= stop_at:
-                    # A burst (a late sender catching up, every call at once): the
-                    # rest waits in the kernel for the next tick, whose sends go
-                    # out on time instead of after this tick's reading.
-                    self.deferred_ticks += 1
-                    return
         selector = self._selector
         if selector is not None and selector.select(0):
             self.capped_ticks += 1
