@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.bot_process import REPO
+from tests.ports import rtp_window
 
 NOBODY = 65534
 
@@ -35,7 +36,12 @@ def shared_dir() -> Iterator[Path]:
 def run_bot(database: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The bot as an unprivileged user: root writes any file whatever its mode."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
+    # A free RTP window: with the default range partly held by another process
+    # the bot rightly warns first, and this test counts lines.
+    rtp_min, rtp_max = rtp_window(calls=2)
     env.update(
+        VOICEBOT_SIP__RTP_PORT_MIN=str(rtp_min),
+        VOICEBOT_SIP__RTP_PORT_MAX=str(rtp_max),
         PYTHONPATH=str(REPO),
         VOICEBOT_STORAGE__DATABASE=str(database),
         VOICEBOT_SIP__BIND_PORT="0",
