@@ -37,11 +37,19 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Seconds a refused client is asked to wait: about the time the queue drains.
+#: Seconds a refused client is asked to wait: about the time the queue drains
+#: (and the time a replacement API worker takes to start).
 RETRY_AFTER_S = 1
 UNGATED = frozenset({"/healthz", "/metrics"})
 HEAVY_PATHS = frozenset({"/api/v1/calls", "/"})  # "/": the dashboard
 HEAVY_PREFIXES = ("/api/v1/reports/",)
+
+
+def busy(error: str) -> web.Response:
+    """The API's one "retry later" answer: 503 with Retry-After, the error in JSON."""
+    return web.json_response(
+        {"error": error}, status=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 def is_heavy(request: web.Request) -> bool:
@@ -67,11 +75,7 @@ class Lane:
     async def enter(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._slots.locked() and self.waiting >= self.queue:
             self.refused += 1
-            return web.json_response(
-                {"error": "busy: too many requests at once, retry later"},
-                status=503,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            return busy("busy: too many requests at once, retry later")
         self.waiting += 1
         try:
             await self._slots.acquire()

@@ -37,12 +37,11 @@ from aiohttp import web
 
 from voicebot.api.body import Body, Job
 from voicebot.api.context import journal_api
+from voicebot.api.request_gate import busy
 from voicebot.api.worker import HEADER, READY, WorkerFailure, WorkerSetup, frame
 from voicebot.journal.call_types import TypeRules
 from voicebot.logs import get_logger
 
-#: Seconds a client refused with 503 is asked to wait (a new worker starts in ~1 s).
-RETRY_AFTER_S = 1
 #: Seconds a worker gets to end on EOF before it is killed.
 CLOSE_GRACE_S = 2.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -199,11 +198,7 @@ async def answer(request: web.Request, job: Job) -> web.Response:
         get_logger().warning(
             "api_worker.lost", method=request.method, path=request.path, error=str(lost)
         )
-        return web.json_response(
-            {"error": "busy: the worker computing this answer stopped, retry later"},
-            status=503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        return busy("busy: the worker computing this answer stopped, retry later")
     except WorkerError as error:
         get_logger().error(
             "api_worker.failed", method=request.method, path=request.path, error=str(error)
