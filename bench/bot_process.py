@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,13 @@ def bot_env(
     return env
 
 
-def start_bot(workdir: Path, env: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]:
+def start_bot(
+    workdir: Path, env: Mapping[str, str], *args: str, launcher: Sequence[str] = ("-m", "voicebot")
+) -> subprocess.Popen[bytes]:
     """`python -m voicebot run *args` in `workdir`, its output in bot_stdout.txt
-    and bot_stderr.txt there."""
+    and bot_stderr.txt there. `launcher` replaces `-m voicebot` (bench/stage_trace.py)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "voicebot", "run", *args],
+        [sys.executable, *launcher, "run", *args],
         cwd=workdir,
         env=dict(env),
         stdin=subprocess.DEVNULL,

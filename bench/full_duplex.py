@@ -67,6 +67,18 @@ TARGET_P99_MS = 25.0
 TARGET_RSS_MB = 200.0
 TARGET_WEBHOOK_P99_MS = 50.0
 BOT_RTP = (16000, 19999)
+STAGES_FILE = "stages.json"
+#: (label, from, to): the stages a confirmed key passes on its way to the webhook
+#: (bench/stage_trace.py stamps the bot's; "sent" and "arrived" are the generator's
+#: and the receiver's)
+STAGES = (
+    ("sent>key", "sent", "key"),
+    ("key>save", "key", "save"),
+    ("save>commit", "save", "saved"),
+    ("commit>claim", "saved", "claimed"),
+    ("claim>post", "claimed", "post"),
+    ("post>arrive", "post", "arrived"),
+)
 SECRET = "whsec_" + "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2g="
 SPEECH = {
     "en": "Hello, this is the sales department. We can deliver the order on Tuesday "
@@ -109,6 +121,11 @@ class RunResult(CallFigures):
     hook_p50: float = math.nan
     hook_p99: float = math.nan
     hook_max: float = math.nan
+    # in-band: from the packet that completes 40 ms of tone (RFC 4733: the same as above)
+    hook_heard_p50: float = math.nan
+    hook_heard_p99: float = math.nan
+    # --stages: per stage, (p50, p99) ms over the calls
+    stages: dict[str, tuple[float, float]] | None = None
 
     @property
     def held(self) -> bool:
@@ -193,7 +210,9 @@ class WebhookReceiver:
 # --------------------------------------------------------------------------- processes
 
 
-def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_bot(
+    tmp: Path, cfg: Config, hook_url: str, stages: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
     sip_port, http_port = free_port(), free_port(udp=False)
     env = bot_env(tmp, sip_port, http_port, BOT_RTP, extra={
         "VOICEBOT_LOG__LEVEL": os.environ.get("BENCH_BOT_LOG_LEVEL", "warning"),
@@ -208,7 +227,13 @@ def start_bot(tmp: Path, cfg: Config, hook_url: str) -> tuple[subprocess.Popen[b
     })  # fmt: skip
     if cfg.inband and inband_available():
         env["VOICEBOT_IVR__INBAND_DTMF"] = cfg.inband
-    proc = start_bot_process(tmp, env, *(["--loop", cfg.loop] if cfg.loop != "asyncio" else []))
+    launcher = (str(ROOT / "bench" / "stage_trace.py"), str(tmp / STAGES_FILE)) if stages else ()
+    proc = start_bot_process(
+        tmp,
+        env,
+        *(["--loop", cfg.loop] if cfg.loop != "asyncio" else []),
+        **({"launcher": launcher} if launcher else {}),
+    )
     health = wait_healthy(proc, http_port, tmp)
     if cfg.loop != "asyncio" and health.get("event_loop") != cfg.loop:
         stop_process(proc, signal.SIGKILL)
@@ -260,7 +285,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
     hooks.reset()
     try:
         if cfg.impl == "voicebot":
-            proc, sip_port = start_bot(tmp, cfg, hook_url)
+            proc, sip_port = start_bot(tmp, cfg, hook_url, stages=args.stages)
             gen_port = 0
         else:
             proc, sip_port, gen_port = start_stock(tmp)
@@ -315,7 +340,9 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         stop_process(proc, signal.SIGTERM, grace=20)
         proc = None
         _score_digits(res, cfg, tmp, g["keys_sent"])
-        _score_hooks(res, hooks, g["confirm_sent"])
+        _score_hooks(res, hooks, g["confirm_sent"], g["confirm_heard"])
+        if args.stages:
+            _score_stages(res, tmp / STAGES_FILE, hooks, g["confirm_sent"])
         if res.spooled:
             res.note = (res.note + f" {res.spooled} saves spooled (journal too slow)").strip()
         if res.up < n:
@@ -368,20 +395,49 @@ def _score_digits(res: RunResult, cfg: Config, tmp: Path, sent: dict[str, str]) 
     res.exact = sum(1 for pbx, keys in sent.items() if keys and heard.get(pbx) == keys)
 
 
-def _score_hooks(res: RunResult, hooks: WebhookReceiver, confirm_sent: dict[str, float]) -> None:
+def _score_hooks(
+    res: RunResult,
+    hooks: WebhookReceiver,
+    confirm_sent: dict[str, float],
+    confirm_heard: dict[str, float],
+) -> None:
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and len(hooks.arrivals) < res.confirmed:
         time.sleep(0.1)
-    lat = []
+    lat, heard = [], []
     for pbx, arrivals in list(hooks.arrivals.items()):
         res.hook_dupes += len(arrivals) - 1
         if pbx in confirm_sent:
             lat.append((min(arrivals) - confirm_sent[pbx]) * 1000)
+        if pbx in confirm_heard:
+            heard.append((min(arrivals) - confirm_heard[pbx]) * 1000)
     res.hook_n = len(lat)
     if lat:
         a = np.asarray(lat)
         res.hook_p50, res.hook_p99 = float(np.percentile(a, 50)), float(np.percentile(a, 99))
         res.hook_max = float(a.max())
+    if heard:
+        h = np.asarray(heard)
+        res.hook_heard_p50 = float(np.percentile(h, 50))
+        res.hook_heard_p99 = float(np.percentile(h, 99))
+
+
+def _score_stages(
+    res: RunResult, path: Path, hooks: WebhookReceiver, confirm_sent: dict[str, float]
+) -> None:
+    """p50/p99 of each stage of key -> webhook over the calls that reached the receiver."""
+    if not path.exists():
+        res.note = (res.note + " no stage trace").strip()
+        return
+    stamps: dict[str, dict[str, float]] = json.loads(path.read_text())
+    stamps["sent"] = confirm_sent
+    stamps["arrived"] = {pbx: min(at) for pbx, at in hooks.arrivals.items()}
+    res.stages = {}
+    for label, start, end in STAGES:
+        a, b = stamps.get(start, {}), stamps.get(end, {})
+        d = [(b[k] - a[k]) * 1000 for k in a.keys() & b.keys() & stamps["arrived"].keys()]
+        if d:
+            res.stages[label] = (float(np.percentile(d, 50)), float(np.percentile(d, 99)))
 
 
 # --------------------------------------------------------------------------- output
@@ -430,6 +486,12 @@ def main() -> int:
     )
     p.add_argument("--py-spy", metavar="DIR", help="py-spy record the bot in each window")
     p.add_argument("--keep", action="store_true", help="keep per-run temp dirs")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="run the bot through bench/stage_trace.py and print where key -> webhook"
+        " goes: key sent > digit taken > save > commit > claim > POST > arrived",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args()
     ns = [int(x) for x in args.n.split(",") if x.strip()]
@@ -462,6 +524,15 @@ def main() -> int:
                 r = run_one(cfg, n, args, root, speech, hooks, hook_url)
                 results.append(r)
                 print(row(r), flush=True)
+                if r.config.startswith("bot-inband") and not math.isnan(r.hook_heard_p99):
+                    print(f"  {r.config} {r.n}: key -> webhook measured from the packet that "
+                          f"completes 40 ms of tone (Q.24's minimum; the row measures from the "
+                          f"first tone packet): p50 {r.hook_heard_p50:.1f} p99 "
+                          f"{r.hook_heard_p99:.1f} ms", flush=True)  # fmt: skip
+                if r.stages:
+                    print(f"  {r.config} {r.n} stages p50/p99 ms: " + ", ".join(
+                        f"{k} {p50:.1f}/{p99:.1f}" for k, (p50, p99) in r.stages.items()),
+                        flush=True)  # fmt: skip
                 if cfg.impl == "stock" and (r.up < n or not r.pps_mean >= 40):
                     stock_failed_at = n  # broken, not just late: spare the machine 3 threads a call
                 time.sleep(1.0)

@@ -123,6 +123,10 @@ class Call:
     ended_by: str = ""
     out: list[bytes] = field(default_factory=list)  # packets queued for coming ticks
     confirm_sent_epoch: float = 0.0
+    # in-band: the confirming key's packet that completes 40 ms of tone (Q.24's minimum,
+    # the earliest a detector may report it); RFC 4733: its first packet, as above
+    confirm_heard_epoch: float = 0.0
+    confirm_packets: int = 0  # of the confirming press, sent so far
     last_code: int = 0  # the last response to the INVITE, 0 = none heard
     keys_sent: str = ""
 
@@ -307,6 +311,10 @@ class Generator:
                 call.confirm_sent_epoch = time.time()
         if call.out:
             packet = call.out.pop(0)
+            if call.confirm_sent_epoch and not call.confirm_heard_epoch:
+                call.confirm_packets += 1
+                if call.confirm_packets * 20 >= (40 if self.args.mode == "inband" else 20):
+                    call.confirm_heard_epoch = time.time()
         else:
             pos = call.audio_pos
             packet = self._rtp(call, 0, False, call.ts, self.audio[pos : pos + SAMPLES])
@@ -498,6 +506,9 @@ class Generator:
             "keys_sent": {c.pbx_id: c.keys_sent for c in self.calls},
             "confirm_sent": {
                 c.pbx_id: c.confirm_sent_epoch for c in self.calls if c.confirm_sent_epoch
+            },
+            "confirm_heard": {
+                c.pbx_id: c.confirm_heard_epoch for c in self.calls if c.confirm_heard_epoch
             },
             "udp_drops": _udp_drops(self.rtp_port),
         }

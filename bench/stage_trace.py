@@ -1,0 +1,117 @@
+"""`python -m voicebot run` with a wall-clock stamp at every stage a key takes to its webhook
+(bench only; `full_duplex.py --stages` starts the bot through it). Not run by hand.
+
+    python bench/stage_trace.py OUT.json run [--loop uvloop]
+
+Wraps, in this process only, the few functions a confirmed key passes through
+and appends `time.time()` (epoch: the generator and the webhook receiver
+stamp the same clock) per call; writes OUT.json when the bot exits:
+
+* ``key``: a digit reached the call (`_rtp_key` / `_inband_key`), the last one per call;
+* ``save``: `Journal.finish_call` was entered, ``saved``: it returned (committed);
+* ``claimed``: the dispatcher holds the delivery (a `Claim` made from the row its
+  claim statement returned, or handed over by the save: `deliver_claimed`);
+* ``post``: the dispatcher starts the POST (`Dispatcher._send` entered).
+
+Calls are keyed by ``pbx_call_id`` (the generator's ``bench-<i>``); webhook
+ids are mapped back through what `finish_call` returned. The cost is one
+`time.time()` and a dict store per stage and call: noise next to the media.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import runpy
+import sys
+import time
+from typing import Any
+
+OUT = sys.argv.pop(1)
+STAMPS: dict[str, dict[str, float]] = {}  # stage -> pbx_call_id or webhook_id -> epoch
+HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
+
+
+def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
+    """`stage` reached for `key` now; with `first`, a later stamp (a retry) keeps the first."""
+    if key:
+        stamps = STAMPS.setdefault(stage, {})
+        if not first or key not in stamps:
+            stamps[key] = time.time()
+
+
+def install() -> None:
+    import voicebot  # noqa: F401  (sets the BLAS thread count before numpy loads)
+    import webhooks.dispatcher as dispatcher
+    from voicebot.call import CategorizationCall
+    from voicebot.journal.store import Journal
+
+    for name in ("_rtp_key", "_inband_key"):
+        original = getattr(CategorizationCall, name)
+
+        @functools.wraps(original)
+        def on_key(self: Any, key: str, _original: Any = original) -> None:
+            stamp("key", self.identity.pbx_call_id)
+            _original(self, key)
+
+        setattr(CategorizationCall, name, on_key)
+
+    finish = Journal.finish_call
+
+    @functools.wraps(finish)
+    async def finish_call(self: Any, call: Any, outcome: Any, **kw: Any) -> list[str]:
+        stamp("save", call.pbx_call_id)
+        ids: list[str] = await finish(self, call, outcome, **kw)
+        stamp("saved", call.pbx_call_id)
+        for webhook_id in ids:
+            HOOK_OF[webhook_id] = call.pbx_call_id
+        return ids
+
+    Journal.finish_call = finish_call  # type: ignore[method-assign]
+
+    claim = dispatcher.Claim
+
+    class StampedClaim(claim):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            stamp("claimed", self.webhook_id, first=True)
+
+    dispatcher.Claim = StampedClaim  # type: ignore[misc]
+
+    handed = getattr(dispatcher.Dispatcher, "deliver_claimed", None)
+    if handed is not None:  # claimed in the save's own transaction, handed over on commit
+
+        @functools.wraps(handed)
+        def deliver_claimed(self: Any, claims: Any) -> None:
+            for claim in claims:
+                stamp("claimed", claim.webhook_id, first=True)
+            handed(self, claims)
+
+        dispatcher.Dispatcher.deliver_claimed = deliver_claimed  # type: ignore[attr-defined]
+
+    send = dispatcher.Dispatcher._send
+
+    @functools.wraps(send)
+    async def _send(self: Any, endpoint: Any, claim: Any, timestamp: int) -> Any:
+        stamp("post", claim.webhook_id, first=True)
+        return await send(self, endpoint, claim, timestamp)
+
+    dispatcher.Dispatcher._send = _send  # type: ignore[method-assign]
+
+
+def dump() -> None:
+    out: dict[str, dict[str, float]] = {}
+    for stage, stamps in STAMPS.items():
+        for key, at in stamps.items():
+            pbx = HOOK_OF.get(key, key) if stage in ("claimed", "post") else key
+            out.setdefault(stage, {})[pbx] = at
+    with open(OUT, "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    install()
+    atexit.register(dump)
+    sys.argv[0] = "voicebot"
+    runpy.run_module("voicebot", run_name="__main__", alter_sys=True)
