@@ -176,6 +176,9 @@ class VoicebotApp:
         self._dispatcher = build_dispatcher(s, self.clock)
         await self._dispatcher.start()
         dispatcher = self._dispatcher
+        # A confirmed save's webhook is claimed in the save's transaction and
+        # POSTed as soon as it commits (no claim statement in between).
+        self.journal.deliver_with(dispatcher.deliver_claimed)
         self.callback_queue = await CallbackQueue.open(
             s.storage.database,
             numbers_from_settings(s.callbacks),
@@ -204,7 +207,8 @@ class VoicebotApp:
             journal=self.journal,
             clock=self.clock,
             counters=self.counters,
-            on_saved=lambda ids: self._dispatcher.notify(),
+            # Handed to the dispatcher claimed already (deliver_with), else a pass sends them.
+            on_saved=self._notify_unless_delivered,
             categories=self.categories.menu_categories,
             after_save=self.call_log.record_categorization,
             spool=self._spool,
@@ -330,6 +334,10 @@ class VoicebotApp:
         if stored.created:
             key = (stored.call.source, stored.call.status)
             self.journal_figures.recorded[key] = self.journal_figures.recorded.get(key, 0) + 1
+
+    def _notify_unless_delivered(self, webhook_ids: list[str]) -> None:
+        if self._dispatcher is not None and not (self.journal and self.journal.delivers):
+            self._dispatcher.notify()
 
     async def _refresh_journal_figures(self) -> None:
         """Today's calls by status and type, for the next /metrics answer: one
@@ -499,6 +507,8 @@ class VoicebotApp:
             self._runner = None
         await self._media_clock.stop()
         if self._dispatcher is not None:
+            if self.journal is not None:
+                self.journal.deliver_with(None)  # saves from here on: pending, for the next start
             await self._dispatcher.stop()
             self._dispatcher = None
         if self.callback_queue is not None:

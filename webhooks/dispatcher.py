@@ -20,6 +20,15 @@ Between passes the loop sleeps until the earliest due delivery, a `notify()`
 (same-process enqueue), a freed slot, or `poll_interval_s` (rows enqueued or
 replayed by another process: the CLI, another worker).
 
+Claimed by the caller: a same-process writer may enqueue its deliveries
+already `in_flight` in its own transaction (`enqueue_claimed_sync`) and hand
+them over once committed (`deliver_claimed`): they are POSTed at once, with
+no claim statement between the commit and the request (under load each
+statement is a trip to the database thread that waits for a turn of a busy
+loop, and a write that may wait for the file's lock). Those the dispatcher
+has no slot for, or whose endpoint is disabled, go back to `pending` for a
+pass to take; while it stops it takes none (the next `open()` recovers them).
+
 Restart safety: a process that dies leaves rows `in_flight`; `open()` puts
 them back to `pending` (their attempt is not counted, as its outcome is
 unknown). The receiver may therefore see an event twice — at-least-once —
@@ -59,7 +68,7 @@ import structlog
 
 from webhooks.client import AttemptResult, post_signed
 from webhooks.model import Clock, DeliveryPolicy, DispatcherMetrics, Endpoint, SystemClock
-from webhooks.outbox import disabled_endpoints
+from webhooks.outbox import Claim, disabled_endpoints
 from webhooks.retry import next_delay, parse_retry_after
 
 # Opens the application's database: PRAGMAs set, schema migrated, autocommit.
@@ -74,15 +83,6 @@ GONE_REASON = "410 Gone: the receiver asked us to stop"
 class _OutcomeBatch:
     written: asyncio.Future[None]
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Claim:
-    delivery_id: int
-    webhook_id: str
-    endpoint_url: str
-    attempts: int
-    body: bytes
 
 
 class Dispatcher:
@@ -123,6 +123,7 @@ class Dispatcher:
         self._outcomes: _OutcomeBatch | None = None  # collecting, not yet written
         self._flushing: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -163,6 +164,7 @@ class Dispatcher:
     async def start(self) -> None:
         """Open and run the delivery loop as a background task."""
         await self.open()
+        self._stopping = False
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name="webhooks-dispatcher")
         self._log.info(
@@ -174,6 +176,7 @@ class Dispatcher:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop claiming, give in-flight POSTs `grace_s` to finish, then cancel
         the rest and put them back to pending (their attempt is not counted)."""
+        self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -196,6 +199,7 @@ class Dispatcher:
         await self.close()
 
     async def close(self) -> None:
+        self._stopping = True
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -214,6 +218,51 @@ class Dispatcher:
     def notify(self) -> None:
         """Wake the loop: call after committing a transaction that enqueued."""
         self._wake.set()
+
+    def deliver_claimed(self, claims: Sequence[Claim]) -> None:
+        """Send deliveries a committed transaction enqueued already claimed
+        (`enqueue_claimed_sync`), now. Never raises: those it cannot take (no
+        free slot, endpoint disabled or unknown) go back to `pending` for a
+        pass to send; while stopped or stopping it takes none and leaves
+        them `in_flight` for the next `open()` to recover."""
+        if self._conn is None or self._stopping:
+            return
+        back: list[int] = []
+        for claim in claims:
+            url = claim.endpoint_url
+            if (
+                url not in self._endpoints
+                or url in self._disabled
+                or self._in_flight[url] >= self.policy.concurrency_per_endpoint
+            ):
+                back.append(claim.delivery_id)
+                continue
+            self._launch(claim)
+        if back:
+            self._track(asyncio.create_task(self._release(back)))
+
+    async def _release(self, delivery_ids: list[int]) -> None:
+        """Claimed rows this dispatcher did not take: back to `pending`, due now."""
+        try:
+            await self._write(
+                "UPDATE webhooks_deliveries SET status = 'pending' WHERE status = 'in_flight'"
+                f" AND id IN ({','.join('?' * len(delivery_ids))})",
+                delivery_ids,
+            )
+        except Exception:
+            # Left in flight: the next open() recovers them.
+            self._log.exception("webhook.release_failed", count=len(delivery_ids))
+        self._wake.set()
+
+    def _launch(self, claim: Claim) -> asyncio.Task[None]:
+        self._claims[claim.delivery_id] = claim
+        self._in_flight[claim.endpoint_url] += 1
+        return self._track(asyncio.create_task(self._deliver(claim)))
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- one pass ---------------------------------------------------------
 
@@ -402,15 +451,7 @@ class Dispatcher:
             claims.extend(Claim(row[0], row[1], url, row[2], row[3].encode()) for row in rows)
         if not claims:
             return []
-        tasks = []
-        for claim in claims:
-            self._claims[claim.delivery_id] = claim
-            self._in_flight[claim.endpoint_url] += 1
-            task = asyncio.create_task(self._deliver(claim))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            tasks.append(task)
-        return tasks
+        return [self._launch(claim) for claim in claims]
 
     async def _dead_letter_disabled(self, now: float) -> None:
         urls = list(self._disabled)

@@ -4,6 +4,14 @@
 own row (a confirmed categorization, say) and its event commit together or not
 at all. Delivery happens later, from the `Dispatcher`'s own connection.
 
+`enqueue_claimed_sync` is the same, but the delivery rows are written already
+`in_flight` (claimed) and come back as `Claim`s, for a caller that hands them
+to the running dispatcher once its transaction has committed
+(`Dispatcher.deliver_claimed`): the dispatcher then POSTs at once, with no
+claim statement of its own between the commit and the request. Durability
+is the claim's: a process that dies first leaves them `in_flight`, and the
+next `Dispatcher.open()` puts them back to `pending`.
+
 webhook-id: one per message (`msg_<uuid4 hex>`), shared by every endpoint the
 message goes to and kept on every retry and replay. Standard Webhooks allows
 this, and it lets one receiver behind two URLs deduplicate too.
@@ -24,6 +32,19 @@ import aiosqlite
 from webhooks.model import Endpoint
 
 DeliveryStatus = Literal["pending", "in_flight", "delivered", "failed"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery row marked `in_flight` for one dispatcher to send."""
+
+    delivery_id: int
+    webhook_id: str
+    endpoint_url: str
+    attempts: int
+    body: bytes
+
+
 STATUSES: tuple[str, ...] = ("pending", "in_flight", "delivered", "failed")
 
 
@@ -76,6 +97,11 @@ _INSERT_DELIVERY = (
     " (message_id, endpoint_url, status, attempts, next_attempt_at, created_at)"
     " VALUES (?, ?, 'pending', 0, ?, ?)"
 )
+_INSERT_CLAIMED = (
+    "INSERT INTO webhooks_deliveries"
+    " (message_id, endpoint_url, status, attempts, next_attempt_at, created_at)"
+    " VALUES (?, ?, 'in_flight', 0, ?, ?) RETURNING id"
+)
 
 
 async def enqueue(
@@ -101,6 +127,30 @@ async def enqueue(
     await conn.execute(_INSERT_MESSAGE, message)
     await conn.executemany(_INSERT_DELIVERY, deliveries)
     return [webhook_id] * len(deliveries)
+
+
+def enqueue_claimed_sync(
+    conn: sqlite3.Connection,
+    event_type: str,
+    data: dict[str, Any],
+    endpoints: Sequence[Endpoint],
+    *,
+    now: datetime,
+) -> list[Claim]:
+    """`enqueue_sync` with the delivery rows written `in_flight`: one `Claim`
+    per delivery, for `Dispatcher.deliver_claimed` once the caller's
+    transaction has committed (see the module docstring). Does NOT commit."""
+    rows = _rows(event_type, data, endpoints, now)
+    if rows is None:
+        return []
+    webhook_id, message, deliveries = rows
+    conn.execute(_INSERT_MESSAGE, message)
+    body = message[2].encode()
+    claims = []
+    for delivery in deliveries:
+        (delivery_id,) = conn.execute(_INSERT_CLAIMED, delivery).fetchone()
+        claims.append(Claim(delivery_id, webhook_id, delivery[1], 0, body))
+    return claims
 
 
 def enqueue_sync(

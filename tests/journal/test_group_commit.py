@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,3 +104,31 @@ async def test_an_incomplete_save_in_a_batch_enqueues_nothing(tmp_path: Path) ->
     )
     await journal.close()
     assert len(done) == 1 and skipped == []
+
+
+async def test_after_commit_runs_for_a_caller_cancelled_meanwhile(tmp_path: Path) -> None:
+    """What must follow a commit (handing claimed webhooks to the dispatcher)
+    is done by the writer, not the caller: a caller cancelled while its batch
+    is on the database thread does not lose it."""
+    conn = await open_database(tmp_path / "j.db")
+    await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    writes = GroupCommit(conn, get_logger())
+    on_thread, release = threading.Event(), threading.Event()
+    committed: list[object] = []
+
+    def insert(raw: sqlite3.Connection) -> str:
+        on_thread.set()
+        release.wait(5)  # the batch is in the database thread when the caller goes
+        raw.execute("INSERT INTO t VALUES ('a')")
+        return "a"
+
+    caller = asyncio.create_task(writes.write("finish", "a", insert, 5.0, committed.append))
+    await asyncio.to_thread(on_thread.wait, 5)
+    caller.cancel()
+    release.set()
+    await writes.drain()
+    assert caller.cancelled()
+    assert committed == ["a"]
+    async with conn.execute("SELECT k FROM t") as cursor:
+        assert [row[0] for row in await cursor.fetchall()] == ["a"]
+    await conn.close()

@@ -29,7 +29,11 @@ What each caller still gets, as with a transaction of its own:
   busy_timeout bounds one attempt, so a locked file never holds a call past
   its deadline by more than that.
 - a caller cancelled before its batch left is dropped from it; one cancelled
-  after may still commit (every journal write is idempotent).
+  after may still commit (every journal write is idempotent);
+- `after_commit`, when given, is called with the write's result by the writer
+  itself once COMMIT has returned, whether or not the caller still waits:
+  what must follow a commit (handing claimed webhook deliveries to the
+  dispatcher) cannot be lost with a cancelled caller.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class _Write:
     budget_s: float
     deadline: float  # time.monotonic()
     future: asyncio.Future[Any]
+    after_commit: Callable[[Any], None] | None = None
     attempt: int = 0
     problem: str = field(default="the journal stayed busy with other writes")
 
@@ -99,13 +104,29 @@ class GroupCommit:
         self.batches = 0  # transactions committed (each one trip)
         self.writes = 0  # writes they carried
 
-    async def write(self, what: str, call_id: str, work: Work, budget_s: float) -> Any:
+    async def write(
+        self,
+        what: str,
+        call_id: str,
+        work: Work,
+        budget_s: float,
+        after_commit: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Run `work` in a committed transaction (shared with other calls'
-        writes); its result, or its own exception, or `JournalUnavailable`."""
+        writes); its result, or its own exception, or `JournalUnavailable`.
+        `after_commit(result)` runs once committed, even for a cancelled caller."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append(
-            _Write(what, call_id, work, budget_s, time.monotonic() + budget_s, future)
+            _Write(
+                what,
+                call_id,
+                work,
+                budget_s,
+                time.monotonic() + budget_s,
+                future,
+                after_commit,
+            )
         )
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_batches(), name="journal-writer")
@@ -147,6 +168,16 @@ class GroupCommit:
             self.batches += 1
             self.writes += len(batch)
             for write, (ok, value) in zip(batch, outcomes, strict=True):
+                if ok and write.after_commit is not None:
+                    try:
+                        write.after_commit(value)
+                    except Exception as error:
+                        self._log.error(
+                            "journal.after_commit_failed",
+                            call_id=write.call_id,
+                            write=write.what,
+                            error=repr(error),
+                        )
                 if write.future.done():
                     continue
                 if ok:

@@ -15,12 +15,19 @@ spool, see spool.py). `finish_call` carries the call's start too and is
 idempotent, so it also creates a row the answer-time write never made, and
 replaying it (from the spool, after a crash) never finishes a call twice nor
 enqueues its webhook twice.
+
+With a dispatcher running in the process (`deliver_with`), the webhook's
+delivery rows are written already claimed (`in_flight`) in the save's own
+transaction and handed to it once committed, so the POST leaves without a
+claim statement of the dispatcher's first (webhooks/outbox.py,
+`enqueue_claimed_sync`). Without one (start-up's spool replay, shutdown)
+they are written `pending` for a dispatcher's pass.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +39,7 @@ import aiosqlite
 from voicebot.journal.database import open_database
 from voicebot.journal.group_commit import GroupCommit, JournalUnavailable
 from voicebot.logs import get_logger
-from webhooks import Endpoint, Outbox, enqueue_sync
+from webhooks import Claim, Endpoint, Outbox, enqueue_claimed_sync, enqueue_sync
 
 __all__ = [
     "CallOutcome",
@@ -146,13 +153,18 @@ def _insert_start(raw: sqlite3.Connection, call: CallStart) -> None:
     )
 
 
+DeliverClaimed = Callable[[list[Claim]], None]
+
+
 def _finish(
     raw: sqlite3.Connection,
     call: CallStart,
     outcome: CallOutcome,
     endpoints: Sequence[Endpoint],
-) -> list[str]:
-    """finish_call's transaction body, on the database's thread."""
+    claimed: bool = False,
+) -> list[str] | list[Claim]:
+    """finish_call's transaction body, on the database's thread: the webhook
+    ids enqueued, or with `claimed` the deliveries, claimed."""
     _insert_start(raw, call)
     cursor = raw.execute(
         "UPDATE categorizations SET status = ?, category_code = ?, category_name = ?,"
@@ -177,7 +189,8 @@ def _finish(
     ).fetchone()
     if row is None:
         raise LookupError(f"no journal row for call {call.call_id}")
-    return enqueue_sync(
+    enqueue = enqueue_claimed_sync if claimed else enqueue_sync
+    return enqueue(
         raw, "call.categorized", _row(row).categorized_event(), endpoints, now=outcome.ended_at
     )
 
@@ -198,6 +211,7 @@ class Journal:
         # One connection for every call: their writes are batched, one
         # transaction and one trip to the database thread per batch.
         self._writes = GroupCommit(conn, self._log)
+        self._deliver: DeliverClaimed | None = None
 
     @classmethod
     async def open(
@@ -215,6 +229,17 @@ class Journal:
     @property
     def connection(self) -> aiosqlite.Connection:
         return self._conn
+
+    def deliver_with(self, deliver: DeliverClaimed | None) -> None:
+        """From now on enqueue webhooks claimed and hand them to `deliver` once
+        committed (the running dispatcher's `deliver_claimed`); None: enqueue
+        them `pending` again (the dispatcher is stopping)."""
+        self._deliver = deliver
+
+    @property
+    def delivers(self) -> bool:
+        """Whether saves hand their webhooks to a dispatcher themselves (`deliver_with`)."""
+        return self._deliver is not None
 
     @property
     def outbox(self) -> Outbox:
@@ -259,13 +284,25 @@ class Journal:
         the database's thread (group_commit.py): SQLite's write lock is held
         for the statements only, never across turns of the event loop."""
         budget = self.write_deadline_s if deadline_s is None else deadline_s
-        ids: list[str] = await self._writes.write(
+        deliver = self._deliver
+        if deliver is None:
+            ids: list[str] = await self._writes.write(
+                "finish",
+                call.call_id,
+                lambda raw: _finish(raw, call, outcome, self._endpoints),
+                budget,
+            )
+            return ids
+        # Handed over by the writer right after COMMIT, even if this caller
+        # is cancelled meanwhile: claimed rows must not wait for a restart.
+        claims: list[Claim] = await self._writes.write(
             "finish",
             call.call_id,
-            lambda raw: _finish(raw, call, outcome, self._endpoints),
+            lambda raw: _finish(raw, call, outcome, self._endpoints, claimed=True),
             budget,
+            after_commit=deliver,
         )
-        return ids
+        return [claim.webhook_id for claim in claims]
 
     async def get(self, call_id: str) -> Categorization | None:
         async with self._conn.execute(

@@ -1,0 +1,115 @@
+"""A confirmed save's webhook claimed in the save's own transaction and handed to
+the running dispatcher on commit (webhooks/outbox.py `enqueue_claimed_sync`,
+`Dispatcher.deliver_claimed`, `Journal.deliver_with`): the POST leaves with no
+pass of the dispatcher's, and nothing is lost when the dispatcher cannot take
+it. Real SQLite on disk, real aiohttp receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from webhooks_testkit import SECRET, Receiver, ScriptedSender
+
+from tests.journal.test_journal import confirmed, start
+from tests.polling import until
+from voicebot.journal import Journal
+from voicebot.journal.database import connector
+from webhooks import AttemptResult, DeliveryPolicy, Dispatcher, Endpoint
+
+FAST = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05, 0.05), jitter=0.1)
+#: Longer than any test: a delivery that arrives came from the hand-over, not a poll.
+NO_POLL_S = 600.0
+
+
+def statuses(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute("SELECT status FROM webhooks_deliveries ORDER BY id")]
+
+
+async def test_a_saved_webhook_is_posted_without_a_dispatcher_pass(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "j.db"
+    endpoint = Endpoint(receiver.url, [SECRET])
+    journal = await Journal.open(db, [endpoint])
+    dispatcher = Dispatcher(connector(db), [endpoint], FAST, poll_interval_s=NO_POLL_S)
+    await dispatcher.start()
+    journal.deliver_with(dispatcher.deliver_claimed)
+    try:
+        [webhook_id] = await journal.finish_call(start(), confirmed())
+        # Committed already claimed: no pass may take it a second time meanwhile.
+        assert statuses(db) in (["in_flight"], ["delivered"])
+        await receiver.wait_for(1, timeout=5)  # no notify(), no poll: the hand-over sent it
+        assert receiver.ids == [webhook_id]
+        await until(lambda: statuses(db) == ["delivered"], timeout=5)
+    finally:
+        await dispatcher.stop()
+        await journal.close()
+
+
+async def test_claims_beyond_the_free_slots_go_back_to_pending_and_are_sent(
+    tmp_path: Path, sender: ScriptedSender
+) -> None:
+    """One slot: the first save's POST takes it, the second save's claimed row
+    goes back to pending and a pass sends it once the slot frees."""
+    db = tmp_path / "j.db"
+    endpoint = Endpoint("http://crm.test/hook", [SECRET])
+    policy = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05), concurrency_per_endpoint=1)
+    journal = await Journal.open(db, [endpoint])
+    dispatcher = Dispatcher(connector(db), [endpoint], policy, sender=sender, poll_interval_s=0.05)
+    gate = sender.gates[endpoint.url] = asyncio.Event()
+    sender.answer(endpoint.url, AttemptResult(status=200))
+    await dispatcher.start()
+    journal.deliver_with(dispatcher.deliver_claimed)
+    try:
+        first = await journal.finish_call(start("call_1"), confirmed())
+        second = await journal.finish_call(start("call_2"), confirmed())
+        await until(lambda: statuses(db) == ["in_flight", "pending"], timeout=5)
+        assert [s.webhook_id for s in sender.sent] == first
+        gate.set()
+        await until(lambda: statuses(db) == ["delivered", "delivered"], timeout=5)
+        assert [s.webhook_id for s in sender.sent] == first + second
+        assert sender.max_in_flight[endpoint.url] == 1
+    finally:
+        await dispatcher.stop()
+        await journal.close()
+
+
+async def test_a_claim_no_dispatcher_took_is_sent_after_a_restart(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Saved while the dispatcher was stopping: the row stays `in_flight` (the
+    process may be about to die), and the next start recovers and sends it."""
+    db = tmp_path / "j.db"
+    endpoint = Endpoint(receiver.url, [SECRET])
+    journal = await Journal.open(db, [endpoint])
+    stopped = Dispatcher(connector(db), [endpoint], FAST, poll_interval_s=NO_POLL_S)
+    await stopped.start()
+    journal.deliver_with(stopped.deliver_claimed)
+    await stopped.stop()
+    [webhook_id] = await journal.finish_call(start(), confirmed())
+    assert statuses(db) == ["in_flight"] and receiver.received == []
+    await journal.close()
+
+    restarted = Dispatcher(connector(db), [endpoint], FAST, poll_interval_s=NO_POLL_S)
+    await restarted.start()  # open() puts it back to pending, the first pass sends it
+    try:
+        await receiver.wait_for(1, timeout=5)
+        assert receiver.ids == [webhook_id]
+        await until(lambda: statuses(db) == ["delivered"], timeout=5)
+    finally:
+        await restarted.stop()
+
+
+async def test_without_a_dispatcher_saves_enqueue_pending(tmp_path: Path) -> None:
+    """Start-up's spool replay and shutdown save before / after the dispatcher runs."""
+    db = tmp_path / "j.db"
+    journal = await Journal.open(db, [Endpoint("http://crm.test/hook", [SECRET])])
+    journal.deliver_with(lambda claims: None)
+    journal.deliver_with(None)
+    assert not journal.delivers
+    await journal.finish_call(start(), confirmed())
+    await journal.close()
+    assert statuses(db) == ["pending"]
