@@ -156,6 +156,8 @@ class VoicebotApp:
             # The API's reads on a connection (and thread) of their own: a long
             # report never queues the log's writes nor outruns the media clock.
             separate_reader=True,
+            # Its writes go in the journal's batches: one writer for the file.
+            writes=self.journal.group_commit,
         )
         self._spool = Spool(spool_path(s.storage.database, s.storage.spool_dir))
         # Before recovery: a spooled call finishes its row instead of being

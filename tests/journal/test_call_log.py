@@ -4,6 +4,7 @@ gaps the unique/repeated rules read, and the category catalogue."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,37 @@ async def test_filing_a_categorization_is_one_trip_to_the_database_thread(
     assert filed is not None and filed.call.category_code == "1"
     pbx = await store.log.record_call_event(event("pbx-8"))
     assert trips[0] == 2 and pbx.created
+
+
+async def test_given_the_journals_group_commit_the_log_writes_in_its_batches(
+    tmp_path: Path,
+) -> None:
+    """The running bot's call log writes through the journal's group commit: a
+    filing and another call's save commit in one batch on the journal's
+    connection, none on the log's own (two connections writing one file wait
+    for each other in SQLite's busy handler, whose sleeps grow to tens of ms)."""
+    journal = await Journal.open(tmp_path / "j.db")
+    log = await CallLog.open(tmp_path / "j.db", RULES, writes=journal.group_commit)
+    try:
+        pbx = await log.record_call_event(event("pbx-7"))
+        await categorize(journal, "call_a", T0 + timedelta(minutes=5), "pbx-7")
+        other = CallStart("call_b", "sip-b", "pbx-9", "202", None, "PCMU", T0)
+        own_trips = trips_to_the_database_thread(log.connection)
+        batches = journal.group_commit.batches
+        filed, _ = await asyncio.gather(
+            log.record_categorization("call_a"),
+            journal.finish_call(
+                other, CallOutcome("confirmed", "1", "sale", None, "1#1", 1, "confirmed", T0)
+            ),
+        )
+        assert own_trips[0] == 0
+        assert journal.group_commit.batches == batches + 1
+        assert filed is not None and filed.call.id == pbx.call.id
+        assert (filed.call.category_code, filed.call.value) == ("1", Decimal("1500.50"))
+        assert (await log.get(pbx.call.id)) == filed.call
+    finally:
+        await log.close()
+        await journal.close()
 
 
 async def test_menu_call_first_then_the_pbx_event_fills_it_in(store: Store) -> None:
