@@ -175,7 +175,8 @@ class VoicebotApp:
         seeded = await self.categories.seed(s.categories)
         if seeded:
             self.log.info("categories.seeded", count=seeded)
-        self._dispatcher = build_dispatcher(s, self.clock)
+        # Its writes go in the journal's batches too: one writer for the file.
+        self._dispatcher = build_dispatcher(s, self.clock, writes=self.journal.group_commit)
         await self._dispatcher.start()
         dispatcher = self._dispatcher
         # A confirmed save's webhook is claimed in the save's transaction and

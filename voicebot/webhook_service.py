@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import aiohttp
 
-from voicebot.journal.database import connector
+from voicebot.journal.database import DEFAULT_BUSY_TIMEOUT_MS, connector
+from voicebot.journal.group_commit import GroupCommit
 from voicebot.settings import Settings, WebhookSettings
 from webhooks import STANDARD_SCHEDULE, Clock, DeliveryPolicy, Dispatcher, Endpoint
+
+#: How long one of the dispatcher's writes may wait for a busy file (as its own
+#: connection's busy_timeout would).
+WEBHOOK_WRITE_BUDGET_S = DEFAULT_BUSY_TIMEOUT_MS / 1000
 
 
 def endpoints_from_settings(webhooks: WebhookSettings) -> list[Endpoint]:
@@ -43,9 +48,12 @@ def build_dispatcher(
     settings: Settings,
     clock: Clock | None = None,
     session: aiohttp.ClientSession | None = None,
+    writes: GroupCommit | None = None,
 ) -> Dispatcher:
     """The dispatcher for `voicebot run`; `dispatcher.endpoints` is the list to
-    pass to `webhooks.enqueue`, and `dispatcher.metrics` the counters for /metrics."""
+    pass to `webhooks.enqueue`, and `dispatcher.metrics` the counters for /metrics.
+    `writes`: the journal's group commit, which then writes its claims and
+    outcomes (one writer for the file; webhooks/dispatcher.py)."""
     return Dispatcher(
         connector(settings.storage.database),
         endpoints_from_settings(settings.webhooks),
@@ -53,4 +61,5 @@ def build_dispatcher(
         clock,
         session,
         poll_interval_s=settings.webhooks.poll_interval_s,
+        writer=writes.writer("webhook", WEBHOOK_WRITE_BUDGET_S) if writes is not None else None,
     )

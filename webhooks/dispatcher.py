@@ -49,6 +49,14 @@ attempts that finish together are written together (`_write_outcome`: one
 loop that may be busy with hundreds of calls' media, so trips, not SQL, are
 what a delivery costs under load.
 
+One writer: given `writer` (the application's group commit, see
+voicebot/journal/group_commit.py), the claims and outcomes are written
+through it, on the application's writing connection and thread, in its
+batches (so are the prune and a 410's two statements); this connection then
+only reads. Two connections writing one file under load
+wait for each other's lock in SQLite's busy handler, whose sleeps (1, 2, 5,
+10, 15, 20... ms) do not end when the lock frees.
+
 Scheduling reads the injected clock's `now()` (wall time: due times must
 survive a restart), so tests drive it with a manual clock and `run_once()`.
 """
@@ -58,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +84,9 @@ from webhooks.retry import next_delay, parse_retry_after
 Connect = Callable[[], Awaitable[aiosqlite.Connection]]
 # (endpoint, webhook_id, body, webhook-timestamp, timeout_s) -> outcome
 Sender = Callable[[Endpoint, str, bytes, int, float], Awaitable[AttemptResult]]
+# Runs a function of the plain sqlite3 connection as (part of) a committed
+# transaction on the application's one writing connection; its result.
+Writer = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
 GONE_REASON = "410 Gone: the receiver asked us to stop"
 
@@ -99,8 +111,10 @@ class Dispatcher:
         poll_interval_s: float = 1.0,
         prune_interval_s: float = 3600.0,
         logger: Any = None,
+        writer: Writer | None = None,
     ) -> None:
         self._connect = connect
+        self._writer = writer
         self._endpoints = {endpoint.url: endpoint for endpoint in endpoints}
         self.policy = policy or DeliveryPolicy()
         self.clock: Clock = clock or SystemClock()
@@ -295,17 +309,17 @@ class Dispatcher:
     async def prune(self) -> int:
         """Forget delivered rows older than the retention. Dead letters stay."""
         cutoff = self.clock.now().timestamp() - self.policy.retention_s
-        async with self._transaction() as db:
-            cursor = await db.execute(
+        removed, _ = await self._atomically(
+            (
                 "DELETE FROM webhooks_deliveries WHERE status = 'delivered' AND delivered_at < ?",
                 (cutoff,),
-            )
-            removed = cursor.rowcount
-            await db.execute(
+            ),
+            (
                 "DELETE FROM webhooks_messages WHERE created_at < ? AND NOT EXISTS"
                 " (SELECT 1 FROM webhooks_deliveries d WHERE d.message_id = webhooks_messages.id)",
                 (cutoff,),
-            )
+            ),
+        )
         if removed:
             self.metrics.pruned += removed
             self._log.info("webhook.pruned", count=removed, older_than_s=cutoff)
@@ -329,6 +343,9 @@ class Dispatcher:
     async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """One writing statement with RETURNING, its own (autocommit) transaction.
         One trip to the connection's thread (execute, fetch and close there)."""
+        if self._writer is not None:
+            rows: list[Any] = await self._writer(lambda raw: raw.execute(sql, params).fetchall())
+            return rows
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
@@ -347,10 +364,16 @@ class Dispatcher:
 
     async def _flush_outcomes(self, batch: _OutcomeBatch) -> None:
         try:
-            async with self._lock:
+            if self._writer is not None:
                 self._outcomes = None  # from here on, outcomes go in the next batch
-                for sql, rows in batch.rows.items():
-                    await self._db.executemany(sql, rows)
+                await self._writer(
+                    lambda raw: [raw.executemany(sql, rows) for sql, rows in batch.rows.items()]
+                )
+            else:
+                async with self._lock:
+                    self._outcomes = None
+                    for sql, rows in batch.rows.items():
+                        await self._db.executemany(sql, rows)
         except asyncio.CancelledError:
             batch.written.cancel()
             raise
@@ -362,9 +385,26 @@ class Dispatcher:
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement, its own (autocommit) transaction. Returns rowcount."""
+        if self._writer is not None:
+            count: int = await self._writer(lambda raw: raw.execute(sql, params).rowcount)
+            return count
         async with self._lock:
             cursor = await self._db.execute(sql, params)
             return cursor.rowcount
+
+    async def _atomically(self, *statements: tuple[str, Sequence[Any]]) -> list[int]:
+        """Several writing statements in one transaction; their rowcounts."""
+        if self._writer is not None:
+            counts: list[int] = await self._writer(
+                lambda raw: [raw.execute(sql, params).rowcount for sql, params in statements]
+            )
+            return counts
+        counts = []
+        async with self._transaction() as db:
+            for sql, params in statements:
+                cursor = await db.execute(sql, params)
+                counts.append(cursor.rowcount)
+        return counts
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -587,19 +627,20 @@ class Dispatcher:
         )
 
     async def _disable(self, claim: Claim, attempt: int, now: float, error: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
+        await self._atomically(
+            (
                 "INSERT INTO webhooks_endpoint_state (url, disabled_at, disabled_reason)"
                 " VALUES (?, ?, ?) ON CONFLICT (url) DO UPDATE SET"
                 " disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason",
                 (claim.endpoint_url, now, GONE_REASON),
-            )
-            await db.execute(
+            ),
+            (
                 "UPDATE webhooks_deliveries SET status = 'failed', attempts = ?,"
                 " last_attempt_at = ?, failed_at = ?, last_status = 410, last_error = ?,"
                 " next_attempt_at = NULL WHERE id = ?",
                 (attempt, now, now, error, claim.delivery_id),
-            )
+            ),
+        )
         if claim.endpoint_url not in self._disabled:
             self.metrics.endpoints_disabled += 1
         self.metrics.dead_lettered += 1

@@ -113,3 +113,42 @@ async def test_without_a_dispatcher_saves_enqueue_pending(tmp_path: Path) -> Non
     await journal.finish_call(start(), confirmed())
     await journal.close()
     assert statuses(db) == ["pending"]
+
+
+async def test_given_the_journals_writer_the_dispatcher_writes_nothing_on_its_own_connection(
+    tmp_path: Path, sender: ScriptedSender
+) -> None:
+    """One writer for the file: the dispatcher's claims and outcomes go in the
+    journal's group-commit batches; its own connection only reads."""
+    db = tmp_path / "j.db"
+    endpoint = Endpoint("http://crm.test/hook", [SECRET])
+    journal = await Journal.open(db, [endpoint])
+    writes = journal.group_commit
+    dispatcher = Dispatcher(
+        connector(db),
+        [endpoint],
+        FAST,
+        sender=sender,
+        poll_interval_s=0.05,
+        writer=writes.writer("webhook", 5.0),
+    )
+    sender.answer(endpoint.url, AttemptResult(status=500), AttemptResult(status=200))
+    await dispatcher.open()
+    own: list[str] = []
+    assert dispatcher._conn is not None
+    await dispatcher._conn.set_trace_callback(own.append)
+    await dispatcher.start()
+    journal.deliver_with(dispatcher.deliver_claimed)
+    try:
+        before = writes.writes
+        [webhook_id] = await journal.finish_call(start(), confirmed())
+        # handed over, failed (500), written back pending, claimed by a pass, sent, delivered
+        await until(lambda: statuses(db) == ["delivered"], timeout=5)
+        assert [s.webhook_id for s in sender.sent] == [webhook_id, webhook_id]
+        assert writes.writes >= before + 4  # the save, two outcomes, the pass's claim
+        assert own and not [
+            sql for sql in own if sql.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")
+        ]
+    finally:
+        await dispatcher.stop()
+        await journal.close()

@@ -43,7 +43,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,15 @@ class GroupCommit:
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_batches(), name="journal-writer")
         return await future
+
+    def writer(self, what: str, budget_s: float) -> Callable[[Work], Awaitable[Any]]:
+        """`write` for another component's writes on this connection (the
+        webhook dispatcher's claims and outcomes), each bounded by `budget_s`."""
+
+        def write(work: Work) -> Awaitable[Any]:
+            return self.write(what, "-", work, budget_s)
+
+        return write
 
     async def drain(self) -> None:
         """Wait until everything queued has committed or failed (before closing)."""
