@@ -23,12 +23,16 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import runpy
 import sys
 import time
 from typing import Any
 
 OUT = sys.argv.pop(1)
+# Not bench/ first on the path: its webhooks.py would shadow the webhooks package.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 STAMPS: dict[str, dict[str, float]] = {}  # stage -> pbx_call_id or webhook_id -> epoch
 HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
 
