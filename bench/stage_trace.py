@@ -115,6 +115,8 @@ def dump() -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_SWITCH_INTERVAL_S"):  # an experiment: the GIL's switch interval
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     install()
     atexit.register(dump)
     sys.argv[0] = "voicebot"
