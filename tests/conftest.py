@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import turns
 from tests.running_apps import RunningApps
 from tests.sipp_harness.runner import Sipp, SippNotFoundError
 from tests.webhooks.webhooks_testkit import SECRET, Receiver
@@ -37,6 +38,41 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
     if os.geteuid() != 0:
         raise pytest.UsageError("CI runs as root: SIPp's play_pcap_audio needs a raw socket")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: tests.turns.workers(), unless PYTEST_XDIST_AUTO_NUM_WORKERS says."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return turns.workers()
+
+
+TURNS = pytest.StashKey[turns.Turns]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker, the run's turns (tests/turns.py) in the directory its
+    workers share: the parent of this worker's base temporary directory."""
+    if hasattr(config, "workerinput") and config.option.basetemp:
+        config.stash[TURNS] = turns.Turns(Path(config.option.basetemp).parent)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if TURNS in config.stash:
+        config.stash[TURNS].close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TURNS in config.stash:
+        turns.alone_first(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    if TURNS not in item.config.stash:
+        return (yield)
+    with item.config.stash[TURNS].turn(item, nextitem):
+        return (yield)
 
 
 @pytest.fixture

@@ -204,6 +204,7 @@ def assert_carried(
     return len(order)
 
 
+@pytest.mark.alone
 async def test_client_hangs_up_audio_crossed_converted_both_ways(rig: Rig) -> None:
     manager = await rig.phone(PCMU, frequency=437, seconds=4)
     client = await rig.phone(PCMA, frequency=1013, seconds=2.5, bye_after_ms=3000)
@@ -221,6 +222,7 @@ async def test_client_hangs_up_audio_crossed_converted_both_ways(rig: Rig) -> No
     assert assert_carried(received(bridged.payloads, PCMA), manager, PCMA, set()) >= 100
 
 
+@pytest.mark.alone
 async def test_attempt_whisper_key_1_then_bridge(rig: Rig) -> None:
     """The dialler's whole path with transfer = "bridge": ring the manager, whisper,
     key 1 (RFC 4733), then the bridge to the client; the job's result is completed.
@@ -259,6 +261,7 @@ async def test_attempt_whisper_key_1_then_bridge(rig: Rig) -> None:
     assert assert_carried(received(payloads, PCMA), manager, PCMA, set()) >= 100
 
 
+@pytest.mark.alone
 async def test_manager_hangs_up_and_the_client_gets_bye(rig: Rig) -> None:
     manager = await rig.phone(PCMA, frequency=523, seconds=2, bye_after_ms=2500)
     client = await rig.phone(PCMU, frequency=1209, seconds=3)
@@ -273,6 +276,7 @@ async def test_manager_hangs_up_and_the_client_gets_bye(rig: Rig) -> None:
     assert assert_carried(received(bridged.payloads, PCMA), client, PCMA, ringback) >= 25
 
 
+@pytest.mark.alone
 async def test_busy_client_after_ringback(rig: Rig) -> None:
     manager = await rig.phone(PCMU, seconds=1)
     client = await rig.phone(PCMA, scenario="bridge_busy.xml", ring_ms=1500)

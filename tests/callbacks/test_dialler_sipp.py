@@ -195,6 +195,7 @@ def short_prompts(tmp: Path) -> PromptLibrary:
     return PromptLibrary.load("en", DIALLER_PROMPT_NAMES, override_dir=folder)
 
 
+@pytest.mark.alone
 async def test_no_key_after_the_question_twice_is_no_key(rig: Rig) -> None:
     rig.prompts = short_prompts(rig.tmp)
     run = await rig.pbx("pbx_answer_key_bye.xml")  # answers, keys nothing

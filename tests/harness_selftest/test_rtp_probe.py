@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from tests.sipp_harness.rtp_probe import RtpProbe
 
 
@@ -22,6 +24,7 @@ async def test_send_dtmf_decoded_by_another_probe() -> None:
     assert st.seq_gaps == 0 and st.seq_duplicates == 0 and st.ssrcs == {tx.ssrc}
 
 
+@pytest.mark.alone
 async def test_silence_stream_stats_and_event_suppresses_audio() -> None:
     async with RtpProbe() as tx, RtpProbe() as rx:
         await tx.send_silence(rx.addr)

@@ -55,6 +55,7 @@ async def _call(
     return uac, await uas.wait()
 
 
+@pytest.mark.alone
 @pytest.mark.skipif(not can_play_pcap(), reason="play_pcap_audio needs a raw socket (root)")
 async def test_uac_dtmf_pcap_replayed_into_probe(tmp_path: Path) -> None:
     sipp = Sipp()

@@ -226,6 +226,7 @@ async def test_hangup_mid_menu_keeps_what_was_keyed(
     assert row["end_reason"] == "remote_bye", row
 
 
+@pytest.mark.alone
 async def test_rtp_pacing_of_the_bot(bot: VoicebotApp, sipp: Sipp) -> None:
     """Count-based pacing check: ~3 s of the greeting at 50 packets/s."""
     async with RtpProbe() as probe:

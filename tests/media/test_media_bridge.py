@@ -9,6 +9,8 @@ import random
 import struct
 from collections.abc import AsyncIterator
 
+import pytest
+
 from tests.media.conftest import HOST
 from tests.media.test_rtp_session import udp_peer
 from tests.polling import until
@@ -209,6 +211,7 @@ async def bridged_pair(
         phone_b.transport.close()
 
 
+@pytest.mark.alone
 async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: MediaClock) -> None:
     async with bridged_pair(pool, clock, PCMU, PCMA) as (phone_a, phone_b, a, b, bridge):
         linear_a, sent_a = tone_frames(1013, 40, PCMU)
@@ -229,6 +232,7 @@ async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: Media
     assert bridge.a_to_b.stats.lost == bridge.a_to_b.stats.late == 0
 
 
+@pytest.mark.alone
 async def test_keys_are_resent_as_events_never_as_audio(
     pool: RtpPortPool, clock: MediaClock
 ) -> None:
@@ -246,6 +250,7 @@ async def test_keys_are_resent_as_events_never_as_audio(
     assert phone_b.audio(8, PCMA.silence()) == []  # nothing but silence as audio
 
 
+@pytest.mark.alone
 async def test_a_stranger_is_not_bridged(pool: RtpPortPool, clock: MediaClock) -> None:
     stranger = await Phone.open()
     try:

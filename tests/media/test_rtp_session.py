@@ -92,6 +92,7 @@ def test_pool_rejects_range_without_even_port() -> None:
         RtpPortPool(HOST, 10001, 10001)
 
 
+@pytest.mark.alone
 async def test_sends_one_full_packet_per_tick(pool: RtpPortPool, clock: MediaClock) -> None:
     peer, receiver, peer_port = await udp_peer()
     session = RtpSession(await pool.allocate(), (HOST, peer_port), PCMU, clock)
@@ -128,6 +129,7 @@ async def test_sequence_wrap_on_the_wire(pool: RtpPortPool, clock: MediaClock) -
     assert packets[0].payload == b"\xd5" * 160
 
 
+@pytest.mark.alone
 async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) -> None:
     peer, _receiver, peer_port = await udp_peer()
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # asyncio will not send 0 bytes

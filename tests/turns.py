@@ -1,0 +1,96 @@
+"""Running the suite on parallel workers (pytest-xdist), and the tests that take
+their turn alone.
+
+`pytest` runs the suite on several worker processes (`-n auto` in pyproject's
+addopts). Most tests wait on real time (prompts played at 50 packets a second,
+SIP timers, SIPp scenarios) with the CPU idle, so the workers are more than
+the cores: `workers()` is twice the CPU count, between 2 and 8;
+`PYTEST_XDIST_AUTO_NUM_WORKERS` overrides it, and `-n 0` runs in one process.
+
+A test marked `@pytest.mark.alone` measures pacing against the wall clock
+(packets per second, inter-arrival times, a media clock's gaps): with other
+workers' bots, SIPp and sox busy on the same cores it would measure them. Such
+a test waits until every other worker has finished the test it is running, and
+no worker starts another until it is done. Two locks on files in the run's base
+temporary directory (shared by its workers, unique to the run) do that: every
+test holds the room shared and an `alone` test holds it exclusive; entering
+goes through the gate, which an `alone` test keeps while it waits, so the tests
+that keep coming do not starve it. Consecutive `alone` tests of one worker keep
+the room between them, and `alone` tests go first in their file, and their
+files first in the run, so they mostly run at the start, one after another,
+instead of each waiting out the tests then running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+__all__ = ["Turns", "alone_first", "workers"]
+
+MAX_WORKERS = 8
+
+
+def workers(cpus: int | None = None) -> int:
+    """Parallel workers for `-n auto`: twice the CPUs, between 2 and MAX_WORKERS."""
+    return max(2, min(MAX_WORKERS, 2 * (cpus or os.cpu_count() or 1)))
+
+
+class Turns:
+    """The gate and the room of one test run, opened by one worker."""
+
+    def __init__(self, directory: Path) -> None:
+        self._gate: IO[bytes] = (directory / "turns-gate.lock").open("ab")
+        self._room: IO[bytes] = (directory / "turns-room.lock").open("ab")
+        self._alone = False
+
+    def enter(self, *, alone: bool) -> None:
+        """Take the room: shared, or exclusive for an `alone` test (kept if held)."""
+        if alone and self._alone:
+            return
+        fcntl.flock(self._gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(self._gate, fcntl.LOCK_UN)
+        self._alone = alone
+
+    def leave(self, *, keep_alone: bool = False) -> None:
+        """Give the room back; `keep_alone`: the next test is `alone` too."""
+        if self._alone and keep_alone:
+            return
+        fcntl.flock(self._room, fcntl.LOCK_UN)
+        if self._alone:
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
+        self._alone = False
+
+    @contextlib.contextmanager
+    def turn(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+        self.enter(alone=is_alone(item))
+        try:
+            yield
+        finally:
+            self.leave(keep_alone=nextitem is not None and is_alone(nextitem))
+
+    def close(self) -> None:
+        self.leave()
+        self._gate.close()
+        self._room.close()
+
+
+def is_alone(item: pytest.Item) -> bool:
+    return item.get_closest_marker("alone") is not None
+
+
+def alone_first(items: list[pytest.Item]) -> None:
+    """`alone` tests first, the rest in collection order."""
+    items[:] = [item for item in items if is_alone(item)] + [
+        item for item in items if not is_alone(item)
+    ]
