@@ -5,7 +5,7 @@
 # browser test; systemd for systemd-analyze, which checks config/voicebot.service),
 # creates .venv with voicebot and its test extras, then runs ruff, mypy
 # (--strict on the pure ivr/ and webhooks/, plain on voicebot/) and the whole
-# pytest suite.
+# pytest suite, on parallel workers (pyproject's addopts; tests/turns.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
