@@ -44,7 +44,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto`: tests.turns.workers(), unless PYTEST_XDIST_AUTO_NUM_WORKERS says."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
-    return turns.workers()
+    return turns.workers(config.args, config.invocation_params.dir)
 
 
 TURNS = pytest.StashKey[turns.Turns]()

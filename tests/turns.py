@@ -4,8 +4,9 @@ their turn alone.
 `pytest` runs the suite on several worker processes (`-n auto` in pyproject's
 addopts). Most tests wait on real time (prompts played at 50 packets a second,
 SIP timers, SIPp scenarios) with the CPU idle, so the workers are more than
-the cores: `workers()` is twice the CPU count, between 2 and 8;
-`PYTEST_XDIST_AUTO_NUM_WORKERS` overrides it, and `-n 0` runs in one process.
+the cores: `workers()` is twice the CPU count, between 2 and 8 (fewer for a
+run of a few named files); `PYTEST_XDIST_AUTO_NUM_WORKERS` overrides it, and
+`-n 0` runs in one process.
 
 A test marked `@pytest.mark.alone` measures pacing against the wall clock
 (packets per second, inter-arrival times, a media clock's gaps): with other
@@ -37,9 +38,17 @@ __all__ = ["Turns", "alone_first", "workers"]
 MAX_WORKERS = 8
 
 
-def workers(cpus: int | None = None) -> int:
-    """Parallel workers for `-n auto`: twice the CPUs, between 2 and MAX_WORKERS."""
-    return max(2, min(MAX_WORKERS, 2 * (cpus or os.cpu_count() or 1)))
+def workers(args: list[str], root: Path, cpus: int | None = None) -> int:
+    """Parallel workers for `-n auto`: twice the CPUs, between 2 and MAX_WORKERS.
+
+    When `args` name test files only (`pytest tests/x/test_y.py`), no more than
+    there are files, since one file runs on one worker: and a single file runs
+    in this process (0), so a quick run does not pay for starting workers."""
+    count = max(2, min(MAX_WORKERS, 2 * (cpus or os.cpu_count() or 1)))
+    files = {arg.split("::")[0] for arg in args}
+    if files and all((root / file).is_file() for file in files):
+        count = min(count, len(files))
+    return 0 if count == 1 else count
 
 
 class Turns:
