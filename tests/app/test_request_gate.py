@@ -117,3 +117,33 @@ async def test_a_body_in_two_segments_is_read_whole(app: VoicebotApp) -> None:
     await writer.drain()
     assert (await reader.readline()).startswith(b"HTTP/1.1 201")
     writer.close()
+
+
+async def test_heavy_reads_take_the_heavy_lane_and_the_rest_the_light_one(
+    app: VoicebotApp,
+) -> None:
+    """With the light lane full (one running, one waiting), the routes marked
+    heavy where they are registered are still answered, and the others are
+    refused: the lane follows the route, not a list of paths."""
+    base = f"http://127.0.0.1:{app.http_port}"
+    reader, writer = await slow_post(app)
+    async with aiohttp.ClientSession() as http:
+        queued = asyncio.create_task(http.get(f"{base}/api/v1/calls/1"))
+        await until(lambda: app.request_gate.light.waiting == 1)
+        heavy = ["/api/v1/calls", "/api/v1/calls?limit=5", "/api/v1/reports/summary", "/"]
+        for path in heavy:
+            for method in ("GET", "HEAD"):
+                async with http.request(method, base + path, allow_redirects=False) as got:
+                    assert got.status != 503, (method, path)
+        light = ["/api/v1/calls/1", "/api/v1/categorizations", "/login", "/api/v1/openapi.json"]
+        for path in light:
+            async with http.get(base + path) as got:
+                assert got.status == 503, path
+        writer.write(EVENT[10:])
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 201")
+        writer.close()
+        async with await queued as served:
+            assert served.status == 200
+    assert app.request_gate.light.refused == len(light)
+    assert app.request_gate.heavy.refused == 0

@@ -146,7 +146,7 @@ async def events_take_post_only(request: web.Request) -> web.Response:
 
 def register(app: web.Application) -> None:
     routes = Routes(app, "calls")
-    routes.add("GET", "/api/v1/calls", list_calls, CallPage, query=CallsQuery)
+    routes.add("GET", "/api/v1/calls", list_calls, CallPage, query=CallsQuery, heavy=True)
     routes.add("GET", "/api/v1/calls/{id}", get_call, CallOut, path_params=CallPath)
     routes.add(
         "POST", "/api/v1/calls/events", post_call_event, CallOut, body=CallEvent, created=True

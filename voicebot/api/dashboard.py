@@ -46,6 +46,7 @@ from voicebot.api.reports import (
     missed_report,
     report_of,
 )
+from voicebot.api.request_gate import mark_heavy
 from voicebot.callbacks.queue import QueueError
 from voicebot.journal.reports import ReportScope
 from voicebot.logs import get_logger
@@ -310,6 +311,7 @@ async def call_back_now(request: web.Request) -> web.StreamResponse:
 
 def register(app: web.Application) -> None:
     app.router.add_get("/", dashboard)
+    mark_heavy(app, dashboard)
     app.router.add_post("/callbacks", call_back_now)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)

@@ -378,4 +378,5 @@ def register(app: web.Application) -> None:
             csv=True,
             summary=report.summary,
             operation_id=f"report_{name}",
+            heavy=True,
         )

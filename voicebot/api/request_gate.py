@@ -25,7 +25,7 @@ counted for /metrics:
 from a busy bot too, and they cost next to nothing.
 
 What it never does: time out a request that waits (the client's own timeout
-does), or look at more of a request than its method and path.
+does), or look at more of a request than the route it matched.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: (and the time a replacement API worker takes to start).
 RETRY_AFTER_S = 1
 UNGATED = frozenset({"/healthz", "/metrics"})
-HEAVY_PATHS = frozenset({"/api/v1/calls", "/"})  # "/": the dashboard
-HEAVY_PREFIXES = ("/api/v1/reports/",)
+#: The handlers of heavy reads, as their routes were registered (`mark_heavy`).
+HEAVY_KEY = web.AppKey("heavy_handlers", set)
 
 
 def busy(error: str) -> web.Response:
@@ -52,11 +52,15 @@ def busy(error: str) -> web.Response:
     )
 
 
+def mark_heavy(app: web.Application, handler: Handler) -> None:
+    """Send `handler`'s requests through the heavy lane: said where the route
+    is registered, beside the handler that hands its work to the workers."""
+    app.setdefault(HEAVY_KEY, set()).add(handler)
+
+
 def is_heavy(request: web.Request) -> bool:
-    """A read of many journal rows (the heavy lane)."""
-    if request.method not in ("GET", "HEAD"):
-        return False
-    return request.path in HEAVY_PATHS or request.path.startswith(HEAVY_PREFIXES)
+    """A read of many journal rows (the heavy lane): its route's handler was marked."""
+    return request.match_info.handler in request.app.get(HEAVY_KEY, ())
 
 
 class Lane:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from voicebot.api.request_gate import mark_heavy
 from voicebot.logs import get_logger
 
 M = TypeVar("M", bound=BaseModel)
@@ -94,6 +95,7 @@ class Routes:
         csv: bool = False,
         summary: str = "",
         operation_id: str = "",
+        heavy: bool = False,
     ) -> None:
         responses: dict[int, type[BaseModel] | None] = (
             dict(ok) if isinstance(ok, Mapping) else {200: ok}
@@ -112,6 +114,8 @@ class Routes:
             self.app.router.add_get(path, handler)  # HEAD too, as aiohttp does for a GET
         else:
             self.app.router.add_route(method, path, handler)
+        if heavy:
+            mark_heavy(self.app, handler)
         operation = Operation(
             method,
             path,
