@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import Scheduling
 
 from tests import turns
 from tests.running_apps import RunningApps
@@ -64,7 +66,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if TURNS in config.stash:
-        turns.alone_first(items)
+        turns.alone_first(items, Path(config.option.basetemp).parent)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """pyproject's `--dist loadfile`, with the `alone` tests first (tests/turns.py)."""
+    return turns.AloneFirst(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 @pytest.hookimpl(wrapper=True)

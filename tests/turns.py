@@ -16,10 +16,15 @@ no worker starts another until it is done. Two locks on files in the run's base
 temporary directory (shared by its workers, unique to the run) do that: every
 test holds the room shared and an `alone` test holds it exclusive; entering
 goes through the gate, which an `alone` test keeps while it waits, so the tests
-that keep coming do not starve it. Consecutive `alone` tests of one worker keep
-the room between them, and `alone` tests go first in their file, and their
-files first in the run, so they mostly run at the start, one after another,
-instead of each waiting out the tests then running.
+that keep coming do not starve it.
+
+Waiting costs: an `alone` test that comes while another worker runs the
+60 s bridge test holds every worker for up to a minute. So the `alone` tests
+run first, one after another, on one worker: each worker puts them first in
+its collection and names them in `alone.txt` in that shared directory, and
+`AloneFirst` (pyproject's `--dist loadfile`, one file's tests to one worker)
+makes them one unit of work of their own, the first handed out. Consecutive
+`alone` tests keep the room between them.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadFileScheduling
 
-__all__ = ["Turns", "alone_first", "workers"]
+__all__ = ["AloneFirst", "Turns", "alone_first", "workers"]
 
 MAX_WORKERS = 8
+ALONE_LIST = "alone.txt"
 
 
 def workers(args: list[str], root: Path, cpus: int | None = None) -> int:
@@ -98,8 +106,28 @@ def is_alone(item: pytest.Item) -> bool:
     return item.get_closest_marker("alone") is not None
 
 
-def alone_first(items: list[pytest.Item]) -> None:
-    """`alone` tests first, the rest in collection order."""
-    items[:] = [item for item in items if is_alone(item)] + [
-        item for item in items if not is_alone(item)
-    ]
+def alone_first(items: list[pytest.Item], directory: Path) -> None:
+    """`alone` tests first, the rest in collection order; the `alone` ones'
+    node ids written to `directory`/ALONE_LIST for `AloneFirst`."""
+    alone = [item for item in items if is_alone(item)]
+    items[:] = alone + [item for item in items if not is_alone(item)]
+    written = directory / f"{ALONE_LIST}.{os.getpid()}"
+    written.write_text("".join(f"{item.nodeid}\n" for item in alone), encoding="utf-8")
+    written.replace(directory / ALONE_LIST)  # every worker writes the same list
+
+
+class AloneFirst(LoadFileScheduling):
+    """`--dist loadfile`, but the `alone` tests are one unit of their own: the
+    workers put them first, so that unit is handed out first."""
+
+    def __init__(self, config: pytest.Config, log: Producer | None = None) -> None:
+        super().__init__(config, log)
+        # the controller's base temporary directory: its workers' is under it
+        self._list = config._tmp_path_factory.getbasetemp() / ALONE_LIST
+        self._alone: frozenset[str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._alone is None:  # first asked once every worker has collected
+            text = self._list.read_text(encoding="utf-8") if self._list.exists() else ""
+            self._alone = frozenset(text.splitlines())
+        return ALONE_LIST if nodeid in self._alone else super()._split_scope(nodeid)
