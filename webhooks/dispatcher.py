@@ -530,6 +530,7 @@ class Dispatcher:
 
     async def _deliver(self, claim: Claim) -> None:
         endpoint = self._endpoints[claim.endpoint_url]
+        slot_held = True
         try:
             # webhook-timestamp is the time of *this* attempt (receivers reject
             # stale ones); the payload's own timestamp was fixed at enqueue.
@@ -540,6 +541,12 @@ class Dispatcher:
                 raise
             except Exception as exc:  # a bug in a custom sender is still just a failed attempt
                 result = AttemptResult(status=None, error=f"{type(exc).__name__}: {exc}")
+            # The slot is a request to the receiver: free once it answered. Held
+            # while the outcome waits for the database, it made the next POSTs
+            # wait for a write (under load, the busy slots overflowed and saves'
+            # webhooks went back to pending for a pass).
+            slot_held = False
+            self._free_slot(claim)
             try:
                 await self._record(claim, result)
             except Exception:
@@ -558,8 +565,12 @@ class Dispatcher:
                     )
             self._claims.pop(claim.delivery_id, None)
         finally:
-            self._in_flight[claim.endpoint_url] -= 1
-            self._wake.set()
+            if slot_held:
+                self._free_slot(claim)
+
+    def _free_slot(self, claim: Claim) -> None:
+        self._in_flight[claim.endpoint_url] -= 1
+        self._wake.set()
 
     async def _record(self, claim: Claim, result: AttemptResult) -> None:
         attempt = claim.attempts + 1

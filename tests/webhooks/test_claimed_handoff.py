@@ -16,7 +16,14 @@ from tests.journal.test_journal import confirmed, start
 from tests.polling import until
 from voicebot.journal import Journal
 from voicebot.journal.database import connector
-from webhooks import AttemptResult, DeliveryPolicy, Dispatcher, Endpoint
+from webhooks import (
+    AttemptResult,
+    DeliveryPolicy,
+    Dispatcher,
+    Endpoint,
+    SystemClock,
+    enqueue_claimed_sync,
+)
 
 FAST = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05, 0.05), jitter=0.1)
 #: Longer than any test: a delivery that arrives came from the hand-over, not a poll.
@@ -152,3 +159,43 @@ async def test_given_the_journals_writer_the_dispatcher_writes_nothing_on_its_ow
     finally:
         await dispatcher.stop()
         await journal.close()
+
+
+async def test_a_slot_frees_when_the_receiver_answers_not_when_the_outcome_is_written(
+    tmp_path: Path, sender: ScriptedSender
+) -> None:
+    """`concurrency_per_endpoint` bounds requests to the receiver: a POST that
+    has its answer frees its slot while its outcome still waits for a busy
+    database, so the next claimed delivery is sent meanwhile (held, the slots
+    filled under load and saves' webhooks fell back to a pass)."""
+    db = tmp_path / "j.db"
+    endpoint = Endpoint("http://crm.test/hook", [SECRET])
+    journal = await Journal.open(db, [endpoint])
+    await journal.close()  # created and migrated
+    policy = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05), concurrency_per_endpoint=1)
+    dispatcher = Dispatcher(connector(db), [endpoint], policy, sender=sender)
+    await dispatcher.open()  # before the claims: open() recovers rows left in flight
+    with sqlite3.connect(db, isolation_level=None) as raw:
+        raw.execute("BEGIN IMMEDIATE")
+        claims = [
+            claim
+            for i in range(2)
+            for claim in enqueue_claimed_sync(
+                raw, "call.categorized", {"i": i}, [endpoint], now=SystemClock().now()
+            )
+        ]
+        raw.execute("COMMIT")
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # every write waits, as behind a busy writer
+        dispatcher.deliver_claimed(claims[:1])
+        await until(lambda: len(sender.sent) == 1, timeout=2)
+        dispatcher.deliver_claimed(claims[1:])
+        await until(lambda: len(sender.sent) == 2, timeout=2, what="the second POST")
+        assert sender.max_in_flight[endpoint.url] == 1
+        assert statuses(db) == ["in_flight", "in_flight"]  # outcomes still waiting
+        blocker.execute("ROLLBACK")
+        await until(lambda: statuses(db) == ["delivered", "delivered"], timeout=5)
+    finally:
+        blocker.close()
+        await dispatcher.stop()
