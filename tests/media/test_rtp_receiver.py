@@ -110,3 +110,58 @@ async def test_datagrams_queued_before_the_session_starts_are_not_taken(
         await session.close()
         phone.close()
     assert receiver_for(clock).sockets == 0  # closing the call took its socket out
+
+
+class KeyAfterReceive:
+    """Sends one datagram to the call in tick `at`'s ANALYSE phase (after that
+    tick's receive), and notes at every later tick's SEND phase what the call
+    had received by then."""
+
+    def __init__(self, phone: socket.socket, session: RtpSession, at: int) -> None:
+        self.phone, self.session, self.at = phone, session, at
+        self.sent_on: int | None = None
+        self.received_at_send: dict[int, int] = {}
+
+    def on_tick(self, tick_no: int) -> None:
+        if self.sent_on is None and tick_no >= self.at:
+            self.phone.sendto(audio(1, 7), (HOST, self.session.local_port))
+            self.sent_on = tick_no
+
+    def send_phase(self, tick_no: int) -> None:
+        if self.sent_on is not None:
+            self.received_at_send[tick_no] = self.session.stats.packets_received
+
+
+class _SendPhase:
+    def __init__(self, probe: KeyAfterReceive) -> None:
+        self.probe = probe
+
+    def on_tick(self, tick_no: int) -> None:
+        self.probe.send_phase(tick_no)
+
+
+async def test_a_datagram_after_the_ticks_receive_is_read_before_the_next_tick(
+    pool: RtpPortPool,
+) -> None:
+    """Read half-way between ticks too: an RFC 4733 key that lands just after a
+    tick's receive waits half a tick in the kernel, not a whole one (it was
+    read in the next tick's receive, after that tick's sends)."""
+    clock = MediaClock(interval=0.1)  # 50 ms from the mid-tick read to the next tick
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
+    probe = KeyAfterReceive(phone, session, at=3)
+    send_phase = _SendPhase(probe)
+    try:
+        await session.start()
+        clock.subscribe(probe, ANALYSE)
+        clock.subscribe(send_phase)  # SEND
+        await until(lambda: len(probe.received_at_send) >= 1, timeout=5)
+        assert probe.sent_on is not None
+        assert probe.received_at_send[probe.sent_on + 1] == 1
+    finally:
+        clock.unsubscribe(probe)
+        clock.unsubscribe(send_phase)
+        await session.close()
+        await clock.stop()
+        phone.close()
