@@ -21,7 +21,6 @@ import contextlib
 import gc
 import math
 import signal
-import sys
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,11 +73,6 @@ from voicebot.sip.call import CallCancelled, IncomingCall
 from voicebot.sip.user_agent import UserAgent
 from voicebot.startup import HTTP_LISTENER, SIP_LISTENER, check_rtp_range
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
-
-#: The interpreter's thread switch interval in `voicebot run` (default 5 ms):
-#: how long the journal's database thread may wait for the GIL per statement.
-GIL_SWITCH_INTERVAL_S = 0.0005
-
 
 class VoicebotApp:
     def __init__(
@@ -294,11 +288,6 @@ class VoicebotApp:
         # Everything long-lived exists now: move it out of the collector's sight,
         # so full collections stay short and do not stall 20 ms media ticks.
         gc.freeze()
-        # The journal's writer thread (aiosqlite's) takes the GIL back after
-        # every SQLite statement. While the media tick holds it (60 % of a core
-        # at 500 calls) each take waited up to the default 5 ms switch interval,
-        # so a batch of saves of 30-60 statements took tens of ms to commit.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.user_agent = UserAgent(s.sip, self._on_incoming_call, clock=self.clock)
         await SIP_LISTENER.start(self.user_agent.start(), s.sip.bind_host, s.sip.bind_port)
         if s.callbacks.enabled:

@@ -1,18 +1,15 @@
 """How the running app wires its database writers (docs/architecture.md, "One
 writer for the file"): the call log and the webhook dispatcher write through
-the journal's group commit, saves hand their webhooks over claimed, and the
-interpreter lets the database thread have the GIL back within half a ms."""
+the journal's group commit, and saves hand their webhooks over claimed."""
 
 from __future__ import annotations
 
 import base64
-import sys
 from datetime import UTC, datetime
 
 from tests.app.app_testkit import StartApp
 from tests.polling import until
 from tests.ports import free_port
-from voicebot.app import GIL_SWITCH_INTERVAL_S
 from voicebot.journal import CallOutcome, CallStart
 
 SECRET = "whsec_" + base64.b64encode(b"one-writer-test-secret-0123456789").decode()
@@ -24,7 +21,6 @@ async def test_saves_and_their_filings_and_webhooks_write_on_the_journals_connec
 ) -> None:
     closed = f"http://127.0.0.1:{free_port(udp=False)}/crm"  # refused: a quick failed attempt
     app = await start_app(webhooks={"endpoints": [{"url": closed, "secret": SECRET}]})
-    assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_S
     assert app.journal is not None and app.call_log is not None
     assert app.journal.delivers
     writes = app.journal.group_commit
