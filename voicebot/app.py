@@ -74,6 +74,7 @@ from voicebot.sip.user_agent import UserAgent
 from voicebot.startup import HTTP_LISTENER, SIP_LISTENER, check_rtp_range
 from voicebot.webhook_service import build_dispatcher, endpoints_from_settings
 
+
 class VoicebotApp:
     def __init__(
         self, settings: Settings, clock: Clock | None = None, dialler: Dialler | None = None
