@@ -26,8 +26,9 @@ them over once committed (`deliver_claimed`): they are POSTed at once, with
 no claim statement between the commit and the request (under load each
 statement is a trip to the database thread that waits for a turn of a busy
 loop, and a write that may wait for the file's lock). Those the dispatcher
-has no slot for, or whose endpoint is disabled, go back to `pending` for a
-pass to take; while it stops it takes none (the next `open()` recovers them).
+has no free slot for wait in memory for one (still `in_flight` on disk);
+those of a disabled endpoint go back to `pending` for a pass to dead-letter;
+while it stops it takes none (the next `open()` recovers them).
 
 Restart safety: a process that dies leaves rows `in_flight`; `open()` puts
 them back to `pending` (their attempt is not counted, as its outcome is
@@ -64,6 +65,7 @@ survive a restart), so tests drive it with a manual clock and `run_once()`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import sqlite3
@@ -138,6 +140,8 @@ class Dispatcher:
         self._flushing: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Handed-over claims waiting for a free slot of their endpoint, oldest first.
+        self._waiting: dict[str, collections.deque[Claim]] = {}
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -210,6 +214,7 @@ class Dispatcher:
                 ids,
             )
             self._claims.clear()
+        self._waiting.clear()
         await self.close()
 
     async def close(self) -> None:
@@ -235,23 +240,24 @@ class Dispatcher:
 
     def deliver_claimed(self, claims: Sequence[Claim]) -> None:
         """Send deliveries a committed transaction enqueued already claimed
-        (`enqueue_claimed_sync`), now. Never raises: those it cannot take (no
-        free slot, endpoint disabled or unknown) go back to `pending` for a
-        pass to send; while stopped or stopping it takes none and leaves
-        them `in_flight` for the next `open()` to recover."""
+        (`enqueue_claimed_sync`), now, or as soon as their endpoint has a free
+        slot (they wait in memory, `in_flight` on disk: no write, no pass).
+        Never raises: those of an endpoint disabled or unknown go back to
+        `pending` for a pass to dead-letter; while stopped or stopping it
+        takes none and leaves them `in_flight` for the next `open()` to
+        recover."""
         if self._conn is None or self._stopping:
             return
         back: list[int] = []
         for claim in claims:
             url = claim.endpoint_url
-            if (
-                url not in self._endpoints
-                or url in self._disabled
-                or self._in_flight[url] >= self.policy.concurrency_per_endpoint
-            ):
+            if url not in self._endpoints or url in self._disabled:
                 back.append(claim.delivery_id)
-                continue
-            self._launch(claim)
+            elif self._in_flight[url] >= self.policy.concurrency_per_endpoint:
+                self._claims[claim.delivery_id] = claim  # stop() puts it back to pending
+                self._waiting.setdefault(url, collections.deque()).append(claim)
+            else:
+                self._launch(claim)
         if back:
             self._track(asyncio.create_task(self._release(back)))
 
@@ -569,8 +575,20 @@ class Dispatcher:
                 self._free_slot(claim)
 
     def _free_slot(self, claim: Claim) -> None:
-        self._in_flight[claim.endpoint_url] -= 1
+        url = claim.endpoint_url
+        self._in_flight[url] -= 1
         self._wake.set()
+        waiting = self._waiting.get(url)
+        if not waiting or self._stopping:
+            return
+        if url in self._disabled:  # a 410 meanwhile: a pass dead-letters them
+            ids = [c.delivery_id for c in waiting]
+            waiting.clear()
+            for delivery_id in ids:
+                self._claims.pop(delivery_id, None)
+            self._track(asyncio.create_task(self._release(ids)))
+            return
+        self._launch(waiting.popleft())
 
     async def _record(self, claim: Claim, result: AttemptResult) -> None:
         attempt = claim.attempts + 1

@@ -56,16 +56,18 @@ async def test_a_saved_webhook_is_posted_without_a_dispatcher_pass(
         await journal.close()
 
 
-async def test_claims_beyond_the_free_slots_go_back_to_pending_and_are_sent(
+async def test_claims_beyond_the_free_slots_wait_for_one_in_memory(
     tmp_path: Path, sender: ScriptedSender
 ) -> None:
-    """One slot: the first save's POST takes it, the second save's claimed row
-    goes back to pending and a pass sends it once the slot frees."""
+    """One slot: the first save's POST takes it, the second save's claim waits
+    (still `in_flight`, no write, no pass) and is sent as the slot frees."""
     db = tmp_path / "j.db"
     endpoint = Endpoint("http://crm.test/hook", [SECRET])
     policy = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05), concurrency_per_endpoint=1)
     journal = await Journal.open(db, [endpoint])
-    dispatcher = Dispatcher(connector(db), [endpoint], policy, sender=sender, poll_interval_s=0.05)
+    dispatcher = Dispatcher(
+        connector(db), [endpoint], policy, sender=sender, poll_interval_s=NO_POLL_S
+    )
     gate = sender.gates[endpoint.url] = asyncio.Event()
     sender.answer(endpoint.url, AttemptResult(status=200))
     await dispatcher.start()
@@ -73,14 +75,40 @@ async def test_claims_beyond_the_free_slots_go_back_to_pending_and_are_sent(
     try:
         first = await journal.finish_call(start("call_1"), confirmed())
         second = await journal.finish_call(start("call_2"), confirmed())
-        await until(lambda: statuses(db) == ["in_flight", "pending"], timeout=5)
+        await until(lambda: len(sender.sent) == 1, timeout=5)
         assert [s.webhook_id for s in sender.sent] == first
+        assert statuses(db) == ["in_flight", "in_flight"]
         gate.set()
         await until(lambda: statuses(db) == ["delivered", "delivered"], timeout=5)
         assert [s.webhook_id for s in sender.sent] == first + second
         assert sender.max_in_flight[endpoint.url] == 1
     finally:
         await dispatcher.stop()
+        await journal.close()
+
+
+async def test_a_claim_waiting_for_a_slot_goes_back_to_pending_at_stop(
+    tmp_path: Path, sender: ScriptedSender
+) -> None:
+    db = tmp_path / "j.db"
+    endpoint = Endpoint("http://crm.test/hook", [SECRET])
+    policy = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05), concurrency_per_endpoint=1)
+    journal = await Journal.open(db, [endpoint])
+    dispatcher = Dispatcher(
+        connector(db), [endpoint], policy, sender=sender, poll_interval_s=NO_POLL_S
+    )
+    sender.gates[endpoint.url] = asyncio.Event()  # the first POST never answers
+    await dispatcher.start()
+    journal.deliver_with(dispatcher.deliver_claimed)
+    try:
+        await journal.finish_call(start("call_1"), confirmed())
+        await journal.finish_call(start("call_2"), confirmed())
+        await until(lambda: len(sender.sent) == 1, timeout=5)
+        journal.deliver_with(None)
+        await dispatcher.stop(grace_s=0.1)
+        assert statuses(db) == ["pending", "pending"]  # the next start sends both
+        assert len(sender.sent) == 1
+    finally:
         await journal.close()
 
 
