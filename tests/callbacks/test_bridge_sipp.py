@@ -279,7 +279,9 @@ async def test_manager_hangs_up_and_the_client_gets_bye(rig: Rig) -> None:
 @pytest.mark.alone
 async def test_busy_client_after_ringback(rig: Rig) -> None:
     manager = await rig.phone(PCMU, seconds=1)
-    client = await rig.phone(PCMA, scenario="bridge_busy.xml", ring_ms=1500)
+    # 1 s of ringback to hear in a 2.5 s ring: a loaded host that starts the
+    # ringback late still plays the whole second before the 486 ends it.
+    client = await rig.phone(PCMA, scenario="bridge_busy.xml", ring_ms=2500)
     bridged = await rig.bridge(manager, client)
     result = bridged.result
     assert (result.outcome, result.sip_status) == (Outcome.CLIENT_BUSY, 486), result
