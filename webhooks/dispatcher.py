@@ -414,13 +414,19 @@ class Dispatcher:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Several statements atomically; the write lock is taken up front."""
+        """Several statements atomically; the write lock is taken up front.
+
+        Cancelled anywhere in it (stop() cancels a pass mid-prune), it still
+        rolls back: the BEGIN queued on the connection's thread runs anyway,
+        and a connection left inside it made stop()'s own reset of the claims
+        part of that transaction, rolled back by close()."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
-                await self._db.rollback()
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(self._db.rollback())
                 raise
             await self._db.commit()
 
