@@ -129,6 +129,10 @@ class Call:
     confirm_packets: int = 0  # of the confirming press, sent so far
     last_code: int = 0  # the last response to the INVITE, 0 = none heard
     keys_sent: str = ""
+    # in-band: speech packets still owed before the next press. A late generator
+    # skips send slots; without this the speech between two presses could shrink
+    # to nothing, and two presses of one key (the 00 of 1500) arrive as one.
+    gap_owed: int = 0
 
 
 class Generator:
@@ -303,10 +307,12 @@ class Generator:
         return out
 
     def send_rtp(self, call: Call, now: float) -> None:
-        if not call.out and call.keys and now >= call.keys[0][0]:
+        if not call.out and not call.gap_owed and call.keys and now >= call.keys[0][0]:
             _, key = call.keys.pop(0)
             call.out = self._press_packets(call, key)
             call.keys_sent += key
+            if self.args.mode == "inband":
+                call.gap_owed = self.args.gap_ms // 20
             if not call.keys:  # the confirming key: its first packet leaves now
                 call.confirm_sent_epoch = time.time()
         if call.out:
@@ -316,6 +322,7 @@ class Generator:
                 if call.confirm_packets * 20 >= (40 if self.args.mode == "inband" else 20):
                     call.confirm_heard_epoch = time.time()
         else:
+            call.gap_owed = max(0, call.gap_owed - 1)
             pos = call.audio_pos
             packet = self._rtp(call, 0, False, call.ts, self.audio[pos : pos + SAMPLES])
             call.ts = (call.ts + SAMPLES) & 0xFFFFFFFF
