@@ -60,6 +60,7 @@ from loadgen import ulaw_encode  # noqa: E402
 
 from bench.bot_process import LOOPBACK, bot_env, start_py_spy, stop_process, wait_healthy, watch  # noqa: E402
 from bench.bot_process import start_bot as start_bot_process  # noqa: E402
+from tests.media.dtmf_signals import caller_speech  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
 KEYS, CONFIRM = "3#1500#", "1"
@@ -80,14 +81,6 @@ STAGES = (
     ("post>arrive", "post", "arrived"),
 )
 SECRET = "whsec_" + "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2g="
-SPEECH = {
-    "en": "Hello, this is the sales department. We can deliver the order on Tuesday "
-    "between nine and twelve. The price is one thousand five hundred, with the discount.",
-    "ru": "Добрый день, отдел продаж. Заказ доставим во вторник с девяти до двенадцати. "
-    "Цена тысяча пятьсот рублей со скидкой.",
-    "uk": "Добрий день, відділ продажу. Замовлення доставимо у вівторок. "
-    "Ціна тисяча п'ятсот гривень зі знижкою.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +130,7 @@ class RunResult(CallFigures):
 
 def make_speech(path: Path) -> Path:
     """Speech in three languages (espeak-ng), 8 kHz, about -20 dBm0 average, as mu-law."""
-    pcm: list[np.ndarray] = []
-    for lang, text in SPEECH.items():
-        wav = path.with_suffix(f".{lang}.wav")
-        subprocess.run(["espeak-ng", "-v", lang, "-s", "150", "-w", str(wav), text], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        raw = subprocess.run(["sox", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-b", "16",
-                              "-e", "signed-integer", "-"], check=True,
-                             capture_output=True).stdout  # fmt: skip
-        pcm.append(np.frombuffer(raw, dtype="<i2").astype(np.float64))
-        wav.unlink()
-    speech = np.concatenate(pcm)
+    speech = caller_speech(path.parent)
     rms = math.sqrt(float(np.mean(speech**2))) or 1.0
     target = 32768 * 10 ** ((-20 - 3.17) / 20)  # -20 dBm0 RMS over the loop, pauses included
     path.write_bytes(ulaw_encode(speech * (target / rms)))

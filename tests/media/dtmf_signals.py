@@ -7,6 +7,9 @@ as a phone's would.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
@@ -15,6 +18,32 @@ from voicebot.media.inband_dtmf import DBM0_PEAK, FRAME, HIGH, KEYS, LOW, Inband
 
 RATE = 8000
 Signal = npt.NDArray[np.float64]
+
+#: What the callers say, over which they key (tests and bench/full_duplex.py).
+CALLER_SPEECH = {
+    "en": "Hello, this is the sales department. We can deliver the order on Tuesday "
+    "between nine and twelve. The price is one thousand five hundred, with the discount.",
+    "ru": "Добрый день, отдел продаж. Заказ доставим во вторник с девяти до двенадцати. "
+    "Цена тысяча пятьсот рублей со скидкой.",
+    "uk": "Добрий день, відділ продажу. Замовлення доставимо у вівторок. "
+    "Ціна тисяча п'ятсот гривень зі знижкою.",
+}
+
+
+def caller_speech(tmp: Path) -> Signal:
+    """`CALLER_SPEECH` spoken by espeak-ng (150 words a minute), one language
+    after another, as 8 kHz linear PCM at espeak's own level (scale it)."""
+    parts = []
+    for lang, text in CALLER_SPEECH.items():
+        wav = tmp / f"{lang}.wav"
+        subprocess.run(["espeak-ng", "-v", lang, "-s", "150", "-w", str(wav), text],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        raw = subprocess.run(["sox", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-b", "16",
+                              "-e", "signed-integer", "-"], check=True, capture_output=True,
+                             timeout=60).stdout  # fmt: skip
+        wav.unlink()
+        parts.append(np.frombuffer(raw, dtype="<i2").astype(np.float64))
+    return np.concatenate(parts)
 
 
 def key_frequencies(key: str) -> tuple[float, float]:

@@ -14,13 +14,12 @@ bring every call back.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.media.dtmf_signals import detect_many, dtmf, through_g711
+from tests.media.dtmf_signals import caller_speech, detect_many, dtmf, through_g711
 from voicebot.media.g711 import PCMU
 from voicebot.media.inband_dtmf import DBM0_PEAK, FRAME
 
@@ -29,29 +28,12 @@ pytestmark = pytest.mark.skipif(
     reason="needs espeak-ng and sox (Debian packages espeak-ng, sox)",
 )
 
-# What bench/full_duplex.py's callers say.
-SPEECH = {
-    "en": "Hello, this is the sales department. We can deliver the order on Tuesday "
-    "between nine and twelve. The price is one thousand five hundred, with the discount.",
-    "ru": "Добрый день, отдел продаж. Заказ доставим во вторник с девяти до двенадцати. "
-    "Цена тысяча пятьсот рублей со скидкой.",
-    "uk": "Добрий день, відділ продажу. Замовлення доставимо у вівторок. "
-    "Ціна тисяча п'ятсот гривень зі знижкою.",
-}
 KEYS, CONFIRM = "3#1500#", "1"
 PRESS, GAP = 5, 10  # frames: 100 ms presses, 200 ms gaps
 
 
 def speech_loop(tmp: Path) -> np.ndarray:
-    parts = []
-    for lang, text in SPEECH.items():
-        wav, raw = tmp / f"{lang}.wav", tmp / f"{lang}.raw"
-        subprocess.run(["espeak-ng", "-v", lang, "-s", "150", "-w", str(wav), text],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
-        to_raw = ["-t", "raw", "-r", "8000", "-e", "signed", "-b", "16", "-c", "1", str(raw)]
-        subprocess.run(["sox", str(wav), *to_raw], check=True, capture_output=True, timeout=60)
-        parts.append(np.fromfile(raw, dtype="<i2").astype(np.float64))
-    speech = np.concatenate(parts)
+    speech = caller_speech(tmp)
     # -20 dBm0 RMS over the loop, pauses included
     return speech * (10 ** (-20 / 20) * DBM0_PEAK / np.sqrt(2) / np.sqrt(np.mean(speech**2)))
 
