@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from webhooks_testkit import SECRET, Receiver, ScriptedSender
 
@@ -30,6 +33,23 @@ FAST = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05, 0.05), jitter=0.1)
 NO_POLL_S = 600.0
 
 
+@asynccontextmanager
+async def handing_over(
+    db: Path, endpoint: Endpoint, policy: DeliveryPolicy = FAST, **dispatcher: Any
+) -> AsyncIterator[tuple[Journal, Dispatcher]]:
+    """A journal whose saves hand their claimed webhooks to a running dispatcher
+    (as the app wires them); both stopped and closed at the end."""
+    journal = await Journal.open(db, [endpoint])
+    running = Dispatcher(connector(db), [endpoint], policy, **dispatcher)
+    await running.start()
+    journal.deliver_with(running.deliver_claimed)
+    try:
+        yield journal, running
+    finally:
+        await running.stop()
+        await journal.close()
+
+
 def statuses(db: Path) -> list[str]:
     with sqlite3.connect(db) as conn:
         return [r[0] for r in conn.execute("SELECT status FROM webhooks_deliveries ORDER BY id")]
@@ -40,20 +60,13 @@ async def test_a_saved_webhook_is_posted_without_a_dispatcher_pass(
 ) -> None:
     db = tmp_path / "j.db"
     endpoint = Endpoint(receiver.url, [SECRET])
-    journal = await Journal.open(db, [endpoint])
-    dispatcher = Dispatcher(connector(db), [endpoint], FAST, poll_interval_s=NO_POLL_S)
-    await dispatcher.start()
-    journal.deliver_with(dispatcher.deliver_claimed)
-    try:
+    async with handing_over(db, endpoint, poll_interval_s=NO_POLL_S) as (journal, _):
         [webhook_id] = await journal.finish_call(start(), confirmed())
         # Committed already claimed: no pass may take it a second time meanwhile.
         assert statuses(db) in (["in_flight"], ["delivered"])
         await receiver.wait_for(1, timeout=5)  # no notify(), no poll: the hand-over sent it
         assert receiver.ids == [webhook_id]
         await until(lambda: statuses(db) == ["delivered"], timeout=5)
-    finally:
-        await dispatcher.stop()
-        await journal.close()
 
 
 async def test_claims_beyond_the_free_slots_wait_for_one_in_memory(
@@ -64,15 +77,10 @@ async def test_claims_beyond_the_free_slots_wait_for_one_in_memory(
     db = tmp_path / "j.db"
     endpoint = Endpoint("http://crm.test/hook", [SECRET])
     policy = DeliveryPolicy(timeout_s=2, schedule=(0, 0.05), concurrency_per_endpoint=1)
-    journal = await Journal.open(db, [endpoint])
-    dispatcher = Dispatcher(
-        connector(db), [endpoint], policy, sender=sender, poll_interval_s=NO_POLL_S
-    )
     gate = sender.gates[endpoint.url] = asyncio.Event()
     sender.answer(endpoint.url, AttemptResult(status=200))
-    await dispatcher.start()
-    journal.deliver_with(dispatcher.deliver_claimed)
-    try:
+    wiring = handing_over(db, endpoint, policy, sender=sender, poll_interval_s=NO_POLL_S)
+    async with wiring as (journal, _):
         first = await journal.finish_call(start("call_1"), confirmed())
         second = await journal.finish_call(start("call_2"), confirmed())
         await until(lambda: len(sender.sent) == 1, timeout=5)
@@ -82,9 +90,6 @@ async def test_claims_beyond_the_free_slots_wait_for_one_in_memory(
         await until(lambda: statuses(db) == ["delivered", "delivered"], timeout=5)
         assert [s.webhook_id for s in sender.sent] == first + second
         assert sender.max_in_flight[endpoint.url] == 1
-    finally:
-        await dispatcher.stop()
-        await journal.close()
 
 
 async def test_a_claim_waiting_for_a_slot_goes_back_to_pending_at_stop(
