@@ -69,9 +69,9 @@ import collections
 import contextlib
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import aiosqlite
@@ -81,6 +81,7 @@ from webhooks.client import AttemptResult, post_signed
 from webhooks.model import Clock, DeliveryPolicy, DispatcherMetrics, Endpoint, SystemClock
 from webhooks.outbox import Claim, disabled_endpoints
 from webhooks.retry import next_delay, parse_retry_after
+from webhooks.sqlite_trip import write_in_one_trip
 
 # Opens the application's database: PRAGMAs set, schema migrated, autocommit.
 Connect = Callable[[], Awaitable[aiosqlite.Connection]]
@@ -89,6 +90,8 @@ Sender = Callable[[Endpoint, str, bytes, int, float], Awaitable[AttemptResult]]
 # Runs a function of the plain sqlite3 connection as (part of) a committed
 # transaction on the application's one writing connection; its result.
 Writer = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+T = TypeVar("T")
 
 GONE_REASON = "410 Gone: the receiver asked us to stop"
 
@@ -346,14 +349,19 @@ class Dispatcher:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
-    async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One writing statement with RETURNING, its own (autocommit) transaction.
-        One trip to the connection's thread (execute, fetch and close there)."""
+    async def _commit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` (a function of the plain sqlite3 connection) as one committed
+        transaction: through the application's `writer` when given (one writer
+        for the file), else on this connection, in one trip to its thread."""
         if self._writer is not None:
-            rows: list[Any] = await self._writer(lambda raw: raw.execute(sql, params).fetchall())
-            return rows
+            result: T = await self._writer(work)
+            return result
         async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+            return await write_in_one_trip(self._db, work)
+
+    async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One writing statement with RETURNING, its own transaction."""
+        return await self._commit(lambda raw: raw.execute(sql, params).fetchall())
 
     async def _write_outcome(self, sql: str, params: Sequence[Any]) -> None:
         """An attempt's outcome row. Outcomes finishing together are written
@@ -370,16 +378,10 @@ class Dispatcher:
 
     async def _flush_outcomes(self, batch: _OutcomeBatch) -> None:
         try:
-            if self._writer is not None:
-                self._outcomes = None  # from here on, outcomes go in the next batch
-                await self._writer(
-                    lambda raw: [raw.executemany(sql, rows) for sql, rows in batch.rows.items()]
-                )
-            else:
-                async with self._lock:
-                    self._outcomes = None
-                    for sql, rows in batch.rows.items():
-                        await self._db.executemany(sql, rows)
+            self._outcomes = None  # from here on, outcomes go in the next batch
+            await self._commit(
+                lambda raw: [raw.executemany(sql, rows) for sql, rows in batch.rows.items()]
+            )
         except asyncio.CancelledError:
             batch.written.cancel()
             raise
@@ -390,45 +392,14 @@ class Dispatcher:
             batch.written.set_result(None)
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """One statement, its own (autocommit) transaction. Returns rowcount."""
-        if self._writer is not None:
-            count: int = await self._writer(lambda raw: raw.execute(sql, params).rowcount)
-            return count
-        async with self._lock:
-            cursor = await self._db.execute(sql, params)
-            return cursor.rowcount
+        """One statement, its own transaction. Returns rowcount."""
+        return await self._commit(lambda raw: raw.execute(sql, params).rowcount)
 
     async def _atomically(self, *statements: tuple[str, Sequence[Any]]) -> list[int]:
         """Several writing statements in one transaction; their rowcounts."""
-        if self._writer is not None:
-            counts: list[int] = await self._writer(
-                lambda raw: [raw.execute(sql, params).rowcount for sql, params in statements]
-            )
-            return counts
-        counts = []
-        async with self._transaction() as db:
-            for sql, params in statements:
-                cursor = await db.execute(sql, params)
-                counts.append(cursor.rowcount)
-        return counts
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Several statements atomically; the write lock is taken up front.
-
-        Cancelled anywhere in it (stop() cancels a pass mid-prune), it still
-        rolls back: the BEGIN queued on the connection's thread runs anyway,
-        and a connection left inside it made stop()'s own reset of the claims
-        part of that transaction, rolled back by close()."""
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await asyncio.shield(self._db.rollback())
-                raise
-            await self._db.commit()
+        return await self._commit(
+            lambda raw: [raw.execute(sql, params).rowcount for sql, params in statements]
+        )
 
     async def _run(self) -> None:
         last_prune = float("-inf")

@@ -329,9 +329,9 @@ async def test_outcomes_of_deliveries_finishing_together_are_written_together(
     conn, db_path, clock: ManualClock, sender: ScriptedSender
 ) -> None:
     """32 deliveries finish at once (16 accepted by A, 16 refused by B): the
-    claim is one trip to the database thread and the 32 outcomes two (one per
-    kind), not one lock hold and trip each, which under load kept new claims
-    waiting a second behind them."""
+    claim is one trip to the database thread and the 32 outcomes one (both
+    kinds in one transaction), not one lock hold and trip each, which under
+    load kept new claims waiting a second behind them."""
     await put(conn, clock, endpoints=(A, B), n=16)
     sender.answer(B.url, fail(500))
     policy = DeliveryPolicy(jitter=0, concurrency_per_endpoint=16)
@@ -339,7 +339,7 @@ async def test_outcomes_of_deliveries_finishing_together_are_written_together(
         assert d._conn is not None
         trips = trips_to_the_database_thread(d._conn)
         assert await d.run_once() == 32
-        assert trips[0] == 2 + 2  # A's claim and B's claim, then the outcomes
+        assert trips[0] == 2 + 1  # A's claim and B's claim, then the outcomes
     rows = await list_deliveries(conn)
     assert sorted((r.endpoint_url, r.status, r.attempts) for r in rows) == sorted(
         [(A.url, "delivered", 1)] * 16 + [(B.url, "pending", 1)] * 16

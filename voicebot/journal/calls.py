@@ -54,16 +54,13 @@ from voicebot.journal.call_types import (
     call_types,
     sql_parameters,
 )
-from voicebot.journal.database import (
-    BEGIN_RETRY_S,
-    open_database,
-    write_in_one_trip,
-)
+from voicebot.journal.database import BEGIN_RETRY_S, open_database
 from voicebot.journal.group_commit import GroupCommit
 from voicebot.journal.reader import open_reader
 from voicebot.journal.where import between, seconds
 from voicebot.logs import get_logger
 from voicebot.slices import map_in_slices
+from webhooks.sqlite_trip import write_in_one_trip
 
 Source = Literal["pbx", "cdr", "menu", "callback"]
 T = TypeVar("T")

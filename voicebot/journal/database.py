@@ -17,7 +17,7 @@ PRAGMAs, and why:
   `BEGIN IMMEDIATE`, so a write never has to upgrade a read snapshot (where
   SQLite answers SQLITE_BUSY at once instead of waiting).
 
-One trip per transaction (`run_on_thread`, `write_in_one_trip`): every
+One trip per transaction (`webhooks.sqlite_trip.write_in_one_trip`): every
 aiosqlite call is a hop to the connection's thread and back through the event
 loop, so a transaction of nine awaited statements held SQLite's write lock
 for nine turns of a loop busy with 500 calls' media, and every other
@@ -248,45 +248,3 @@ def connector(
         return open_database(path, busy_timeout_ms=busy_timeout_ms)
 
     return connect
-
-
-async def run_on_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `work` with the plain sqlite3 connection on aiosqlite's own thread:
-    one trip there and back, however many statements `work` runs.
-
-    aiosqlite has no public call for this; `_execute` is what its own
-    `execute` uses (queue a function for the thread, await its future), and
-    `_conn` is read on that thread, where the connection lives.
-    """
-
-    def call() -> T:
-        return work(conn._conn)
-
-    result: T = await conn._execute(call)
-    return result
-
-
-async def write_in_one_trip(
-    conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
-) -> T:
-    """`work` as one `BEGIN IMMEDIATE` ... `COMMIT` transaction, in one trip
-    to the connection's thread; rolled back there if it raises. The caller
-    must not have a transaction of its own open on `conn` (it would be an
-    error to BEGIN inside it): use it under the lock that serialises the
-    connection's other writers."""
-
-    def transaction(raw: sqlite3.Connection) -> T:
-        try:
-            # Inside the try: a BEGIN that fails (SQLITE_BUSY at once, see
-            # `begin_immediate`) can leave the connection out of autocommit.
-            raw.execute("BEGIN IMMEDIATE")
-            result = work(raw)
-            raw.execute("COMMIT")
-        except BaseException:
-            if raw.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    raw.execute("ROLLBACK")
-            raise
-        return result
-
-    return await run_on_thread(conn, transaction)

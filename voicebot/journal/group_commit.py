@@ -49,7 +49,8 @@ from typing import Any
 
 import aiosqlite
 
-from voicebot.journal.database import describe_sqlite_error, is_unavailable, write_in_one_trip
+from voicebot.journal.database import describe_sqlite_error, is_unavailable
+from webhooks.sqlite_trip import write_in_one_trip
 
 Work = Callable[[sqlite3.Connection], Any]
 
