@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from voicebot.api.body import Body
 from voicebot.api.context import journal_api
+from voicebot.api.heavy_read import answer
 from voicebot.api.lists import (
     CursorField,
     IdPath,
@@ -25,7 +26,6 @@ from voicebot.api.lists import (
 )
 from voicebot.api.period import PeriodQuery
 from voicebot.api.schema import Routes, found, parse_body, parse_path, parse_query, refuse, reply
-from voicebot.api.worker_pool import answer
 from voicebot.journal.call_events import CallEvent, CallStatus, Direction
 from voicebot.journal.call_types import CallType, TypeRules
 from voicebot.journal.calls import CallFilter, CallLog, CallRecord

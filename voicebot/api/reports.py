@@ -31,9 +31,9 @@ from pydantic import BaseModel, Field
 from voicebot.api.body import Body
 from voicebot.api.calls import CallOut
 from voicebot.api.context import JournalApi, journal_api
+from voicebot.api.heavy_read import answer
 from voicebot.api.period import Period, PeriodQuery
 from voicebot.api.schema import Routes, parse_query
-from voicebot.api.worker_pool import answer
 from voicebot.journal import reports
 from voicebot.journal.calls import CallLog
 from voicebot.journal.reports import ReportScope

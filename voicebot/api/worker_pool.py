@@ -33,14 +33,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from voicebot.api.body import Body, Job
-from voicebot.api.context import journal_api
-from voicebot.api.request_gate import busy
 from voicebot.api.worker import HEADER, READY, WorkerFailure, WorkerSetup, frame
 from voicebot.journal.call_types import TypeRules
-from voicebot.logs import get_logger
 
 #: Seconds a worker gets to end on EOF before it is killed.
 CLOSE_GRACE_S = 2.0
@@ -184,24 +179,3 @@ class WorkerPool:
         self._closed = True
         workers = list(self._live)
         await asyncio.gather(*(self._discard(worker) for worker in workers))
-
-
-async def answer(request: web.Request, job: Job) -> web.Response:
-    """The handlers' one way to compute a heavy read: in a worker when the
-    bot has a pool (`http.api_workers` > 0), else here on the loop."""
-    api = journal_api(request)
-    if api.workers is None:
-        return (await job.body(api.call_log)).response()
-    try:
-        body = await api.workers.run(job)
-    except WorkerLost as lost:
-        get_logger().warning(
-            "api_worker.lost", method=request.method, path=request.path, error=str(lost)
-        )
-        return busy("busy: the worker computing this answer stopped, retry later")
-    except WorkerError as error:
-        get_logger().error(
-            "api_worker.failed", method=request.method, path=request.path, error=str(error)
-        )
-        raise web.HTTPInternalServerError() from None
-    return body.response()
