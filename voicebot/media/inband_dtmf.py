@@ -61,6 +61,8 @@ sets OPENBLAS_NUM_THREADS=1 before numpy loads): a BLAS thread pool measured
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -319,6 +321,28 @@ def _classify(
     power = windows.real**2 + windows.imag**2
     low = np.argmax(power[..., :4], axis=-1)[..., None]
     high = np.argmax(power[..., 4:], axis=-1)[..., None] + 4
+    fraction, plausible, off_nominal = _pair(power, windows, before, energy, low, high)
+    clear = fraction >= MIN_TONE_FRACTION
+    under_speech = (fraction >= UNDER_SPEECH_TONE_FRACTION) & (
+        off_nominal <= UNDER_SPEECH_OFFSET_HZ
+    )
+    ok = (clear | under_speech) & plausible
+    labels = np.where(ok, low[..., 0] * 4 + (high[..., 0] - 4), -1).astype(np.int8)
+    return labels, np.where(clear, CLEAR_WEIGHT, 1).astype(np.int8)
+
+
+def _pair(
+    power: npt.NDArray[np.float32],
+    windows: npt.NDArray[np.complex64],
+    before: npt.NDArray[np.complex64],
+    energy: npt.NDArray[np.float32],
+    low: npt.NDArray[np.intp],
+    high: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.bool_], npt.NDArray[np.floating[Any]]]:
+    """One tone pair per window (`low`, `high`: frequency indexes, shape (m, w, 1)):
+    the share of the window's energy the two tones hold, whether they are a key
+    at all (both within MAX_DEVIATION of nominal, above the level floor, within
+    the twist limits), and the larger of their offsets from nominal, Hz."""
     p_low = np.take_along_axis(power, low, -1)[..., 0]
     p_high = np.take_along_axis(power, high, -1)[..., 0]
     # With one phase reference for all windows, a tone's phase advance over
@@ -332,23 +356,15 @@ def _classify(
     # A tone of amplitude A over the window: |X|^2 = (A*W/2)^2, energy = A^2*W/2.
     fraction = (p_low + p_high) / (np.maximum(energy, 1e-3) * (_WINDOW / 2))
     twist_db = 10 * np.log10(np.maximum(p_high, 1e-9) / np.maximum(p_low, 1e-9))
-    clear = fraction >= MIN_TONE_FRACTION
-    under_speech = (
-        (fraction >= UNDER_SPEECH_TONE_FRACTION)
-        & (np.abs(o_low) <= UNDER_SPEECH_OFFSET_HZ)
-        & (np.abs(o_high) <= UNDER_SPEECH_OFFSET_HZ)
-    )
-    ok = (
-        (clear | under_speech)
-        & (np.abs(o_low) <= _MAX_OFFSET_HZ[low])
+    plausible = (
+        (np.abs(o_low) <= _MAX_OFFSET_HZ[low])
         & (np.abs(o_high) <= _MAX_OFFSET_HZ[high])
         & (twist_db <= REVERSE_TWIST_DB)
         & (twist_db >= -NORMAL_TWIST_DB)
         & (p_low >= _LEVEL_FLOOR)
         & (p_high >= _LEVEL_FLOOR)
     )
-    labels = np.where(ok, low * 4 + (high - 4), -1).astype(np.int8)
-    return labels, np.where(clear, CLEAR_WEIGHT, 1).astype(np.int8)
+    return fraction, plausible, np.maximum(np.abs(o_low), np.abs(o_high))
 
 
 def _carried(
@@ -366,18 +382,5 @@ def _carried(
     low = np.broadcast_to((k // 4)[:, None, None], (len(k), w, 1))
     high = np.broadcast_to((k % 4 + 4)[:, None, None], (len(k), w, 1))
     power = windows.real**2 + windows.imag**2
-    o_low = _offset_hz(windows, before, low)
-    o_high = _offset_hz(windows, before, high)
-    p_low = np.take_along_axis(power, low, -1)[..., 0] / _leakage(o_low)
-    p_high = np.take_along_axis(power, high, -1)[..., 0] / _leakage(o_high)
-    fraction = (p_low + p_high) / (np.maximum(energy, 1e-3) * (_WINDOW / 2))
-    twist_db = 10 * np.log10(np.maximum(p_high, 1e-9) / np.maximum(p_low, 1e-9))
-    return fraction.astype(np.float32), (
-        (key >= 0)[:, None]
-        & (np.abs(o_low) <= _MAX_OFFSET_HZ[low[..., 0]])
-        & (np.abs(o_high) <= _MAX_OFFSET_HZ[high[..., 0]])
-        & (twist_db <= REVERSE_TWIST_DB)
-        & (twist_db >= -NORMAL_TWIST_DB)
-        & (p_low >= _LEVEL_FLOOR)
-        & (p_high >= _LEVEL_FLOOR)
-    )
+    fraction, plausible, _ = _pair(power, windows, before, energy, low, high)
+    return fraction.astype(np.float32), (key >= 0)[:, None] & plausible
