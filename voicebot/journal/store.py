@@ -285,24 +285,17 @@ class Journal:
         for the statements only, never across turns of the event loop."""
         budget = self.write_deadline_s if deadline_s is None else deadline_s
         deliver = self._deliver
-        if deliver is None:
-            ids: list[str] = await self._writes.write(
-                "finish",
-                call.call_id,
-                lambda raw: _finish(raw, call, outcome, self._endpoints),
-                budget,
-            )
-            return ids
-        # Handed over by the writer right after COMMIT, even if this caller
-        # is cancelled meanwhile: claimed rows must not wait for a restart.
-        claims: list[Claim] = await self._writes.write(
+        # With a dispatcher, claimed and handed over by the writer right after
+        # COMMIT, even if this caller is cancelled meanwhile: claimed rows must
+        # not wait for a restart.
+        enqueued: list[str] | list[Claim] = await self._writes.write(
             "finish",
             call.call_id,
-            lambda raw: _finish(raw, call, outcome, self._endpoints, claimed=True),
+            lambda raw: _finish(raw, call, outcome, self._endpoints, claimed=deliver is not None),
             budget,
             after_commit=deliver,
         )
-        return [claim.webhook_id for claim in claims]
+        return [e if isinstance(e, str) else e.webhook_id for e in enqueued]
 
     async def get(self, call_id: str) -> Categorization | None:
         async with self._conn.execute(
