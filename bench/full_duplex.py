@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,8 @@ class RunResult(CallFigures):
     hook_heard_p99: float = math.nan
     # --stages: per stage, (p50, p99) ms over the calls
     stages: dict[str, tuple[float, float]] | None = None
+    # --timeline: the window in 0.5 s slices (bench/loadgen.py Generator.timeline)
+    timeline: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def held(self) -> bool:
@@ -315,6 +317,7 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
         res.pps_mean, res.pps_min = g["pps_mean"], g["pps_min"]
         res.streams_p99_ok = g["streams_p99_ok"]
         res.gen_late_p99 = g["gen_late_p99"]
+        res.timeline = g["timeline"]
         res.extra.update(gen_cpu_self=g["gen_cpu"], udp_drops=g["udp_drops"],
                          ended_by_bot=g["ended_by_bot"], failed=g["failed"])  # fmt: skip
         time.sleep(0.5 if cfg.impl == "voicebot" else 1.0)  # rows of the last BYEs
@@ -433,6 +436,15 @@ HEADER = (
 )
 
 
+def print_timeline(r: RunResult) -> None:
+    print(f"  {r.config} {r.n} timeline: t s | gap p99 / max ms | gaps > 25 ms"
+          " | presses | confirms")  # fmt: skip
+    for b in r.timeline:
+        print(f"    {b['t']:4.1f} | {cell(b['p99']):>6} / {cell(b['max']):>6}"
+              f" | {b['over25']:>5} of {b['gaps']:>6} | {b['presses']:>4}"
+              f" | {b['confirms']:>4}", flush=True)  # fmt: skip
+
+
 def row(r: RunResult) -> str:
     return (
         f"{r.config:<18} {r.n:>4} {r.up:>4} {cell(r.p50):>5} {cell(r.p99):>6} {cell(r.max_ms):>6} "
@@ -475,6 +487,12 @@ def main() -> int:
         help="run the bot through bench/stage_trace.py and print where key -> webhook"
         " goes: key sent > digit taken > save > commit > claim > POST > arrived",
     )
+    p.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print each run's window in 0.5 s slices: send gap p99/max, gaps over"
+        " 25 ms, and the presses and confirming keys that started in the slice",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args()
     ns = [int(x) for x in args.n.split(",") if x.strip()]
@@ -516,6 +534,8 @@ def main() -> int:
                     print(f"  {r.config} {r.n} stages p50/p99 ms: " + ", ".join(
                         f"{k} {p50:.1f}/{p99:.1f}" for k, (p50, p99) in r.stages.items()),
                         flush=True)  # fmt: skip
+                if args.timeline:
+                    print_timeline(r)
                 if cfg.impl == "stock" and (r.up < n or not r.pps_mean >= 40):
                     stock_failed_at = n  # broken, not just late: spare the machine 3 threads a call
                 time.sleep(1.0)

@@ -172,6 +172,7 @@ class Generator:
         self.recv_ts: dict[int, list[float]] = {}
         self.received = 0
         self.late: list[float] = []
+        self.press_epochs: list[float] = []  # when each press's first packet left
 
     # -- SIP -------------------------------------------------------------------------
 
@@ -311,6 +312,7 @@ class Generator:
             _, key = call.keys.pop(0)
             call.out = self._press_packets(call, key)
             call.keys_sent += key
+            self.press_epochs.append(time.time())
             if self.args.mode == "inband":
                 call.gap_owed = self.args.gap_ms // 20
             if not call.keys:  # the confirming key: its first packet leaves now
@@ -518,7 +520,33 @@ class Generator:
                 c.pbx_id: c.confirm_heard_epoch for c in self.calls if c.confirm_heard_epoch
             },
             "udp_drops": _udp_drops(self.rtp_port),
+            "timeline": self.timeline(w0, w1),
         }
+
+    def timeline(self, w0: float, w1: float, bucket: float = 0.5) -> list[dict[str, float]]:
+        """The window in `bucket`-s slices: the send gaps that ended in each (count, p99,
+        max, how many over 25 ms), and the presses and confirming keys that started in
+        it; so a bad p99 can be laid beside what the calls were doing then."""
+        ends = [np.asarray(ts[1:]) for ts in self.recv_ts.values() if len(ts) > 1]
+        gaps = [np.diff(np.asarray(ts)) * 1000 for ts in self.recv_ts.values() if len(ts) > 1]
+        end_all = np.concatenate(ends) if ends else np.array([])
+        gap_all = np.concatenate(gaps) if gaps else np.array([])
+        presses = np.asarray(self.press_epochs)
+        confirms = np.asarray([c.confirm_sent_epoch for c in self.calls if c.confirm_sent_epoch])
+        out = []
+        for k in range(math.ceil((w1 - w0) / bucket)):
+            lo, hi = w0 + k * bucket, min(w1, w0 + (k + 1) * bucket)
+            g = gap_all[(end_all >= lo) & (end_all < hi)]
+            out.append({
+                "t": k * bucket,
+                "gaps": len(g),
+                "p99": float(np.percentile(g, 99)) if len(g) else float("nan"),
+                "max": float(g.max()) if len(g) else float("nan"),
+                "over25": int((g > 25.0).sum()),
+                "presses": int(((presses >= lo) & (presses < hi)).sum()),
+                "confirms": int(((confirms >= lo) & (confirms < hi)).sum()),
+            })  # fmt: skip
+        return out
 
 
 def _udp_drops(port: int) -> int:

@@ -35,6 +35,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 STAMPS: dict[str, dict[str, float]] = {}  # stage -> pbx_call_id or webhook_id -> epoch
 HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
+# With BENCH_TRACE_TICKS set: every media tick's (start, end) and every group
+# commit batch's (start, end, writes) on the database thread, epoch seconds.
+TICKS: list[tuple[float, float]] = []
+BATCHES: list[tuple[float, float, int]] = []
 
 
 def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
@@ -102,6 +106,32 @@ def install() -> None:
         return await send(self, endpoint, claim, timestamp)
 
     dispatcher.Dispatcher._send = _send  # type: ignore[method-assign]
+    if os.environ.get("BENCH_TRACE_TICKS"):
+        _trace_ticks()
+
+
+def _trace_ticks() -> None:
+    import voicebot.journal.group_commit as group_commit
+    from voicebot.media.clock import MediaClock
+
+    tick = MediaClock._tick
+
+    def _tick(self: Any, n: int) -> None:
+        began = time.time()
+        tick(self, n)
+        TICKS.append((began, time.time()))
+
+    MediaClock._tick = _tick  # type: ignore[method-assign]
+    run_batch = group_commit._run_batch
+
+    def _run_batch(raw: Any, batch: Any) -> Any:
+        began = time.time()
+        try:
+            return run_batch(raw, batch)
+        finally:
+            BATCHES.append((began, time.time(), len(batch)))
+
+    group_commit._run_batch = _run_batch
 
 
 def dump() -> None:
@@ -111,7 +141,7 @@ def dump() -> None:
             pbx = HOOK_OF.get(key, key) if stage in ("claimed", "post") else key
             out.setdefault(stage, {})[pbx] = at
     with open(OUT, "w") as f:
-        json.dump(out, f)
+        json.dump({**out, "ticks": TICKS, "batches": BATCHES}, f)
 
 
 if __name__ == "__main__":
