@@ -13,9 +13,12 @@ import asyncio
 import socket
 
 from tests.media.conftest import HOST
+from tests.media.dtmf_signals import g711_encode, keyed
 from tests.media.test_media_clock import until
 from voicebot.media.clock import ANALYSE, MediaClock
 from voicebot.media.g711 import PCMU
+from voicebot.media.inband_dtmf import FRAME
+from voicebot.media.inband_receiver import InbandDtmfReceiver
 from voicebot.media.receiver import MAX_PACKETS_PER_TICK, receiver_for
 from voicebot.media.rtp import plain_packet
 from voicebot.media.session import RtpPortPool, RtpSession
@@ -162,6 +165,73 @@ async def test_a_datagram_after_the_ticks_receive_is_read_before_the_next_tick(
     finally:
         clock.unsubscribe(probe)
         clock.unsubscribe(send_phase)
+        await session.close()
+        await clock.stop()
+        phone.close()
+
+
+class ToneAfterAnalysis:
+    """In tick `at`'s ANALYSE phase (after that tick's read and analysis), sends
+    the call a key: 20 ms of silence then 60 ms of tone, four datagrams at once;
+    notes at every later tick's SEND phase the keys heard by then."""
+
+    def __init__(self, phone: socket.socket, port: int, heard: list[str], at: int) -> None:
+        self.phone, self.port, self.heard, self.at = phone, port, heard, at
+        frames = g711_encode(keyed("5", tone_ms=60, pause_ms=20)[: 4 * FRAME], PCMU)
+        self.packets = [
+            plain_packet(0, False, seq, FRAME * seq, 5, frames[seq * FRAME : (seq + 1) * FRAME])
+            for seq in range(4)
+        ]
+        self.sent_on: int | None = None
+        self.heard_at_send: dict[int, str] = {}
+
+    def on_tick(self, tick_no: int) -> None:
+        if self.sent_on is None and tick_no >= self.at:
+            for packet in self.packets:
+                self.phone.sendto(packet, (HOST, self.port))
+            self.sent_on = tick_no
+
+    def send_phase(self, tick_no: int) -> None:
+        if self.sent_on is not None:
+            self.heard_at_send[tick_no] = "".join(self.heard)
+
+
+class _ToneSendPhase:
+    def __init__(self, probe: ToneAfterAnalysis) -> None:
+        self.probe = probe
+
+    def on_tick(self, tick_no: int) -> None:
+        self.probe.send_phase(tick_no)
+
+
+async def test_a_tone_completed_after_the_ticks_analysis_is_heard_before_the_next_tick(
+    pool: RtpPortPool,
+) -> None:
+    """The in-band detector runs half-way between ticks too, after the mid-tick
+    read: a frame that completes a tone is analysed then, not in the next
+    tick's analysis (after that tick's sends), up to 10 ms sooner per key."""
+    clock = MediaClock(interval=0.1)  # 50 ms from the mid-tick to the next tick
+    inband = InbandDtmfReceiver(clock)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
+    heard: list[str] = []
+    channel = inband.open(heard.append, PCMU)
+    session.on_payload = channel.feed_g711
+    probe = ToneAfterAnalysis(phone, session.local_port, heard, at=3)
+    send_phase = _ToneSendPhase(probe)
+    try:
+        await session.start()
+        clock.subscribe(probe, ANALYSE)
+        clock.subscribe(send_phase)  # SEND
+        await until(lambda: len(probe.heard_at_send) >= 2, timeout=5)
+        assert probe.sent_on is not None
+        assert probe.heard_at_send[probe.sent_on + 1] == "5"
+        assert probe.heard_at_send[probe.sent_on + 2] == "5"  # once
+    finally:
+        clock.unsubscribe(probe)
+        clock.unsubscribe(send_phase)
+        channel.close()
         await session.close()
         await clock.stop()
         phone.close()

@@ -15,10 +15,12 @@ first call's subscription) ran its ~4 ms of analysis before most calls'
 sends, and a send's time within the tick moved with how many calls had a
 frame to analyse: jitter on every stream, measured as the send gap's p99.
 
-`MID_TICK` subscribers run half-way between two ticks, when the loop is on
-time (never past the next tick's due time): the RTP receiver reads there
-too, so a datagram that arrives after a tick's receive phase (an RFC 4733
-key) waits in the kernel half a tick at most, not a whole one.
+Half-way between two ticks, when the loop is on time (never past the next
+tick's due time), a mid-tick runs in two phases of its own (`MID_RECEIVE`,
+`MID_ANALYSE`; `MID_PHASES`): the RTP receiver reads there too, and the
+in-band detector analyses what it read, so a datagram that arrives after a
+tick's receive phase (an RFC 4733 key, the frame that completes a tone)
+waits half a tick at most, not a whole one.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from voicebot.logs import get_logger
 #: Tick phases, run in this order: sends, then receives, then analysis.
 SEND, RECEIVE, ANALYSE = 0, 1, 2
 PHASES = (SEND, RECEIVE, ANALYSE)
-#: Not a phase of the tick: half-way between two ticks (see `MediaClock`).
-MID_TICK = 3
+#: Not phases of the tick: half-way between two ticks (see `MediaClock`), reads then analysis.
+MID_RECEIVE, MID_ANALYSE = 3, 4
+MID_PHASES = (MID_RECEIVE, MID_ANALYSE)
 
 
 class Tickable(Protocol):
@@ -58,7 +61,7 @@ class MediaClock:
         self._log = logger or get_logger(component="media_clock")
         # One insertion-ordered set per phase; `_subscribers` is the SEND phase's.
         self._subscribers: dict[Tickable, None] = {}
-        self._phases: tuple[dict[Tickable, None], ...] = (self._subscribers, {}, {}, {})
+        self._phases: tuple[dict[Tickable, None], ...] = (self._subscribers, {}, {}, {}, {})
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -66,8 +69,8 @@ class MediaClock:
         return self._task is not None and not self._task.done()
 
     def subscribe(self, tickable: Tickable, phase: int = SEND) -> None:
-        """Tick `tickable` in `phase` (SEND, RECEIVE or ANALYSE; or MID_TICK) from
-        the next tick on."""
+        """Tick `tickable` in `phase` (SEND, RECEIVE or ANALYSE; or MID_RECEIVE,
+        MID_ANALYSE) from the next tick on."""
         self._phases[phase][tickable] = None
         self.start()
 
@@ -107,16 +110,16 @@ class MediaClock:
                 self._log.warning("media_clock.skipped", ticks=behind, lag_s=round(-delay, 3))
                 tick += behind
             self._tick(tick)
-            if self._phases[MID_TICK]:
+            if any(self._phases[phase] for phase in MID_PHASES):
                 due = t0 + (tick + 1) * self.interval
                 mid = due - self.interval / 2 - loop.time()
                 if mid > 0:
                     await asyncio.sleep(mid)
                 if loop.time() < due:  # late: the next tick's own receive reads it
-                    self._run_phase(tick, self._phases[MID_TICK])
+                    self._tick(tick, MID_PHASES)
 
-    def _tick(self, tick: int) -> None:
-        for phase in PHASES:
+    def _tick(self, tick: int, phases: tuple[int, ...] = PHASES) -> None:
+        for phase in phases:
             self._run_phase(tick, self._phases[phase])
 
     def _run_phase(self, tick: int, subscribers: dict[Tickable, None]) -> None:

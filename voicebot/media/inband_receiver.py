@@ -11,6 +11,13 @@ keys go to each channel's `on_key`. Channels with more than one frame
 waiting get further, smaller rounds in the same tick, until every frame that
 arrived is analysed.
 
+It runs again half-way between ticks, after the RTP receiver's mid-tick read
+(`MID_ANALYSE`): a frame read there, such as the one that completes a tone,
+is analysed at once instead of after the next tick's sends, up to 10 ms
+sooner. Phones send at every phase of the tick, so each run takes about half
+the calls' frames; the second detector call costs its fixed part again
+(measured: 0.85 ms for 500 frames in one call, 2 x 0.54 ms in two).
+
 Why every frame, at once: the detector's Q.24 timing counts 5 ms windows of
 contiguous audio, so a dropped frame is a hole in the tone (a 100 ms press
 becomes two, or none) and a frame analysed a tick late costs nothing. Under
@@ -33,7 +40,7 @@ import numpy as np
 import structlog
 
 from voicebot.logs import get_logger
-from voicebot.media.clock import ANALYSE, MediaClock
+from voicebot.media.clock import ANALYSE, MID_ANALYSE, MediaClock
 from voicebot.media.g711 import PCMA, PCMU, Codec
 from voicebot.media.inband_dtmf import FRAME, InbandDtmfDetector
 
@@ -146,6 +153,7 @@ class InbandDtmfReceiver:
         channel = InbandChannel(self, self.detector.open(), on_key, law)
         self._channels[channel.slot] = channel
         self._clock.subscribe(self, ANALYSE)  # after every call's send of the tick
+        self._clock.subscribe(self, MID_ANALYSE)  # after the mid-tick read
         return channel
 
     def close(self, channel: InbandChannel) -> None:

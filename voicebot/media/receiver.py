@@ -20,12 +20,12 @@ through the session's own checks (strict source, probation, parse), exactly
 as before.
 
 Latency: the sockets are also read half-way between two ticks (the clock's
-`MID_TICK`), so a datagram waits in the kernel half a tick at most (10 ms),
+`MID_RECEIVE`), so a datagram waits in the kernel half a tick at most (10 ms),
 not a whole one: an RFC 4733 key is reported up to 10 ms after it arrived
 (it was 20, on the tick alone). The rounds are shared: the mid-tick read
 takes at most half of `MAX_PACKETS_PER_TICK`, the tick's read the rest, so a
 flood still costs that many reads a tick. In-band audio loses nothing either
-way (it is analysed on the tick).
+way: what a read takes in is analysed in the same tick or mid-tick.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 
 from voicebot.logs import get_logger
-from voicebot.media.clock import MID_TICK, RECEIVE, MediaClock
+from voicebot.media.clock import MID_RECEIVE, RECEIVE, MediaClock
 
 Address = tuple[str, int]
 DatagramHandler = Callable[[bytes, Address], None]
@@ -92,7 +92,7 @@ class RtpReceiver:
         clock = self._clock()
         if clock is not None:
             clock.subscribe(self, RECEIVE)
-            clock.subscribe(self._mid_tick, MID_TICK)
+            clock.subscribe(self._mid_tick, MID_RECEIVE)
 
     def remove(self, sock: socket.socket) -> None:
         """Stop reading `sock` (before it is closed: a closed socket's fd is reused)."""
@@ -146,7 +146,7 @@ class RtpReceiver:
 
 
 class _MidTickRead:
-    """The receiver's `MID_TICK` subscription (a clock calls `on_tick` in every phase)."""
+    """The receiver's `MID_RECEIVE` subscription (a clock calls `on_tick` in every phase)."""
 
     def __init__(self, receiver: RtpReceiver) -> None:
         self._receiver = weakref.ref(receiver)
