@@ -35,9 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 STAMPS: dict[str, dict[str, float]] = {}  # stage -> pbx_call_id or webhook_id -> epoch
 HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
-# With BENCH_TRACE_TICKS set: every media tick's (start, end) and every group
-# commit batch's (start, end, writes) on the database thread, epoch seconds.
-TICKS: list[tuple[float, float]] = []
+# With BENCH_TRACE_TICKS set: every media clock phase's (start, end, CPU
+# seconds the main thread spent in it: far below end - start, it waited for a
+# core or the GIL; the phase, voicebot.media.clock's SEND ... MID_ANALYSE) and
+# every group commit batch's (start, end, writes) on the database thread;
+# epoch seconds.
+TICKS: list[tuple[float, float, float, int]] = []
 BATCHES: list[tuple[float, float, int]] = []
 
 
@@ -114,14 +117,14 @@ def _trace_ticks() -> None:
     import voicebot.journal.group_commit as group_commit
     from voicebot.media.clock import MediaClock
 
-    tick = MediaClock._tick
+    run_phase = MediaClock._run_phase
 
-    def _tick(self: Any, n: int) -> None:
-        began = time.time()
-        tick(self, n)
-        TICKS.append((began, time.time()))
+    def _run_phase(self: Any, n: int, phase: int) -> None:
+        began, cpu = time.time(), time.thread_time()
+        run_phase(self, n, phase)
+        TICKS.append((began, time.time(), time.thread_time() - cpu, phase))
 
-    MediaClock._tick = _tick  # type: ignore[method-assign]
+    MediaClock._run_phase = _run_phase  # type: ignore[method-assign]
     run_batch = group_commit._run_batch
 
     def _run_batch(raw: Any, batch: Any) -> Any:

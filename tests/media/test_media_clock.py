@@ -107,3 +107,37 @@ async def test_phases_run_in_order_whatever_the_subscription_order() -> None:
             "receive",
             "analyse",
         ]
+
+
+async def test_what_became_ready_during_the_sends_runs_before_the_receives() -> None:
+    """A commit's completion (a thread's call_soon_threadsafe) that lands while
+    the calls send runs before the tick's receive and analysis, not after the
+    whole tick: the clock lets the loop turn between phases."""
+    clock = MediaClock(interval=0.005)
+    order: list[tuple[int, str]] = []
+    loop = asyncio.get_running_loop()
+
+    class Sender:
+        def on_tick(self, tick_no: int) -> None:
+            order.append((tick_no, "send"))
+            loop.call_soon_threadsafe(order.append, (tick_no, "completion"))
+
+    class Phase:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_tick(self, tick_no: int) -> None:
+            order.append((tick_no, self.name))
+
+    clock.subscribe(Sender())
+    clock.subscribe(Phase("receive"), RECEIVE)
+    clock.subscribe(Phase("analyse"), ANALYSE)
+    await until(lambda: len(order) >= 12)
+    await clock.stop()
+    for tick in sorted({tick for tick, _ in order})[:3]:
+        assert [name for t, name in order if t == tick] == [
+            "send",
+            "completion",
+            "receive",
+            "analyse",
+        ]

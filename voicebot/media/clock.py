@@ -15,6 +15,14 @@ first call's subscription) ran its ~4 ms of analysis before most calls'
 sends, and a send's time within the tick moved with how many calls had a
 frame to analyse: jitter on every stream, measured as the send gap's p99.
 
+Between two phases the clock lets the loop run what is ready (one turn,
+`asyncio.sleep(0)`). At 500 talking calls with in-band detection a tick is
+8-14 ms of work (sends 4, reads 3, analysis 2-3); anything that waited for
+the loop meanwhile (a commit coming back from the database thread, a
+webhook's reply, a SIP request) used to wait for the whole tick, and on the
+way from a key to its webhook it waits several times. Now it waits for one
+phase at most. The sends stay together at the start of the tick.
+
 Half-way between two ticks, when the loop is on time (never past the next
 tick's due time), a mid-tick runs in two phases of its own (`MID_RECEIVE`,
 `MID_ANALYSE`; `MID_PHASES`): the RTP receiver reads there too, and the
@@ -109,21 +117,22 @@ class MediaClock:
                 self.skipped_ticks += behind
                 self._log.warning("media_clock.skipped", ticks=behind, lag_s=round(-delay, 3))
                 tick += behind
-            self._tick(tick)
+            self._run_phase(tick, SEND)
+            for phase in (RECEIVE, ANALYSE):
+                if self._phases[phase]:
+                    await asyncio.sleep(0)  # what is ready runs now, not after the tick
+                    self._run_phase(tick, phase)
             if any(self._phases[phase] for phase in MID_PHASES):
                 due = t0 + (tick + 1) * self.interval
                 mid = due - self.interval / 2 - loop.time()
                 if mid > 0:
                     await asyncio.sleep(mid)
                 if loop.time() < due:  # late: the next tick's own receive reads it
-                    self._tick(tick, MID_PHASES)
+                    for phase in MID_PHASES:
+                        self._run_phase(tick, phase)
 
-    def _tick(self, tick: int, phases: tuple[int, ...] = PHASES) -> None:
-        for phase in phases:
-            self._run_phase(tick, self._phases[phase])
-
-    def _run_phase(self, tick: int, subscribers: dict[Tickable, None]) -> None:
-        for tickable in list(subscribers):
+    def _run_phase(self, tick: int, phase: int) -> None:
+        for tickable in list(self._phases[phase]):
             try:
                 tickable.on_tick(tick)
             except Exception:
