@@ -38,10 +38,10 @@ HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
 # With BENCH_TRACE_TICKS set: every media clock phase's (start, end, CPU
 # seconds the main thread spent in it: far below end - start, it waited for a
 # core or the GIL; the phase, voicebot.media.clock's SEND ... MID_ANALYSE) and
-# every group commit batch's (start, end, writes) on the database thread;
+# every group commit batch's (start, end, writes, CPU seconds) on the database thread;
 # epoch seconds.
 TICKS: list[tuple[float, float, float, int]] = []
-BATCHES: list[tuple[float, float, int]] = []
+BATCHES: list[tuple[float, float, int, float]] = []
 
 
 def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
@@ -128,11 +128,11 @@ def _trace_ticks() -> None:
     run_batch = group_commit._run_batch
 
     def _run_batch(raw: Any, batch: Any) -> Any:
-        began = time.time()
+        began, cpu = time.time(), time.thread_time()
         try:
             return run_batch(raw, batch)
         finally:
-            BATCHES.append((began, time.time(), len(batch)))
+            BATCHES.append((began, time.time(), len(batch), time.thread_time() - cpu))
 
     group_commit._run_batch = _run_batch
 
