@@ -136,7 +136,9 @@ class KeyAfterReceive:
 
 
 class _SendPhase:
-    def __init__(self, probe: KeyAfterReceive) -> None:
+    """Calls a probe's `send_phase` in the clock's SEND phase."""
+
+    def __init__(self, probe: KeyAfterReceive | ToneAfterAnalysis) -> None:
         self.probe = probe
 
     def on_tick(self, tick_no: int) -> None:
@@ -196,14 +198,6 @@ class ToneAfterAnalysis:
             self.heard_at_send[tick_no] = "".join(self.heard)
 
 
-class _ToneSendPhase:
-    def __init__(self, probe: ToneAfterAnalysis) -> None:
-        self.probe = probe
-
-    def on_tick(self, tick_no: int) -> None:
-        self.probe.send_phase(tick_no)
-
-
 async def test_a_tone_completed_after_the_ticks_analysis_is_heard_before_the_next_tick(
     pool: RtpPortPool,
 ) -> None:
@@ -219,7 +213,7 @@ async def test_a_tone_completed_after_the_ticks_analysis_is_heard_before_the_nex
     channel = inband.open(heard.append, PCMU)
     session.on_payload = channel.feed_g711
     probe = ToneAfterAnalysis(phone, session.local_port, heard, at=3)
-    send_phase = _ToneSendPhase(probe)
+    send_phase = _SendPhase(probe)
     try:
         await session.start()
         clock.subscribe(probe, ANALYSE)
