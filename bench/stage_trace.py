@@ -42,6 +42,10 @@ HOOK_OF: dict[str, str] = {}  # webhook_id -> pbx_call_id
 # epoch seconds.
 TICKS: list[tuple[float, float, float, int]] = []
 BATCHES: list[tuple[float, float, int, float]] = []
+# With BENCH_TRACE_GC (or BENCH_TRACE_TICKS): every garbage collection's (start,
+# end, generation, objects collected); a few a second, so the trace itself
+# barely adds to what it measures.
+COLLECTIONS: list[tuple[float, float, int, int]] = []
 
 
 def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
@@ -111,6 +115,8 @@ def install() -> None:
     dispatcher.Dispatcher._send = _send  # type: ignore[method-assign]
     if os.environ.get("BENCH_TRACE_TICKS"):
         _trace_ticks()
+    if os.environ.get("BENCH_TRACE_TICKS") or os.environ.get("BENCH_TRACE_GC"):
+        _trace_collections()
 
 
 def _trace_ticks() -> None:
@@ -137,6 +143,28 @@ def _trace_ticks() -> None:
     group_commit._run_batch = _run_batch
 
 
+def _trace_collections() -> None:
+    import gc
+
+    began: list[float] = []
+
+    census: dict[str, int] = {}
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[:] = [time.time()]
+        elif began:
+            COLLECTIONS.append((began[0], time.time(), info["generation"], info["collected"]))
+            if info["generation"] == 2 and os.environ.get("BENCH_GC_CENSUS") and not census:
+                import collections
+
+                kinds = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+                census.update(kinds.most_common(40), total=sum(kinds.values()))
+                STAMPS["gc_census"] = census  # type: ignore[assignment]
+
+    gc.callbacks.append(on_collection)
+
+
 def dump() -> None:
     out: dict[str, dict[str, float]] = {}
     for stage, stamps in STAMPS.items():
@@ -144,12 +172,16 @@ def dump() -> None:
             pbx = HOOK_OF.get(key, key) if stage in ("claimed", "post") else key
             out.setdefault(stage, {})[pbx] = at
     with open(OUT, "w") as f:
-        json.dump({**out, "ticks": TICKS, "batches": BATCHES}, f)
+        json.dump({**out, "ticks": TICKS, "batches": BATCHES, "collections": COLLECTIONS}, f)
 
 
 if __name__ == "__main__":
     if os.environ.get("BENCH_SWITCH_INTERVAL_S"):  # an experiment: the GIL's switch interval
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
+    if os.environ.get("BENCH_GC_THRESHOLD"):  # an experiment: "gen0,gen1,gen2" thresholds
+        import gc
+
+        gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
     install()
     atexit.register(dump)
     sys.argv[0] = "voicebot"
