@@ -18,9 +18,9 @@ So, while the bot runs:
 
 * `FullCollections.defer()` makes the full pass wait for `FULL_EVERY`
   middle-generation passes instead of 10 (the bench's 500 calls make 19
-  middle passes in 10 s: about 9 minutes instead of 5 s). The young and middle generations are unchanged (0.2 and
-  1.5-3 ms passes); cyclic garbage that reaches the old generation waits
-  longer, bounded by that count.
+  middle passes in 10 s: about 9 minutes instead of 5 s). The young and
+  middle generations are unchanged (0.2 and 1.5-3 ms passes); cyclic garbage
+  that reaches the old generation waits longer, bounded by that count.
 * `FullCollections.when_idle()` runs the full pass itself when the media
   clock has just stopped for want of calls (the last call's media ended), at
   most once per `min_interval_s`. Then no call's media waits for it (after
