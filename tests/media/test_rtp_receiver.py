@@ -10,7 +10,9 @@ Counts are asserted, never times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 from tests.media.conftest import HOST
 from tests.media.dtmf_signals import g711_encode, keyed
@@ -145,6 +147,21 @@ class _SendPhase:
         self.probe.send_phase(tick_no)
 
 
+@contextlib.asynccontextmanager
+async def probing(
+    clock: MediaClock, probe: KeyAfterReceive | ToneAfterAnalysis
+) -> AsyncIterator[None]:
+    """`probe` sends in each tick's ANALYSE phase and notes in its SEND phase."""
+    send_phase = _SendPhase(probe)
+    clock.subscribe(probe, ANALYSE)
+    clock.subscribe(send_phase)  # SEND
+    try:
+        yield
+    finally:
+        clock.unsubscribe(probe)
+        clock.unsubscribe(send_phase)
+
+
 async def test_a_datagram_after_the_ticks_receive_is_read_before_the_next_tick(
     pool: RtpPortPool,
 ) -> None:
@@ -156,17 +173,13 @@ async def test_a_datagram_after_the_ticks_receive_is_read_before_the_next_tick(
     phone.bind((HOST, 0))
     session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
     probe = KeyAfterReceive(phone, session, at=3)
-    send_phase = _SendPhase(probe)
     try:
         await session.start()
-        clock.subscribe(probe, ANALYSE)
-        clock.subscribe(send_phase)  # SEND
-        await until(lambda: len(probe.received_at_send) >= 1, timeout=5)
+        async with probing(clock, probe):
+            await until(lambda: len(probe.received_at_send) >= 1, timeout=5)
         assert probe.sent_on is not None
         assert probe.received_at_send[probe.sent_on + 1] == 1
     finally:
-        clock.unsubscribe(probe)
-        clock.unsubscribe(send_phase)
         await session.close()
         await clock.stop()
         phone.close()
@@ -213,18 +226,14 @@ async def test_a_tone_completed_after_the_ticks_analysis_is_heard_before_the_nex
     channel = inband.open(heard.append, PCMU)
     session.on_payload = channel.feed_g711
     probe = ToneAfterAnalysis(phone, session.local_port, heard, at=3)
-    send_phase = _SendPhase(probe)
     try:
         await session.start()
-        clock.subscribe(probe, ANALYSE)
-        clock.subscribe(send_phase)  # SEND
-        await until(lambda: len(probe.heard_at_send) >= 2, timeout=5)
+        async with probing(clock, probe):
+            await until(lambda: len(probe.heard_at_send) >= 2, timeout=5)
         assert probe.sent_on is not None
         assert probe.heard_at_send[probe.sent_on + 1] == "5"
         assert probe.heard_at_send[probe.sent_on + 2] == "5"  # once
     finally:
-        clock.unsubscribe(probe)
-        clock.unsubscribe(send_phase)
         channel.close()
         await session.close()
         await clock.stop()
