@@ -64,7 +64,6 @@ from voicebot.journal.spool import Spool, spool_path
 from voicebot.journal.store import Journal
 from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
-from voicebot.media.collector import FullCollections
 from voicebot.media.g711 import CODECS
 from voicebot.media.inband_receiver import InbandDtmfReceiver
 from voicebot.media.prompt_library import PROMPT_NAMES, PromptLibrary
@@ -94,8 +93,7 @@ class VoicebotApp:
         self.user_agent: UserAgent | None = None
         self._runner: web.AppRunner | None = None
         self._dispatcher: Any = None
-        self.full_collections = FullCollections()
-        self._media_clock = MediaClock(on_idle=self.full_collections.when_idle)
+        self._media_clock = MediaClock()
         #: Every call's media ticks on this one clock (its skips are on /metrics).
         self.media_clock = self._media_clock
         self._calls: dict[asyncio.Task[None], CategorizationCall] = {}
@@ -289,10 +287,8 @@ class VoicebotApp:
         await HTTP_LISTENER.start(site.start(), s.http.host, s.http.port)
         self.http_port = self._runner.addresses[0][1]
         # Everything long-lived exists now: move it out of the collector's sight,
-        # so full collections stay short and do not stall 20 ms media ticks;
-        # and run them when no call has media (voicebot/media/collector.py).
+        # so full collections stay short and do not stall 20 ms media ticks.
         gc.freeze()
-        self.full_collections.defer()
         self.user_agent = UserAgent(s.sip, self._on_incoming_call, clock=self.clock)
         await SIP_LISTENER.start(self.user_agent.start(), s.sip.bind_host, s.sip.bind_port)
         if s.callbacks.enabled:
@@ -513,7 +509,6 @@ class VoicebotApp:
             await self._runner.cleanup()
             self._runner = None
         await self._media_clock.stop()
-        self.full_collections.restore()
         if self._dispatcher is not None:
             if self.journal is not None:
                 self.journal.deliver_with(None)  # saves from here on: pending, for the next start

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -63,13 +62,9 @@ class MediaClock:
         interval: float = 0.020,
         max_lag_ticks: int = 5,
         logger: structlog.typing.FilteringBoundLogger | None = None,
-        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.interval = interval
         self.max_lag_ticks = max_lag_ticks
-        #: Called when the tick task ends because no one is subscribed any more
-        #: (the last call's media stopped; not on `stop()`): a quiet moment.
-        self.on_idle = on_idle
         self.skipped_ticks = 0
         self._log = logger or get_logger(component="media_clock")
         # One insertion-ordered set per phase; `_subscribers` is the SEND phase's.
@@ -135,11 +130,6 @@ class MediaClock:
                 if loop.time() < due:  # late: the next tick's own receive reads it
                     for phase in MID_PHASES:
                         self._run_phase(tick, phase)
-        if self.on_idle is not None:
-            try:
-                self.on_idle()
-            except Exception:
-                self._log.exception("media_clock.on_idle_failed")
 
     def _run_phase(self, tick: int, phase: int) -> None:
         for tickable in list(self._phases[phase]):
