@@ -18,7 +18,11 @@ packets/s for the whole call, the audio a loop of speech (`--audio`, raw
 mu-law made by the harness with espeak-ng), and the keys `--keys` then
 `--confirm` either as RFC 4733 events (`--mode rfc4733`: event packets take
 the audio's place while the key is down, end packet three times) or as DTMF
-tones mixed into the speech (`--mode inband`).
+tones mixed into the speech (`--mode inband`). With `--churn` each call
+confirms a second after its last key, and a call the bot hangs up is
+replaced at once by a new one (new Call-ID and pbx id `bench-<i>-r<n>`)
+that keys straight away, until 4 s before the window's end: calls come and
+go all window, as on a busy PBX, instead of all starting together.
 
 What it measures, on what the bot SENDS: kernel receive timestamps
 (SO_TIMESTAMPNS, taken when the packet enters the loopback device, so the
@@ -56,6 +60,8 @@ SLOTS = 20  # send slots per 20 ms
 SAMPLES = 160
 DTMF_PT = 101
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+#: --churn replaces calls until this long before the window's end (a call's keys take ~3 s).
+CHURN_TAIL_S = 4.0
 EVENTS = "0123456789*#ABCD"
 ROWS = {"1": 697, "2": 697, "3": 697, "A": 697, "4": 770, "5": 770, "6": 770, "B": 770,
         "7": 852, "8": 852, "9": 852, "C": 852, "*": 941, "0": 941, "#": 941, "D": 941}  # fmt: skip
@@ -166,7 +172,13 @@ class Generator:
         self.audio_pcm = ULAW_DEC[np.frombuffer(self.audio, dtype=np.uint8)].astype(np.float64)
         self.tones = {k: dtmf_tone(k, args.press_ms // 20, args.tone_dbm0) for k in set(
             args.keys + args.confirm)}  # fmt: skip
-        self.calls: list[Call] = []
+        self.calls: list[Call] = []  # the call in each of the N places now
+        self.every_call: list[Call] = []  # with --churn, the replaced ones too
+        self.first: list[Call] = []  # the N calls placed first
+        self.closed: list[tuple[Call, list[float]]] = []  # streams of replaced calls
+        self.rnd = random.Random(7)
+        self.churn_until = 0.0  # monotonic; with --churn, replace ended calls before it
+        self.generation = 0  # replacements made
         self.by_callid: dict[str, Call] = {}
         self.by_src: dict[int, Call] = {}
         self.recv_ts: dict[int, list[float]] = {}
@@ -262,6 +274,8 @@ class Generator:
             if method == "BYE" and call is not None and call.state in ("up", "inviting"):
                 call.state = "ended"
                 call.ended_by = "bot"
+                if now < self.churn_until and self.calls[call.index] is call:
+                    self.replace(call, now)
         # ACK and anything else: nothing to do
 
     @staticmethod
@@ -355,38 +369,60 @@ class Generator:
                         recv_ts[port].append(t)
                     break
 
+    # -- calls -------------------------------------------------------------------------
+
+    def make_call(self, i: int, pbx_id: str, k0: float, confirm_at: float | None) -> Call:
+        """Place `i`'s call: keys from `k0` (monotonic), the confirm at `confirm_at`
+        (or a second after the last key)."""
+        a, rnd = self.args, self.rnd
+        step = (a.press_ms + a.gap_ms) / 1000
+        keys = [(k0 + j * step, k) for j, k in enumerate(a.keys)]
+        last = keys[-1][0] + 1.0 if keys else k0
+        keys.append((max(last, confirm_at or last), a.confirm))
+        call = Call(i, f"{pbx_id}-{os.getpid()}-{rnd.getrandbits(32):08x}@bench",
+                    f"f{i}x{rnd.getrandbits(24):06x}", f"z9hG4bK-{i}-{rnd.getrandbits(32):x}",
+                    pbx_id, rnd.getrandbits(32), rnd.getrandbits(16),
+                    rnd.getrandbits(32), rnd.randrange(len(self.audio) // SAMPLES) * SAMPLES,
+                    keys if a.keys or a.confirm else [])  # fmt: skip
+        self.every_call.append(call)
+        self.by_callid[call.call_id] = call
+        return call
+
+    def replace(self, old: Call, now: float) -> None:
+        """--churn: the bot hung up `old`; a new call takes its place and keys at once."""
+        self.generation += 1
+        if old.remote is not None and self.by_src.get(old.remote[1]) is old:
+            # the bot may give the new call the same port: the old stream ends here
+            del self.by_src[old.remote[1]]
+            self.closed.append((old, self.recv_ts.pop(old.remote[1])))
+        new = self.make_call(old.index, f"bench-{old.index}-r{self.generation}", now + 0.3, None)
+        self.calls[old.index] = new
+        self.send_invite(new, now)
+
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> dict[str, object]:
         a = self.args
-        rnd = random.Random(7)
         t_start_mono, t_start_epoch = time.monotonic(), time.time()
         ramp = a.n / a.rate
         w0_mono = t_start_mono + ramp + a.settle
         w1_mono = w0_mono + a.window
         w0 = t_start_epoch + (w0_mono - t_start_mono)
         w1 = w0 + a.window
-        step = (a.press_ms + a.gap_ms) / 1000
+        if a.churn:
+            self.churn_until = w1_mono - CHURN_TAIL_S
         for i in range(a.n):
             spread = (i * 0.6180339887) % 1.0
             k0 = w0_mono + 0.3 + spread * a.key_spread
-            keys = [(k0 + j * step, k) for j, k in enumerate(a.keys)]
             # the confirm during the read-back (barge-in), late in the window
             # confirms spread evenly over the second half of the window (barge-in on the
-            # read-back): N / (window / 2 - 1.5) saves per second
+            # read-back): N / (window / 2 - 1.5) saves per second; with --churn, a
+            # second after the last key, so calls end (and are replaced) all along
             spread2 = (i * 0.7548776662) % 1.0
             half = a.window / 2
-            confirm_at = max(
-                keys[-1][0] + 1.0 if keys else k0, w0_mono + half + spread2 * (half - 1.5)
-            )
-            keys.append((confirm_at, a.confirm))
-            call = Call(i, f"bench-{i}-{os.getpid()}-{rnd.getrandbits(32):08x}@bench",
-                        f"f{i}x{rnd.getrandbits(24):06x}", f"z9hG4bK-{i}-{rnd.getrandbits(32):x}",
-                        f"bench-{i}", rnd.getrandbits(32), rnd.getrandbits(16),
-                        rnd.getrandbits(32), rnd.randrange(len(self.audio) // SAMPLES) * SAMPLES,
-                        keys if a.keys or a.confirm else [])  # fmt: skip
-            self.calls.append(call)
-            self.by_callid[call.call_id] = call
+            confirm_at = None if a.churn else w0_mono + half + spread2 * (half - 1.5)
+            self.calls.append(self.make_call(i, f"bench-{i}", k0, confirm_at))
+        self.first = list(self.calls)
         sel = selectors.DefaultSelector()
         sel.register(self.sip, selectors.EVENT_READ, "sip")
         sel.register(self.rtp, selectors.EVENT_READ, "rtp")
@@ -466,12 +502,12 @@ class Generator:
         a = self.args
         pooled: list[np.ndarray] = []
         streams = []
-        for port, ts in self.recv_ts.items():
+        streams_ts = [(self.by_src[port], ts) for port, ts in self.recv_ts.items()]
+        for call, ts in streams_ts + self.closed:
             if len(ts) < 2:
                 continue
             arr = np.diff(np.sort(np.asarray(ts))) * 1000
             pooled.append(arr)
-            call = self.by_src[port]
             span = ts[-1] - ts[0]
             streams.append({
                 "call": call.index,
@@ -494,13 +530,14 @@ class Generator:
             "n": a.n,
             "mode": a.mode,
             "window": [w0, w1],
-            "up": sum(c.answered_at > 0 for c in self.calls),
-            "failed": sum(c.state == "failed" for c in self.calls),
+            "up": sum(c.answered_at > 0 for c in self.first),
+            "failed": sum(c.state == "failed" for c in self.every_call),
             "no_answer": {
-                "no response": sum(c.last_code == 0 for c in self.calls),
-                "provisional only": sum(0 < c.last_code < 200 for c in self.calls),
+                "no response": sum(c.last_code == 0 for c in self.first),
+                "provisional only": sum(0 < c.last_code < 200 for c in self.first),
             },
-            "ended_by_bot": sum(c.ended_by == "bot" for c in self.calls),
+            "ended_by_bot": sum(c.ended_by == "bot" for c in self.every_call),
+            "calls_made": len(self.every_call),
             "streams": len(streams),
             "p50": pct(allg, 50),
             "p99": pct(allg, 99),
@@ -512,12 +549,12 @@ class Generator:
             "gen_late_p99": pct(late, 99),
             "gen_late_max": float(late.max()),
             "gen_received": self.received,
-            "keys_sent": {c.pbx_id: c.keys_sent for c in self.calls},
+            "keys_sent": {c.pbx_id: c.keys_sent for c in self.every_call},
             "confirm_sent": {
-                c.pbx_id: c.confirm_sent_epoch for c in self.calls if c.confirm_sent_epoch
+                c.pbx_id: c.confirm_sent_epoch for c in self.every_call if c.confirm_sent_epoch
             },
             "confirm_heard": {
-                c.pbx_id: c.confirm_heard_epoch for c in self.calls if c.confirm_heard_epoch
+                c.pbx_id: c.confirm_heard_epoch for c in self.every_call if c.confirm_heard_epoch
             },
             "udp_drops": _udp_drops(self.rtp_port),
             "timeline": self.timeline(w0, w1),
@@ -527,12 +564,15 @@ class Generator:
         """The window in `bucket`-s slices: the send gaps that ended in each (count, p99,
         max, how many over 25 ms), and the presses and confirming keys that started in
         it; so a bad p99 can be laid beside what the calls were doing then."""
-        ends = [np.asarray(ts[1:]) for ts in self.recv_ts.values() if len(ts) > 1]
-        gaps = [np.diff(np.asarray(ts)) * 1000 for ts in self.recv_ts.values() if len(ts) > 1]
+        every = [*self.recv_ts.values(), *(ts for _, ts in self.closed)]
+        ends = [np.asarray(ts[1:]) for ts in every if len(ts) > 1]
+        gaps = [np.diff(np.asarray(ts)) * 1000 for ts in every if len(ts) > 1]
         end_all = np.concatenate(ends) if ends else np.array([])
         gap_all = np.concatenate(gaps) if gaps else np.array([])
         presses = np.asarray(self.press_epochs)
-        confirms = np.asarray([c.confirm_sent_epoch for c in self.calls if c.confirm_sent_epoch])
+        confirms = np.asarray(
+            [c.confirm_sent_epoch for c in self.every_call if c.confirm_sent_epoch]
+        )
         out = []
         for k in range(math.ceil((w1 - w0) / bucket)):
             lo, hi = w0 + k * bucket, min(w1, w0 + (k + 1) * bucket)
@@ -577,6 +617,12 @@ def main() -> int:
     p.add_argument("--gap-ms", type=int, default=200)
     p.add_argument("--key-spread", type=float, default=3.0, help="s over which calls start keying")
     p.add_argument("--tone-dbm0", type=float, default=-10.0, help="in-band level per tone")
+    p.add_argument(
+        "--churn",
+        action="store_true",
+        help="each call confirms a second after its last key, and a call the bot hangs up"
+        " is replaced by a new one that keys at once: calls come and go all window",
+    )
     p.add_argument("--out", required=True)
     args = p.parse_args()
     if args.window < 6:
