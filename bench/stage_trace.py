@@ -165,12 +165,26 @@ def _trace_collections() -> None:
     gc.callbacks.append(on_collection)
 
 
+def _garbage_census() -> dict[str, int]:
+    """With BENCH_GC_GARBAGE: every object the collector found unreachable (in a
+    reference cycle) over the bot's life, by type: DEBUG_SAVEALL, set at start,
+    keeps them in gc.garbage instead of freeing them (a bench-only leak)."""
+    import collections
+    import gc
+
+    gc.collect()
+    kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+    return dict(kinds.most_common(40), total=sum(kinds.values()))
+
+
 def dump() -> None:
     out: dict[str, dict[str, float]] = {}
     for stage, stamps in STAMPS.items():
         for key, at in stamps.items():
             pbx = HOOK_OF.get(key, key) if stage in ("claimed", "post") else key
             out.setdefault(stage, {})[pbx] = at
+    if os.environ.get("BENCH_GC_GARBAGE"):
+        out["gc_garbage"] = _garbage_census()  # type: ignore[assignment]
     with open(OUT, "w") as f:
         json.dump({**out, "ticks": TICKS, "batches": BATCHES, "collections": COLLECTIONS}, f)
 
@@ -182,6 +196,10 @@ if __name__ == "__main__":
         import gc
 
         gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
+    if os.environ.get("BENCH_GC_GARBAGE"):
+        import gc
+
+        gc.set_debug(gc.DEBUG_SAVEALL)
     install()
     atexit.register(dump)
     sys.argv[0] = "voicebot"
