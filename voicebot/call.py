@@ -201,6 +201,16 @@ class CategorizationCall:
             await session.close()
             self._env.counters.rtp_malformed += session.stats.malformed
             self._env.counters.rtp_refused += session.stats.refused
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The call is over: drop what points back at it (its handlers, held by
+        the SIP call and the RTP session), so its objects are freed as it ends,
+        not by a full garbage collection pass (bench/README.md: 73 objects a
+        call, and full passes of 30-108 ms under churn)."""
+        self._call.on_info_key = None
+        if self._session is not None:
+            self._session.on_key = None
 
     async def _load_categories(self) -> None:
         if self._env.categories is None:
