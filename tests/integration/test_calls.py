@@ -75,16 +75,17 @@ async def test_rfc4733_happy_path_pcmu(bot: VoicebotApp, sipp: Sipp, tmp_path: P
 async def test_a_finished_call_is_freed_without_the_cycle_collector(
     bot: VoicebotApp, sipp: Sipp, tmp_path: Path
 ) -> None:
-    """Nothing a call hands its handlers to (the SIP call, the RTP session) points
-    back at it once it is over, so its objects go by reference counting as it
-    ends. Before, a whole call (73 objects) waited in a reference cycle for a
+    """Nothing a call hands its handlers to (the SIP call and dialog, the RTP
+    session) points back at it once it is over, so its objects go by reference
+    counting as it ends. Before, a whole call (73 objects) waited in a reference cycle for a
     full collection pass, which under churn took 30-108 ms (bench/README.md)."""
     pcap = write_dtmf_pcap(tmp_path / "keys.pcap", KEYS, lead_in_ms=1500, gap_ms=250)
     seen: list[weakref.ref[object]] = []
 
     async def note_the_call() -> None:
         while not seen:
-            seen.extend(weakref.ref(call) for call in bot._calls.values())
+            for call in bot._calls.values():  # the call, and its SIP side
+                seen.extend([weakref.ref(call), weakref.ref(call._call)])
             await asyncio.sleep(0.01)
 
     gc.collect()
@@ -97,8 +98,12 @@ async def test_a_finished_call_is_freed_without_the_cycle_collector(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        assert len(seen) == 1
-        await until(lambda: seen[0]() is None, timeout=2, what="the call freed by refcount")
+        assert len(seen) == 2
+        await until(
+            lambda: all(ref() is None for ref in seen),
+            timeout=2,
+            what=lambda: f"the call freed by refcount; still alive: {[r() for r in seen]}",
+        )
     finally:
         gc.enable()
 
