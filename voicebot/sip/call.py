@@ -7,7 +7,6 @@ the call session can use without knowing SIP.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -60,13 +59,6 @@ def _uri_user(uri: str) -> str | None:
         return None
 
 
-def _drop_key_handler(dialog: Dialog, _ended: asyncio.Future[str]) -> None:
-    """An ended dialog takes no more keys, so it lets go of the call's handler,
-    which pointed back at the call: a reference cycle that kept every call until
-    a full garbage collection pass (30-108 ms under churn, bench/README.md)."""
-    dialog.deliver_key = None
-
-
 class IncomingCall:
     """An INVITE the bot received and may answer (the UAS side)."""
 
@@ -89,7 +81,6 @@ class IncomingCall:
         self.ended: asyncio.Future[str] = dialog.ended
         dialog.media = media
         dialog.deliver_key = self._deliver_key
-        dialog.ended.add_done_callback(functools.partial(_drop_key_handler, dialog))
 
     def header(self, name: str) -> str | None:
         """A header of the INVITE, by case-insensitive name ("X-Manager"); None if absent."""
@@ -175,7 +166,6 @@ class OutgoingCall:
         self.status: int | None = None
         self._task: asyncio.Task[None] | None = None
         dialog.deliver_key = self._deliver_key
-        dialog.ended.add_done_callback(functools.partial(_drop_key_handler, dialog))
 
     @property
     def dialog(self) -> Dialog:

@@ -151,6 +151,11 @@ class Dialog:
         if not isinstance(self.state, Terminated):
             self.transition(Terminated())
         self.host.forget(self)
+        # Ended, it takes no more keys: the call's handler (a bound method of the
+        # IncomingCall or OutgoingCall, which holds this dialog) goes, so the call
+        # is not kept in a reference cycle until a full garbage collection pass
+        # (30-108 ms under churn, bench/README.md).
+        self.deliver_key = None
         if not self.ended.done():
             self.log.info("dialog.ended", reason=reason)
             self.ended.set_result(reason)
