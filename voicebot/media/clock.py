@@ -118,7 +118,7 @@ class MediaClock:
                 self._log.warning("media_clock.skipped", ticks=behind, lag_s=round(-delay, 3))
                 tick += behind
             self._run_phase(tick, SEND)
-            for phase in (RECEIVE, ANALYSE):
+            for phase in PHASES[1:]:  # receive, analyse
                 if self._phases[phase]:
                     await asyncio.sleep(0)  # what is ready runs now, not after the tick
                     self._run_phase(tick, phase)
