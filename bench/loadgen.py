@@ -498,15 +498,20 @@ class Generator:
                         self.on_sip(data, addr, time.monotonic())
         return self.summary(w0, w1, cpu_w0, cpu_w1)
 
+    def streams(self) -> list[tuple[Call, np.ndarray]]:
+        """Every stream heard in the window (with --churn, replaced calls' too):
+        the call and its kernel receive timestamps, in order."""
+        live = [(self.by_src[port], ts) for port, ts in self.recv_ts.items()]
+        return [(call, np.sort(np.asarray(ts))) for call, ts in live + self.closed]
+
     def summary(self, w0: float, w1: float, c0: object, c1: object) -> dict[str, object]:
         a = self.args
         pooled: list[np.ndarray] = []
         streams = []
-        streams_ts = [(self.by_src[port], ts) for port, ts in self.recv_ts.items()]
-        for call, ts in streams_ts + self.closed:
+        for call, ts in self.streams():
             if len(ts) < 2:
                 continue
-            arr = np.diff(np.sort(np.asarray(ts))) * 1000
+            arr = np.diff(ts) * 1000
             pooled.append(arr)
             span = ts[-1] - ts[0]
             streams.append({
@@ -564,9 +569,9 @@ class Generator:
         """The window in `bucket`-s slices: the send gaps that ended in each (count, p99,
         max, how many over 25 ms), and the presses and confirming keys that started in
         it; so a bad p99 can be laid beside what the calls were doing then."""
-        every = [*self.recv_ts.values(), *(ts for _, ts in self.closed)]
-        ends = [np.asarray(ts[1:]) for ts in every if len(ts) > 1]
-        gaps = [np.diff(np.asarray(ts)) * 1000 for ts in every if len(ts) > 1]
+        every = [ts for _, ts in self.streams() if len(ts) > 1]
+        ends = [ts[1:] for ts in every]
+        gaps = [np.diff(ts) * 1000 for ts in every]
         end_all = np.concatenate(ends) if ends else np.array([])
         gap_all = np.concatenate(gaps) if gaps else np.array([])
         presses = np.asarray(self.press_epochs)

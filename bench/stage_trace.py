@@ -156,10 +156,7 @@ def _trace_collections() -> None:
         elif began:
             COLLECTIONS.append((began[0], time.time(), info["generation"], info["collected"]))
             if info["generation"] == 2 and os.environ.get("BENCH_GC_CENSUS") and not census:
-                import collections
-
-                kinds = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-                census.update(kinds.most_common(40), total=sum(kinds.values()))
+                census.update(_by_type(gc.get_objects()))
                 STAMPS["gc_census"] = census  # type: ignore[assignment]
 
     gc.callbacks.append(on_collection)
@@ -169,11 +166,17 @@ def _garbage_census() -> dict[str, int]:
     """With BENCH_GC_GARBAGE: every object the collector found unreachable (in a
     reference cycle) over the bot's life, by type: DEBUG_SAVEALL, set at start,
     keeps them in gc.garbage instead of freeing them (a bench-only leak)."""
-    import collections
     import gc
 
     gc.collect()
-    kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+    return _by_type(gc.garbage)
+
+
+def _by_type(objects: list[Any]) -> dict[str, int]:
+    """The 40 commonest types among `objects`, with counts, and their total."""
+    import collections
+
+    kinds = collections.Counter(type(o).__qualname__ for o in objects)
     return dict(kinds.most_common(40), total=sum(kinds.values()))
 
 
