@@ -219,8 +219,14 @@ async def test_audio_crosses_converted_both_ways(pool: RtpPortPool, clock: Media
         await asyncio.gather(
             play(phone_a, a.local_port, sent_a, 0), play(phone_b, b.local_port, sent_b, 8)
         )
-        await until(lambda: len(phone_b.audio(8, PCMA.silence())) >= 40)
-        await until(lambda: len(phone_a.audio(0, PCMU.silence())) >= 40)
+        await until(
+            lambda: len(phone_b.audio(8, PCMA.silence())) >= 40,
+            what=lambda: f"{len(phone_b.audio(8, PCMA.silence()))} of 40 frames at b",
+        )
+        await until(
+            lambda: len(phone_a.audio(0, PCMU.silence())) >= 40,
+            what=lambda: f"{len(phone_a.audio(0, PCMU.silence()))} of 40 frames at a",
+        )
     at_b = phone_b.audio(8, PCMA.silence())
     at_a = phone_a.audio(0, PCMU.silence())
     # Every frame arrived, in order, converted exactly as μ-law → linear → A-law ...
