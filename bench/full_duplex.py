@@ -9,7 +9,9 @@ asyncio and uvloop) and into stock pyVoIP, in one run.
 Each caller (bench/loadgen.py, one process for all N calls, no threads) sends
 PCMU speech (espeak-ng, looped) at 50 packets/s for the whole call, as a desk
 phone does, and keys ``3#1500#`` then the confirming ``1`` -- as RFC 4733
-events, or as DTMF tones mixed into the speech. Per run (one configuration,
+events, or as DTMF tones; either takes the speech's place while the key is
+down, as a phone's dial mute does (``--tones-over-speech``: tones added to
+the speech, the in-band detector's worst case). Per run (one configuration,
 one N) a fresh answering process; printed per run:
 
 * the bot's RTP send gap p50/p99/max as received (kernel receive timestamps in
@@ -284,7 +286,8 @@ def run_one(cfg: Config, n: int, args: argparse.Namespace, root: Path, speech: P
              f"{LOOPBACK}:{sip_port}", "--n", str(n), "--rate", f"{args.rate:g}",
              "--window", f"{args.window:g}", "--sip-port", str(gen_port),
              "--audio", str(speech), "--mode", cfg.keys_as, "--keys", KEYS,
-             "--confirm", CONFIRM, "--out", str(out), *(["--churn"] if args.churn else [])],
+             "--confirm", CONFIRM, "--out", str(out), *(["--churn"] if args.churn else []),
+             *(["--tones-over-speech"] if args.tones_over_speech else [])],
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=(tmp / "loadgen_stderr.txt").open("wb"),
         )  # fmt: skip
@@ -497,6 +500,12 @@ def main() -> int:
         " call the bot hangs up, all window long (a busy PBX); use a longer --window",
     )
     p.add_argument(
+        "--tones-over-speech",
+        action="store_true",
+        help="in-band keys added to the caller's speech (a phone with no dial mute, its"
+        " user talking) instead of sent in its place: the detector's worst case",
+    )
+    p.add_argument(
         "--timeline",
         action="store_true",
         help="print each run's window in 0.5 s slices: send gap p99/max, gaps over"
@@ -511,7 +520,9 @@ def main() -> int:
     hooks = WebhookReceiver()
     hook_url = hooks.start()
     print(f"# full duplex: {len(ns)} loads x {len(configs)} configs, window {args.window:g} s, "
-          f"{args.rate:g} INVITE/s, keys {KEYS}+{CONFIRM}, {os.cpu_count()} CPUs, "
+          f"{args.rate:g} INVITE/s, keys {KEYS}+{CONFIRM}"
+          f"{' (in-band: tones over speech)' if args.tones_over_speech else ''}, "
+          f"{os.cpu_count()} CPUs, "
           f"loadavg {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
           f"in-band detector {'present' if inband_available() else 'ABSENT'}")  # fmt: skip
     print(

@@ -18,7 +18,12 @@ packets/s for the whole call, the audio a loop of speech (`--audio`, raw
 mu-law made by the harness with espeak-ng), and the keys `--keys` then
 `--confirm` either as RFC 4733 events (`--mode rfc4733`: event packets take
 the audio's place while the key is down, end packet three times) or as DTMF
-tones mixed into the speech (`--mode inband`). With `--churn` each call
+tones (`--mode inband`). In-band tones take the speech's place too, as a
+telephone's do: its DTMF dialer mutes the microphone while a key is down
+(the dialer chip's mute output drives the speech network), and a manager
+keying a menu is not talking anyway. `--tones-over-speech` adds them to
+the speech instead: the detector's worst case (a softphone that mixes its
+tone generator with the microphone, its user talking). With `--churn` each call
 confirms a second after its last key, and a call the bot hangs up is
 replaced at once by a new one (new Call-ID and pbx id `bench-<i>-r<n>`)
 that keys straight away, until 4 s before the window's end: calls come and
@@ -172,6 +177,7 @@ class Generator:
         self.audio_pcm = ULAW_DEC[np.frombuffer(self.audio, dtype=np.uint8)].astype(np.float64)
         self.tones = {k: dtmf_tone(k, args.press_ms // 20, args.tone_dbm0) for k in set(
             args.keys + args.confirm)}  # fmt: skip
+        self.coded_tones = {k: ulaw_encode(tone) for k, tone in self.tones.items()}
         self.calls: list[Call] = []  # the call in each of the N places now
         self.every_call: list[Call] = []  # with --churn, the replaced ones too
         self.first: list[Call] = []  # the N calls placed first
@@ -312,9 +318,11 @@ class Generator:
             call.ts = (call.ts + len(out) * SAMPLES) & 0xFFFFFFFF
             call.audio_pos = (call.audio_pos + len(out) * SAMPLES) % n
             return out
-        idx = (call.audio_pos + np.arange(frames * SAMPLES)) % n
-        mixed = self.audio_pcm[idx] + self.tones[key]
-        coded = ulaw_encode(mixed)
+        if self.args.tones_over_speech:
+            idx = (call.audio_pos + np.arange(frames * SAMPLES)) % n
+            coded = ulaw_encode(self.audio_pcm[idx] + self.tones[key])
+        else:  # dial mute: the tone alone while the key is down
+            coded = self.coded_tones[key]
         for i in range(frames):
             out.append(self._rtp(call, 0, False, call.ts, coded[i * SAMPLES : (i + 1) * SAMPLES]))
             call.ts = (call.ts + SAMPLES) & 0xFFFFFFFF
@@ -622,6 +630,12 @@ def main() -> int:
     p.add_argument("--gap-ms", type=int, default=200)
     p.add_argument("--key-spread", type=float, default=3.0, help="s over which calls start keying")
     p.add_argument("--tone-dbm0", type=float, default=-10.0, help="in-band level per tone")
+    p.add_argument(
+        "--tones-over-speech",
+        action="store_true",
+        help="in-band: add the tones to the speech (a phone with no dial mute, its user"
+        " talking: the detector's worst case) instead of sending them in its place",
+    )
     p.add_argument(
         "--churn",
         action="store_true",
