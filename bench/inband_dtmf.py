@@ -1,9 +1,10 @@
 """In-band DTMF detector cost per media tick, for 100 / 500 / 1000 calls.
 
-    python bench/inband_dtmf.py [--calls 100,500,1000] [--ticks 500] [--edges]
+    python bench/inband_dtmf.py [--calls 100,500,1000] [--ticks 500] [--audio noise] [--edges]
 
-Each call feeds one 20 ms frame per tick of real G.711-decoded audio (white
-noise with a DTMF key every second, so the tracker's key path runs too) to
+Each call feeds one 20 ms frame per tick of real G.711-decoded audio (the
+full-duplex bench's caller speech, or white noise with `--audio noise`, with a
+DTMF key every second, so the tracker's key path runs too) to
 `InbandDtmfReceiver` exactly as `RtpSession.on_audio` does, and the tick
 (`on_tick`: stack every ready frame, one `analyse`) is timed. Printed per N:
 
@@ -30,6 +31,7 @@ import asyncio
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +43,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
+from tests.media.dtmf_signals import caller_speech
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import PCMU
 from voicebot.media.inband_dtmf import DBM0_PEAK, FRAME, HIGH, KEYS, LOW, InbandDtmfDetector
@@ -49,10 +52,19 @@ from voicebot.media.inband_receiver import InbandDtmfReceiver
 RATE = 8000
 
 
-def _audio(seconds: int, rng: np.random.Generator) -> list[bytes]:
-    """G.711 frames: noise at -30 dBm0 with a -10 dBm0 key of 80 ms every second."""
+def _audio(seconds: int, rng: np.random.Generator, kind: str = "speech") -> list[bytes]:
+    """G.711 frames: the full-duplex bench's caller speech (espeak-ng in en, ru and
+    uk at -20 dBm0; `kind` "noise": white noise at -30 dBm0), with a -10 dBm0 key
+    of 80 ms every second."""
     n = seconds * RATE
-    signal = rng.normal(0, DBM0_PEAK * 10 ** (-30 / 20) / np.sqrt(2), n)
+    if kind == "noise":
+        signal = rng.normal(0, DBM0_PEAK * 10 ** (-30 / 20) / np.sqrt(2), n)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            speech = caller_speech(Path(tmp))
+        speech = np.tile(speech, n // len(speech) + 1)[:n]
+        rms = float(np.sqrt(np.mean(speech**2))) or 1.0
+        signal = speech * (DBM0_PEAK * 10 ** (-20 / 20) / rms)
     t = np.arange(640) / RATE
     for second in range(seconds):
         key = KEYS.index(KEYS[second % 16])
@@ -106,9 +118,17 @@ def main() -> None:
     parser.add_argument("--calls", default="100,500,1000")
     parser.add_argument("--edges", action="store_true", help="also measure the Q.24 edges")
     parser.add_argument("--ticks", type=int, default=500, help="ticks per N (500 = 10 s of audio)")
+    parser.add_argument(
+        "--audio",
+        choices=("speech", "noise"),
+        default="speech",
+        help="what the calls send besides the keys: speech (as the full-duplex bench's"
+        " callers) or white noise at -30 dBm0",
+    )
     args = parser.parse_args()
-    frames = _audio(16, np.random.default_rng(7))
-    print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    frames = _audio(16, np.random.default_rng(7), args.audio)
+    print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+          f", audio: {args.audio} with a key a second")  # fmt: skip
     print(f"{'calls':>6} {'feed µs':>8} {'tick min':>9} {'p50':>7} {'p99':>7} {'max':>7} "
           f"{'µs/call':>8} {'% of 20ms':>9} {'decode ms':>10} {'ratio':>6} "
           f"{'keys/call/s':>11}")  # fmt: skip

@@ -305,3 +305,65 @@ def test_keys_over_speech_are_each_heard_once(tmp_path) -> None:
     )
     heard = detect_many(through_g711(streams, PCMU))
     assert heard == [keys] * len(starts), [h for h in heard if h != keys]
+
+
+def test_the_windows_left_unmeasured_are_none_the_full_measure_calls_a_key(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_classify` measures offsets and twist only where a key is possible at
+    all (the level and share a tone within MAX_DEVIATION can keep in its bin).
+    Here every window is also measured in full, and the two must agree: tones at
+    the deviation limit both ways, near the level floor, at both twist limits,
+    in white noise, among noise alone."""
+    from voicebot.media import inband_dtmf
+
+    gated, measure = inband_dtmf._classify, inband_dtmf._pair
+    windows_seen = measured = keys = 0
+
+    def counted(power: np.ndarray, *rest: np.ndarray) -> tuple:
+        nonlocal measured
+        measured += len(power)
+        return measure(power, *rest)
+
+    def full(windows: np.ndarray, before: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        n = windows.shape[0] * windows.shape[1]
+        flat_windows = windows.reshape(n, -1)
+        power = flat_windows.real**2 + flat_windows.imag**2
+        low, _ = inband_dtmf._strongest(power, 0)
+        high, _ = inband_dtmf._strongest(power, 4)
+        fraction, plausible, off = inband_dtmf._pair(
+            power, flat_windows, before.reshape(n, -1), energy.reshape(n), low, high
+        )
+        ok = plausible & (
+            (fraction >= inband_dtmf.MIN_TONE_FRACTION)
+            | (
+                (fraction >= inband_dtmf.UNDER_SPEECH_TONE_FRACTION)
+                & (off <= inband_dtmf.UNDER_SPEECH_OFFSET_HZ)
+            )
+        )
+        return np.where(ok, low * 4 + high - 4, -1).reshape(windows.shape[:2])
+
+    def both(windows: np.ndarray, before: np.ndarray, energy: np.ndarray) -> tuple:
+        nonlocal windows_seen, keys
+        monkeypatch.setattr(inband_dtmf, "_pair", counted)
+        labels, weights = gated(windows, before, energy)
+        monkeypatch.setattr(inband_dtmf, "_pair", measure)
+        np.testing.assert_array_equal(labels, full(windows, before, energy))
+        windows_seen += labels.size
+        keys += int(np.sum(labels >= 0))
+        return labels, weights
+
+    monkeypatch.setattr(inband_dtmf, "_classify", both)
+    limit = inband_dtmf.MAX_DEVIATION * 0.96
+    tones = [
+        dtmf(key, 60, dbm0=dbm0, dev_low=dev, dev_high=sign * dev, twist_db=twist)
+        for key in KEYS
+        for dev in (-limit, 0.0, limit)
+        for sign in (1, -1)
+        for dbm0, twist in ((-10, 0.0), (-27, 0.0), (-12, -8.0), (-12, 4.0))
+    ]
+    signal = np.concatenate([np.concatenate([t, silence(60)]) for t in tones])
+    noisy = signal + white_noise(len(signal), (10 ** (-45 / 20) * DBM0_PEAK) ** 2, rng)
+    detect(through_g711(noisy, PCMU), offset=int(rng.integers(0, FRAME)))
+    assert keys > len(tones)  # the full measure found keys, and the gate kept every one
+    assert 0 < measured < windows_seen  # while the silences were left unmeasured
