@@ -3,7 +3,9 @@ import itertools
 import time
 from collections.abc import Callable
 
-from voicebot.media.clock import ANALYSE, RECEIVE, SEND, MediaClock
+import pytest
+
+from voicebot.media.clock import ANALYSE, MID_ANALYSE, MID_RECEIVE, RECEIVE, SEND, MediaClock
 
 
 class Recorder:
@@ -141,3 +143,57 @@ async def test_what_became_ready_during_the_sends_runs_before_the_receives() -> 
             "receive",
             "analyse",
         ]
+
+
+class Busy:
+    """A phase that takes `seconds` of the loop and notes when it began."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.began: dict[int, float] = {}
+
+    def on_tick(self, tick_no: int) -> None:
+        now = time.monotonic()
+        self.began.setdefault(tick_no, now)
+        while time.monotonic() - now < self.seconds:
+            pass
+
+
+@pytest.mark.alone
+async def test_the_mid_tick_read_is_half_way_between_two_reads() -> None:
+    """The reads come after the sends: with 40 ms of sends in a 100 ms tick, a
+    tick reads at +40 and the next at +140, so the mid-tick read comes at +90
+    (half-way between the ticks' starts, +50, it left a datagram 90 ms in the
+    kernel on one side and 10 on the other)."""
+    clock = MediaClock(interval=0.1)
+    sends, reads, mid_reads = Busy(0.04), Busy(), Busy()
+    clock.subscribe(sends, SEND)
+    clock.subscribe(reads, RECEIVE)
+    clock.subscribe(mid_reads, MID_RECEIVE)
+    await until(lambda: len(reads.began) >= 5, timeout=5)
+    await clock.stop()
+    ticks = sorted(reads.began)[:4]
+    for tick in ticks:
+        before = mid_reads.began[tick] - reads.began[tick]
+        after = reads.began[tick + 1] - mid_reads.began[tick]
+        assert abs(before - after) < 0.025, (tick, before, after)
+
+
+@pytest.mark.alone
+async def test_a_mid_tick_never_makes_the_next_ticks_sends_wait() -> None:
+    """60 ms of sends and a 15 ms mid-tick in a 100 ms tick: half-way between the
+    reads (+110) is past the next tick, so the mid-tick comes as late as it can
+    and still end before it (+84 to +99), and every tick sends on time."""
+    clock = MediaClock(interval=0.1)
+    sends, mid_analysis = Busy(0.06), Busy(0.015)
+    clock.subscribe(sends, SEND)
+    clock.subscribe(Busy(), RECEIVE)
+    clock.subscribe(mid_analysis, MID_ANALYSE)
+    await until(lambda: len(sends.began) >= 7, timeout=5)
+    await clock.stop()
+    ticks = sorted(sends.began)
+    first = ticks[2]  # the first mid-tick teaches the clock what one costs
+    for tick in ticks[3:7]:
+        late = sends.began[tick] - sends.began[first] - (tick - first) * 0.1
+        assert late < 0.005, (tick, late)
+        assert tick - 1 in mid_analysis.began  # and the mid-tick before it ran
