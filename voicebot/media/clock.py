@@ -151,8 +151,10 @@ class MediaClock:
                 if began < due:  # late: the next tick's own receive reads it
                     for phase in MID_PHASES:
                         self._run_phase(tick, phase)
-                    # The cost of the next one: the last, or a slow decay from a longer one.
-                    self._mid_cost = max(loop.time() - began, self._mid_cost * 0.9)
+                    # The cost of the next one: the last, or half the one before when
+                    # that was longer (one stalled mid-tick, a collection in it, is
+                    # forgotten in a few ticks rather than moving every later one).
+                    self._mid_cost = max(loop.time() - began, self._mid_cost * 0.5)
 
     def _run_phase(self, tick: int, phase: int) -> None:
         for tickable in list(self._phases[phase]):
