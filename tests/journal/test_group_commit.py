@@ -132,3 +132,29 @@ async def test_after_commit_runs_for_a_caller_cancelled_meanwhile(tmp_path: Path
     async with conn.execute("SELECT k FROM t") as cursor:
         assert [row[0] for row in await cursor.fetchall()] == ["a"]
     await conn.close()
+
+
+async def test_a_write_alone_in_its_batch_that_fails_leaves_nothing_and_raises(
+    tmp_path: Path,
+) -> None:
+    """A batch of one write runs without a savepoint: what the write did before
+    it failed is rolled back with the transaction, the error reaches its caller,
+    and the next write commits."""
+    conn = await open_database(tmp_path / "j.db")
+    await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    writes = GroupCommit(conn, get_logger())
+
+    def insert(*keys: str) -> object:
+        return lambda raw: [raw.execute("INSERT INTO t VALUES (?)", (k,)) for k in keys]
+
+    try:
+        await writes.write("finish", "a", insert("a1", "a2", "a1"), 5.0)
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        raise AssertionError("the failing write did not raise to its caller")
+    await writes.write("finish", "b", insert("b"), 5.0)
+    assert writes.batches == 1  # the failed one did not count as committed
+    async with conn.execute("SELECT k FROM t ORDER BY k") as cursor:
+        assert [row[0] for row in await cursor.fetchall()] == ["b"]
+    await conn.close()

@@ -188,3 +188,32 @@ async def test_a_save_is_one_trip_to_the_database_thread(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "j.db") as conn:
         assert conn.execute("SELECT status FROM categorizations").fetchall() == [("confirmed",)]
         assert conn.execute("SELECT message_id FROM webhooks_deliveries").fetchall() == [(ids[0],)]
+
+
+async def test_a_confirmed_save_is_five_statements(tmp_path: Path) -> None:
+    """On a loaded bot every statement of a save hands the GIL to the database's
+    thread and back, and each hand-back can wait for a media phase: a save is
+    BEGIN, one statement that stores the outcome and reads the row back, the
+    outbox message, its delivery, COMMIT (it was nine: a savepoint around it,
+    create-if-missing, update and read back)."""
+    journal = await Journal.open(tmp_path / "j.db", [ENDPOINT])
+    await journal.start_call(start())
+    statements: list[str] = []
+    await journal.connection._execute(  # type: ignore[no-untyped-call]
+        lambda: journal.connection._conn.set_trace_callback(statements.append)
+    )
+    ids = await journal.finish_call(start("call_1"), confirmed())
+    await journal.connection._execute(  # type: ignore[no-untyped-call]
+        lambda: journal.connection._conn.set_trace_callback(None)
+    )
+    row = await journal.get("call_1")
+    await journal.close()
+    assert [s.split(" (")[0].split(" SET")[0] for s in statements] == [
+        "BEGIN IMMEDIATE",
+        "INSERT INTO categorizations",
+        "INSERT INTO webhooks_messages",
+        "INSERT INTO webhooks_deliveries",
+        "COMMIT",
+    ]
+    assert len(ids) == 1
+    assert row is not None and row.status == "confirmed" and row.value == Decimal("1500.50")

@@ -164,13 +164,35 @@ def _finish(
     claimed: bool = False,
 ) -> list[str] | list[Claim]:
     """finish_call's transaction body, on the database's thread: the webhook
-    ids enqueued, or with `claimed` the deliveries, claimed."""
-    _insert_start(raw, call)
-    cursor = raw.execute(
-        "UPDATE categorizations SET status = ?, category_code = ?, category_name = ?,"
-        " value = ?, digits = ?, attempts = ?, end_reason = ?, ended_at = ?"
-        " WHERE call_id = ? AND status = 'in_progress'",
+    ids enqueued, or with `claimed` the deliveries, claimed.
+
+    One statement stores the outcome and reads the row back: the call's row
+    is created with it if the answer-time write never made it, updated while
+    it is `in_progress`, and left alone once finished (then no row comes
+    back, and nothing is enqueued again). It was three (create if missing,
+    update, read back): on a loaded bot each statement hands the GIL to the
+    database's thread and back, and each hand-back can wait for a media
+    phase, so statements are what a save's latency is made of.
+    """
+    row = raw.execute(
+        "INSERT INTO categorizations (call_id, sip_call_id, pbx_call_id, manager,"
+        " client_number, codec, started_at, status, category_code, category_name, value,"
+        " digits, attempts, end_reason, ended_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (call_id) DO UPDATE SET status = excluded.status,"
+        " category_code = excluded.category_code, category_name = excluded.category_name,"
+        " value = excluded.value, digits = excluded.digits, attempts = excluded.attempts,"
+        " end_reason = excluded.end_reason, ended_at = excluded.ended_at"
+        " WHERE categorizations.status = 'in_progress'"
+        f" RETURNING {_COLUMNS}",
         (
+            call.call_id,
+            call.sip_call_id,
+            call.pbx_call_id,
+            call.manager,
+            call.client_number,
+            call.codec,
+            _iso(call.started_at),
             outcome.status,
             outcome.category_code,
             outcome.category_name,
@@ -179,16 +201,10 @@ def _finish(
             outcome.attempts,
             outcome.end_reason,
             _iso(outcome.ended_at),
-            call.call_id,
         ),
-    )
-    if cursor.rowcount != 1 or outcome.status != "confirmed":
-        return []
-    row = raw.execute(
-        f"SELECT {_COLUMNS} FROM categorizations WHERE call_id = ?", (call.call_id,)
     ).fetchone()
-    if row is None:
-        raise LookupError(f"no journal row for call {call.call_id}")
+    if row is None or outcome.status != "confirmed":
+        return []
     enqueue = enqueue_claimed_sync if claimed else enqueue_sync
     return enqueue(
         raw, "call.categorized", _row(row).categorized_event(), endpoints, now=outcome.ended_at
