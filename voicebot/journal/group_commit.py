@@ -6,7 +6,8 @@ A write is a function of the plain sqlite3 connection (`Work`), run on the
 aiosqlite connection's own thread. `GroupCommit.write` queues it and waits;
 one writer task takes everything queued, runs it as ONE transaction in ONE
 trip to the thread (`write_in_one_trip`), each write inside its own
-SAVEPOINT, and resolves each caller's future once COMMIT has returned. Writes
+SAVEPOINT when there are several (a batch of one needs none), and resolves
+each caller's future once COMMIT has returned. Writes
 that arrive meanwhile make the next batch.
 
 Why: at 500 calls the event loop is busy with media, so every trip to the
