@@ -136,20 +136,25 @@ def _row(row: aiosqlite.Row) -> Categorization:
     return Categorization(**data)
 
 
+def _start_values(call: CallStart) -> tuple[str | None, ...]:
+    """(call_id, sip_call_id, pbx_call_id, manager, client_number, codec, started_at)."""
+    return (
+        call.call_id,
+        call.sip_call_id,
+        call.pbx_call_id,
+        call.manager,
+        call.client_number,
+        call.codec,
+        _iso(call.started_at),
+    )
+
+
 def _insert_start(raw: sqlite3.Connection, call: CallStart) -> None:
     raw.execute(
         "INSERT OR IGNORE INTO categorizations (call_id, sip_call_id, pbx_call_id,"
-        " manager, client_number, status, codec, started_at)"
-        " VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?)",
-        (
-            call.call_id,
-            call.sip_call_id,
-            call.pbx_call_id,
-            call.manager,
-            call.client_number,
-            call.codec,
-            _iso(call.started_at),
-        ),
+        " manager, client_number, codec, started_at, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'in_progress')",
+        _start_values(call),
     )
 
 
@@ -186,13 +191,7 @@ def _finish(
         " WHERE categorizations.status = 'in_progress'"
         f" RETURNING {_COLUMNS}",
         (
-            call.call_id,
-            call.sip_call_id,
-            call.pbx_call_id,
-            call.manager,
-            call.client_number,
-            call.codec,
-            _iso(call.started_at),
+            *_start_values(call),
             outcome.status,
             outcome.category_code,
             outcome.category_name,
