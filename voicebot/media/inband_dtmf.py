@@ -358,11 +358,12 @@ def _classify(
     """
     shape = windows.shape[:-1]
     n = math.prod(shape)
-    power = (windows.real**2 + windows.imag**2).reshape(n, -1)
+    windows, before, energy = windows.reshape(n, -1), before.reshape(n, -1), energy.reshape(n)
+    power = windows.real**2 + windows.imag**2
     low, p_low = _strongest(power, 0)
     high, p_high = _strongest(power, 4)
     floor_low, floor_high = _MIN_LEAKAGE[low], _MIN_LEAKAGE[high]
-    total = np.maximum(energy.reshape(n), 1e-3) * (_WINDOW / 2)
+    total = np.maximum(energy, 1e-3) * (_WINDOW / 2)
     could = (
         (p_low >= _LEVEL_FLOOR * floor_low)
         & (p_high >= _LEVEL_FLOOR * floor_high)
@@ -374,12 +375,7 @@ def _classify(
     if idx.size:
         low, high = low[idx], high[idx]
         fraction, plausible, off_nominal = _pair(
-            power[idx],
-            windows.reshape(n, -1)[idx],
-            before.reshape(n, -1)[idx],
-            energy.reshape(n)[idx],
-            low,
-            high,
+            power[idx], windows[idx], before[idx], energy[idx], low, high
         )
         clear = fraction >= MIN_TONE_FRACTION
         under_speech = (fraction >= UNDER_SPEECH_TONE_FRACTION) & (
@@ -459,10 +455,10 @@ def _carried(
     m, w = windows.shape[:2]
     flat_windows, flat_before = windows.reshape(m * w, -1), before.reshape(m * w, -1)
     power = flat_windows.real**2 + flat_windows.imag**2
+    low, high = np.repeat(k // 4, w), np.repeat(k % 4 + 4, w)
     fraction, plausible, _ = _pair(
-        power, flat_windows, flat_before, energy.reshape(m * w), np.repeat(k // 4, w),
-        np.repeat(k % 4 + 4, w),
-    )  # fmt: skip
+        power, flat_windows, flat_before, energy.reshape(m * w), low, high
+    )
     return (
         fraction.reshape(m, w).astype(np.float32),
         (key >= 0)[:, None] & plausible.reshape(m, w),
