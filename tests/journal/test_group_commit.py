@@ -9,6 +9,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.journal.db_probes import hold_write_lock, trips_to_the_database_thread
 from tests.journal.test_journal import ENDPOINT, confirmed, start
 from voicebot.journal import Journal
@@ -147,12 +149,8 @@ async def test_a_write_alone_in_its_batch_that_fails_leaves_nothing_and_raises(
     def insert(*keys: str) -> object:
         return lambda raw: [raw.execute("INSERT INTO t VALUES (?)", (k,)) for k in keys]
 
-    try:
+    with pytest.raises(sqlite3.IntegrityError):
         await writes.write("finish", "a", insert("a1", "a2", "a1"), 5.0)
-    except sqlite3.IntegrityError:
-        pass
-    else:
-        raise AssertionError("the failing write did not raise to its caller")
     await writes.write("finish", "b", insert("b"), 5.0)
     assert writes.batches == 1  # the failed one did not count as committed
     async with conn.execute("SELECT k FROM t ORDER BY k") as cursor:

@@ -170,7 +170,9 @@ class GroupCommit:
                 )
             except sqlite3.OperationalError as error:
                 if not is_unavailable(error):
-                    self._fail(batch, error)  # BEGIN or COMMIT itself is broken: a bug
+                    # A bug: in BEGIN or COMMIT, or in the write of a batch of one
+                    # (no savepoint: its error comes out here, and goes to its caller).
+                    self._fail(batch, error)
                     continue
                 pause = self._requeue(batch, describe_sqlite_error(error), delay)
                 await asyncio.sleep(pause)
