@@ -422,7 +422,6 @@ class Generator:
         for i in range(a.n):
             spread = (i * 0.6180339887) % 1.0
             k0 = w0_mono + 0.3 + spread * a.key_spread
-            # the confirm during the read-back (barge-in), late in the window
             # confirms spread evenly over the second half of the window (barge-in on the
             # read-back): N / (window / 2 - 1.5) saves per second; with --churn, a
             # second after the last key, so calls end (and are replaced) all along
