@@ -52,7 +52,7 @@ from voicebot.media.inband_receiver import InbandDtmfReceiver
 RATE = 8000
 
 
-def _audio(seconds: int, rng: np.random.Generator, kind: str = "speech") -> list[bytes]:
+def call_audio(seconds: int, rng: np.random.Generator, kind: str = "speech") -> list[bytes]:
     """G.711 frames: the full-duplex bench's caller speech (espeak-ng in en, ru and
     uk at -20 dBm0; `kind` "noise": white noise at -30 dBm0), with a -10 dBm0 key
     of 80 ms every second."""
@@ -126,7 +126,7 @@ def main() -> None:
         " callers) or white noise at -30 dBm0",
     )
     args = parser.parse_args()
-    frames = _audio(16, np.random.default_rng(7), args.audio)
+    frames = call_audio(16, np.random.default_rng(7), args.audio)
     print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
           f", audio: {args.audio} with a key a second")  # fmt: skip
     print(f"{'calls':>6} {'feed µs':>8} {'tick min':>9} {'p50':>7} {'p99':>7} {'max':>7} "
