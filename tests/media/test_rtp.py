@@ -5,7 +5,6 @@ import pytest
 from voicebot.media.rtp import (
     RtpPacket,
     RtpParseError,
-    plain_audio_payload,
     plain_packet,
     seq_newer,
 )
@@ -95,20 +94,3 @@ def test_plain_packet_is_what_rtp_packet_serialises(
     # The send path's shortcut must put the same bytes on the wire.
     packet = RtpPacket(pt, seq % 65536, ts % 2**32, ssrc, marker, b"\xd5" * 160)
     assert plain_packet(pt, marker, seq, ts, ssrc, b"\xd5" * 160) == bytes(packet)
-
-
-def test_plain_audio_payload_takes_only_what_the_full_parse_agrees_with() -> None:
-    plain = bytes(RtpPacket(0, 1, 2, 3, True, b"\x7f" * 160))
-    assert plain_audio_payload(plain, 0) == RtpPacket.parse(plain).payload
-    # another payload type, a CSRC, an extension, padding, an empty payload, version 1:
-    # the shortcut declines and the full parse decides
-    others = [
-        bytes(RtpPacket(101, 1, 2, 3, False, b"\x01\x0a\x00\xa0")),
-        bytes(RtpPacket(0, 1, 2, 3, False, b"\x7f" * 160, csrc=[9])),
-        bytes(RtpPacket(0, 1, 2, 3, False, b"\x7f" * 160, extension=(0xBEDE, b"\x00" * 4))),
-        bytes(RtpPacket(0, 1, 2, 3, False, b"\x7f" * 160, padding=4)),
-        bytes(RtpPacket(0, 1, 2, 3)),
-        bytes([0x40]) + plain[1:],
-    ]
-    for data in others:
-        assert plain_audio_payload(data, 0) is None

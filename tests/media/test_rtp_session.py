@@ -113,18 +113,24 @@ async def test_sends_one_full_packet_per_tick(pool: RtpPortPool, clock: MediaClo
     assert [p.payload for p in packets[:4]] == [b"\x01" * 160] * 3 + [b"\xff" * 160]
     assert [p.marker for p in packets[:4]] == [True, False, False, False]
     assert not any(p.marker for p in packets[1:])
+    # the header packed inline is byte for byte what RtpPacket serialises
+    assert all(bytes(RtpPacket.parse(data)) == data for data, _ in receiver.datagrams)
 
 
 async def test_sequence_wrap_on_the_wire(pool: RtpPortPool, clock: MediaClock) -> None:
     peer, receiver, peer_port = await udp_peer()
     session = RtpSession(await pool.allocate(), (HOST, peer_port), PCMA, clock)
     session._seq = 65533  # start right before the wrap
+    session._timestamp = 2**32 - 320  # and the timestamp's
     await session.start()
     await until(lambda: len(receiver.datagrams) >= 6)
     await session.close()
     peer.close()
     packets = [RtpPacket.parse(d) for d, _ in receiver.datagrams]
     assert [p.sequence for p in packets[:6]] == [65533, 65534, 65535, 0, 1, 2]
+    start = packets[0].timestamp
+    assert [(p.timestamp - start) % 2**32 for p in packets[:6]] == [0, 160, 320, 480, 640, 800]
+    assert any(p.timestamp < start for p in packets[:6])  # it did wrap
     assert {len(d) for d, _ in receiver.datagrams} == {172}
     assert packets[0].payload == b"\xd5" * 160
 
@@ -161,6 +167,42 @@ async def test_garbage_does_not_stop_dtmf(pool: RtpPortPool, clock: MediaClock) 
     await session.close()
     peer.close()
     raw.close()
+
+
+async def test_every_audio_packet_hands_on_what_the_full_parse_finds(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    # The receive path's shortcut for plain packets (no CSRC, extension or
+    # padding) must agree with RtpPacket.parse; the rest take the full parse.
+    # Another payload type is neither audio nor malformed: it is ignored.
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((HOST, 0))
+    payloads: list[bytes] = []
+    session = RtpSession(
+        await pool.allocate(), peer.getsockname(), PCMU, clock, dtmf_payload_type=DTMF_PT
+    )
+    session.on_payload = payloads.append
+    await session.start()
+    plain = bytes(RtpPacket(0, 1, 2, 3, True, b"\x7f" * 160))
+    datagrams = [
+        plain,
+        bytes(RtpPacket(0, 2, 2, 3, False, b"\x7e" * 160, csrc=[9])),
+        bytes(RtpPacket(0, 3, 2, 3, False, b"\x7d" * 160, extension=(0xBEDE, b"\x00" * 4))),
+        bytes(RtpPacket(0, 4, 2, 3, False, b"\x7c" * 160, padding=4)),
+        bytes(RtpPacket(0, 5, 2, 3)),  # no payload
+        bytes(RtpPacket(8, 6, 2, 3, False, b"\x7b" * 160)),  # not the call's codec
+        bytes(RtpPacket(DTMF_PT, 7, 2, 3, False, b"\x01\x0a\x00\xa0")),  # a key, not audio
+        bytes([0x40]) + plain[1:],  # version 1
+    ]
+    for data in datagrams:
+        peer.sendto(data, (HOST, session.local_port))
+    stats = session.stats
+    await until(lambda: stats.packets_received + stats.malformed == len(datagrams) - 1)
+    await session.close()
+    peer.close()
+    assert payloads == [RtpPacket.parse(data).payload for data in datagrams[:5]]
+    assert payloads[3] == b"\x7c" * 160  # the padding stripped
+    assert (stats.keys, stats.malformed, stats.packets_received) == (1, 1, 6)
 
 
 async def udp_peer_on(host: str) -> tuple[asyncio.DatagramTransport, Receiver, int]:

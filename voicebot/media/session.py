@@ -23,6 +23,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 import structlog
@@ -33,12 +34,12 @@ from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
 from voicebot.media.player import FrameSource, PromptPlayer
 from voicebot.media.receiver import RtpReceiver, receiver_for
 from voicebot.media.rtp import (
+    HEADER,
+    RTP_HEADER_LENGTH,
     SEQ_MODULO,
     TIMESTAMP_MODULO,
     RtpPacket,
     RtpParseError,
-    plain_audio_payload,
-    plain_packet,
 )
 from voicebot.media.telephone_event import EVENT_KEYS, DtmfDetector, DtmfSender, TelephoneEvent
 from voicebot.refusal_log import RefusalLog
@@ -233,8 +234,9 @@ class RtpSession:
         self.remote = remote
         self._trusted_ips = frozenset({remote[0], *learn_from})
         self._candidate: _Candidate | None = None
-        self._heard_at: float | None = None  # loop time of the last packet from `remote`
+        self._heard_at: float | None = None  # time.monotonic() of the last packet from `remote`
         self.codec = codec
+        self._audio_pt = codec.payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.on_key = on_key
         self.on_audio = on_audio  # decoded 16-bit PCM of every accepted audio packet
@@ -308,18 +310,21 @@ class RtpSession:
     # -- sending -------------------------------------------------------------
 
     def on_tick(self, tick_no: int) -> None:
-        if self._last_tick is not None:
+        # Every call, every 20 ms: the plain packet is built here, not through
+        # `plain_packet` (a call less per packet; same bytes).
+        last, self._last_tick = self._last_tick, tick_no
+        if last is not None:
             # Skipped ticks (a stalled loop) advance the timestamp too, so the
             # far end sees a gap rather than a stream that has fallen behind.
-            self._timestamp += SAMPLES_PER_FRAME * max(1, tick_no - self._last_tick)
-            self._timestamp %= TIMESTAMP_MODULO
-        self._last_tick = tick_no
+            ticks = tick_no - last
+            self._timestamp = (
+                self._timestamp + SAMPLES_PER_FRAME * (ticks if ticks > 1 else 1)
+            ) % TIMESTAMP_MODULO
         packet = self._next_dtmf_packet() if self._outgoing or self._presses else None
         if packet is None:
             payload, marker = (self.source or self.player).next_frame()
-            data = plain_packet(
-                self.codec.payload_type, marker, self._seq, self._timestamp, self._ssrc, payload
-            )
+            second = self._audio_pt | 0x80 if marker else self._audio_pt
+            data = HEADER.pack(0x80, second, self._seq, self._timestamp, self._ssrc) + payload
         else:  # an RFC 4733 event keeps the press's own timestamp
             packet.sequence = self._seq
             packet.ssrc = self._ssrc
@@ -356,21 +361,26 @@ class RtpSession:
     # -- receiving -----------------------------------------------------------
 
     def _on_datagram(self, data: bytes, addr: Address) -> None:
-        # The common case first: a plain packet of the call's codec (50 a second
-        # per call) needs neither an RtpPacket nor the full parse.
-        payload = plain_audio_payload(data, self.codec.payload_type)
-        if payload is not None:
-            sequence = (data[2] << 8) | data[3]
-            if self._accept_source(addr, sequence):
-                try:
-                    if self.on_payload is not None:
-                        self.on_payload(payload)
-                    if self.on_packet is not None:
-                        self.on_packet(sequence, payload)
-                    if self.on_audio is not None:
-                        self.on_audio(self.codec.decode(payload))
-                except Exception:
-                    self._log.exception("rtp.callback_failed")
+        # The common case first, with no call on the way (it was `plain_audio_payload`
+        # and `_accept_source`): a plain packet (version 2; no padding, extension or
+        # CSRC) of the call's codec from the call's source, 50 a second per call.
+        if len(data) > RTP_HEADER_LENGTH and data[0] == 0x80 and data[1] & 0x7F == self._audio_pt:
+            if addr == self.remote:
+                self._candidate = None
+                self._heard_at = monotonic()
+                self.stats.packets_received += 1
+            elif not self._accept_source(addr, (data[2] << 8) | data[3]):
+                return
+            payload = data[RTP_HEADER_LENGTH:]
+            try:
+                if self.on_payload is not None:
+                    self.on_payload(payload)
+                if self.on_packet is not None:
+                    self.on_packet((data[2] << 8) | data[3], payload)
+                if self.on_audio is not None:
+                    self.on_audio(self.codec.decode(payload))
+            except Exception:
+                self._log.exception("rtp.callback_failed")
             return
         try:
             packet = RtpPacket.parse(data)
@@ -399,7 +409,7 @@ class RtpSession:
             self._log.exception("rtp.callback_failed")
 
     def _accept_source(self, addr: Address, seq: int) -> bool:
-        now = asyncio.get_running_loop().time()
+        now = monotonic()
         if addr == self.remote:
             self._candidate = None
             self._heard_at = now
