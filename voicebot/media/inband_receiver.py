@@ -100,17 +100,13 @@ class InbandChannel:
         """20 ms frames dropped because audio came faster than real time (a flood)."""
         return self.dropped_bytes // self._frame_bytes
 
-    def feed(self, pcm: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         """16-bit little-endian PCM at 8 kHz, any length (normally one 20 ms frame)."""
-        if self.law is not None:
-            raise TypeError("this channel takes G.711 payloads: feed_g711()")
-        self._append(pcm)
+        raise TypeError("this channel takes G.711 payloads: feed_g711()")
 
-    def feed_g711(self, payload: bytes) -> None:
+    def feed_g711(self, data: bytes) -> None:
         """A payload in the channel's codec, as it came in the RTP packet (any length)."""
-        if self.law is None:
-            raise TypeError("this channel takes 16-bit PCM: feed()")
-        self._append(payload)
+        raise TypeError("this channel takes 16-bit PCM: feed()")
 
     def _append(self, data: bytes) -> None:
         buffer = self._buffer
@@ -126,6 +122,18 @@ class InbandChannel:
 
     def close(self) -> None:
         self._receiver.close(self)
+
+
+# What a channel takes is known when it opens, so its feed is `_append` itself:
+# a check and a call less on every packet (the RTP session's `on_payload`).
+class _G711Channel(InbandChannel):
+    __slots__ = ()
+    feed_g711 = InbandChannel._append
+
+
+class _PcmChannel(InbandChannel):
+    __slots__ = ()
+    feed = InbandChannel._append
 
 
 class InbandDtmfReceiver:
@@ -150,7 +158,8 @@ class InbandDtmfReceiver:
     def open(self, on_key: Callable[[str], None], codec: Codec | None = None) -> InbandChannel:
         """A channel fed 16-bit PCM, or `codec`'s payloads (G.711) when given."""
         law = None if codec is None else _G711_OFFSET[codec.payload_type]
-        channel = InbandChannel(self, self.detector.open(), on_key, law)
+        kind = _PcmChannel if law is None else _G711Channel
+        channel = kind(self, self.detector.open(), on_key, law)
         self._channels[channel.slot] = channel
         self._clock.subscribe(self, ANALYSE)  # after every call's send of the tick
         self._clock.subscribe(self, MID_ANALYSE)  # after the mid-tick read
