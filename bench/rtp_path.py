@@ -23,9 +23,11 @@ figure is the median over the ticks, so a tick the box took away counts
 little.
 
 `--against DIR` runs the same measurement on DIR's `voicebot` (a worktree of
-an earlier commit) in alternating child processes, `--pairs` times, and prints
-each tree's best run and the ratio this tree / DIR: a before/after measured in
-the same run on the same box. Numbers are printed, never asserted.
+an earlier commit) in child processes, each N's two trees back to back,
+`--pairs` times, and prints each tree's best run, the ratio of the bests, and
+the ratio within each pair with its median: the host's speed drifts by a third
+from one minute to the next here, and a pair run back to back shares it.
+Numbers are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -188,8 +190,13 @@ def main() -> None:
         return
     runs: dict[str, list[dict[int, dict[str, float]]]] = {"this": [], "base": []}
     for _ in range(args.pairs):
-        runs["this"].append(_child(ROOT, calls, args.ticks))
-        runs["base"].append(_child(args.against, calls, args.ticks))
+        this: dict[int, dict[str, float]] = {}
+        base: dict[int, dict[str, float]] = {}
+        for n in calls:  # each N's pair back to back
+            this.update(_child(ROOT, [n], args.ticks))
+            base.update(_child(args.against, [n], args.ticks))
+        runs["this"].append(this)
+        runs["base"].append(base)
     for n in calls:
         best: dict[str, Any] = {
             tree: min((run[n] for run in tree_runs), key=lambda r: r["total"])
@@ -198,6 +205,14 @@ def main() -> None:
         print(_row("base", n, best["base"], None))
         ratio = {k: best["this"][k] / best["base"][k] for k in (*PHASES, "total")}
         print(_row("this", n, best["this"], ratio))
+        totals = {t: " ".join(f"{run[n]['total']:.1f}" for run in r) for t, r in runs.items()}
+        print(f"{'':13}every run's total, in order: base {totals['base']}; this {totals['this']}")
+        # The host's speed drifts between runs: a pair run back to back shares it.
+        pairs = [
+            t[n]["total"] / b[n]["total"] for t, b in zip(runs["this"], runs["base"], strict=True)
+        ]
+        print(f"{'':13}this / base per pair: {' '.join(f'{r:.2f}' for r in pairs)}; "
+              f"median {statistics.median(pairs):.2f}")  # fmt: skip
     print(f"best of {args.pairs} alternating runs per tree; base = {args.against}")
 
 
