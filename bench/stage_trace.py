@@ -160,6 +160,16 @@ def _trace_collections() -> None:
                 STAMPS["gc_census"] = census  # type: ignore[assignment]
 
     gc.callbacks.append(on_collection)
+    if os.environ.get("BENCH_GC_CENSUS_AT"):
+        # What a full collection would walk at that moment (a full pass may not
+        # come in a short run): every tracked object not frozen, by type.
+        import threading
+
+        def take() -> None:
+            census.update(_by_type(gc.get_objects()))
+            STAMPS["gc_census"] = census  # type: ignore[assignment]
+
+        threading.Timer(float(os.environ["BENCH_GC_CENSUS_AT"]), take).start()
 
 
 def _garbage_census() -> dict[str, int]:
