@@ -46,6 +46,7 @@ BATCHES: list[tuple[float, float, int, float]] = []
 # end, generation, objects collected); a few a second, so the trace itself
 # barely adds to what it measures.
 COLLECTIONS: list[tuple[float, float, int, int]] = []
+FULL_PASS_CPU: list[float] = []  # CPU seconds of each full pass, in COLLECTIONS' order
 
 
 def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
@@ -152,9 +153,11 @@ def _trace_collections() -> None:
 
     def on_collection(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            began[:] = [time.time()]
+            began[:] = [time.time(), time.thread_time()]
         elif began:
             COLLECTIONS.append((began[0], time.time(), info["generation"], info["collected"]))
+            if info["generation"] == 2:  # and the CPU it took in the collecting thread
+                FULL_PASS_CPU.append(time.thread_time() - began[1])
             if info["generation"] == 2 and os.environ.get("BENCH_GC_CENSUS") and not census:
                 census.update(_by_type(gc.get_objects()))
                 STAMPS["gc_census"] = census  # type: ignore[assignment]
@@ -162,12 +165,22 @@ def _trace_collections() -> None:
     gc.callbacks.append(on_collection)
     if os.environ.get("BENCH_GC_CENSUS_AT"):
         # What a full collection would walk at that moment (a full pass may not
-        # come in a short run): every tracked object not frozen, by type.
+        # come in a short run): every tracked object not frozen, by type; then
+        # one full pass, timed in COLLECTIONS like the collector's own.
+        import collections
         import threading
 
         def take() -> None:
-            census.update(_by_type(gc.get_objects()))
+            objects = gc.get_objects()
+            census.update(_by_type(objects))
             STAMPS["gc_census"] = census  # type: ignore[assignment]
+            # What a pass visits beside the objects: their referents, by type.
+            visits = collections.Counter()
+            for o in objects:
+                visits[type(o).__qualname__] += len(gc.get_referents(o))
+            STAMPS["gc_referents"] = dict(visits.most_common(20))  # type: ignore[assignment]
+            del objects
+            gc.collect()
 
         threading.Timer(float(os.environ["BENCH_GC_CENSUS_AT"]), take).start()
 
@@ -199,7 +212,16 @@ def dump() -> None:
     if os.environ.get("BENCH_GC_GARBAGE"):
         out["gc_garbage"] = _garbage_census()  # type: ignore[assignment]
     with open(OUT, "w") as f:
-        json.dump({**out, "ticks": TICKS, "batches": BATCHES, "collections": COLLECTIONS}, f)
+        json.dump(
+            {
+                **out,
+                "ticks": TICKS,
+                "batches": BATCHES,
+                "collections": COLLECTIONS,
+                "full_pass_cpu": FULL_PASS_CPU,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":
