@@ -37,7 +37,6 @@ import asyncio
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -67,6 +66,7 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
     from voicebot.media.clock import ANALYSE, MID_ANALYSE, MID_RECEIVE, RECEIVE, SEND, MediaClock
     from voicebot.media.g711 import PCMU
     from voicebot.media.inband_receiver import InbandDtmfReceiver
+    from voicebot.media.rtp import plain_packet
     from voicebot.media.session import RtpPortPool, RtpSession
 
     configure_logging("warning")  # a line per session started and closed is not the point
@@ -93,13 +93,11 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
         phones.append((phone, (endpoint.host, endpoint.port)))
     await clock.stop()  # nothing but this coroutine runs the phases from here on
 
-    header = struct.Struct("!BBHII")
-
     def phones_send(tick: int, part: range) -> None:
         for i in part:
             phone, bot = phones[i]
             payload = frames[(tick + 7 * i) % len(frames)]
-            phone.sendto(header.pack(0x80, 0, tick & 0xFFFF, 160 * tick, i) + payload, bot)
+            phone.sendto(plain_packet(PCMU.payload_type, False, tick, 160 * tick, i, payload), bot)
 
     def phones_drain() -> None:
         for phone, _ in phones:
