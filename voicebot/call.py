@@ -159,6 +159,12 @@ class CategorizationCall:
             session.on_payload = self._inband.feed_g711
         try:
             try:
+                # Nothing may reach the port before our answer names it; a phone
+                # sends audio once it has our 200, before its ACK reaches us, so
+                # what arrives from here on is the call's (the manager may key at
+                # once; under load the ACK waits its turn: 2 of 500 first keys
+                # were lost when the media start dropped it, bench/README.md).
+                endpoint.discard_queued()
                 await self._call.answer(endpoint.host, endpoint.port)
             except CallCancelled:
                 self.log.info("call.cancelled_before_answer")
@@ -185,7 +191,7 @@ class CategorizationCall:
                 started_at=self._env.clock.now(),
             )
             self._start_row = asyncio.create_task(self._write_start_row(self._start))
-            await session.start()
+            await session.start(keep_queued=True)
             watcher = asyncio.create_task(self._watch_hangup())
             try:
                 await self._drive()

@@ -32,11 +32,14 @@ TONE_MS, GAP_MS, LEAD_IN_MS, TAIL_MS = 100, 250, 1500, 3000
 FRAME_MS = 20
 
 
-def write_keyed_audio_pcap(path: Path, codec: Codec, *, dual_mode: bool = False) -> Path:
-    """KEYS as tones in `codec` audio; with `dual_mode`, also as RFC 4733 (pt 101)."""
-    parts = [silence(LEAD_IN_MS)]
+def write_keyed_audio_pcap(
+    path: Path, codec: Codec, *, dual_mode: bool = False, lead_in_ms: int = LEAD_IN_MS
+) -> Path:
+    """KEYS as tones in `codec` audio, the first `lead_in_ms` in; with `dual_mode`,
+    also as RFC 4733 (pt 101)."""
+    parts = [silence(lead_in_ms)]
     presses = []
-    at_ms = LEAD_IN_MS
+    at_ms = lead_in_ms
     for key in KEYS:
         parts += [dtmf(key, TONE_MS, dbm0=-10), silence(GAP_MS)]
         presses.append((at_ms // FRAME_MS, key, TONE_MS // FRAME_MS))
@@ -61,7 +64,7 @@ async def keyed_call(sipp: Sipp, bot: VoicebotApp, pcap: Path, scenario: str, co
         trace_msg=True,
     )
     assert result.ok and result.successful_calls == 1, result.describe()
-    if scenario == "uac_inband":
+    if scenario.startswith("uac_inband"):
         assert "telephone-event" not in result.messages_log_text  # neither offered nor answered
 
 
@@ -91,6 +94,20 @@ async def test_tones_only_phone_gets_a_confirmed_row(
     assert row["digits"] == KEYS and row["attempts"] == 1
     metric = await keys_metric(bot)
     assert metric["inband"] == len(KEYS) and metric["rfc4733"] == 0, metric
+
+
+async def test_a_key_sent_before_the_ack_arrives_is_heard(
+    make_bot: MakeBot, sipp: Sipp, tmp_path: Path
+) -> None:
+    """The phone sends audio once it has our 200 OK, and its first tone is over
+    before its ACK reaches the bot (sent 400 ms late; a loaded bot reads its ACK
+    late too): that audio is the call's, and the key in it counts."""
+    bot = await make_bot()
+    pcap = write_keyed_audio_pcap(tmp_path / "early.pcap", PCMU, lead_in_ms=60)
+    await keyed_call(sipp, bot, pcap, "uac_inband_late_ack", PCMU)
+    (row,) = await wait_journal_rows(bot, finished)
+    assert_confirmed_3_1500(row)
+    assert row["digits"] == KEYS and row["attempts"] == 1
 
 
 async def test_tones_are_not_listened_for_when_off(

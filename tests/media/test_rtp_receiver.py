@@ -98,7 +98,8 @@ async def test_a_flooded_socket_is_read_a_few_datagrams_per_tick(
 async def test_datagrams_queued_before_the_session_starts_are_not_taken(
     pool: RtpPortPool, clock: MediaClock
 ) -> None:
-    """As before the tick read them: a port hears nothing until its call's media starts."""
+    """A plain start (an outbound call's, after it rang): what queued while it
+    rang (early media) is stale and not taken."""
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind((HOST, 0))
     session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
@@ -115,6 +116,33 @@ async def test_datagrams_queued_before_the_session_starts_are_not_taken(
         await session.close()
         phone.close()
     assert receiver_for(clock).sockets == 0  # closing the call took its socket out
+
+
+async def test_an_answered_call_takes_what_came_after_the_answer_in_order(
+    pool: RtpPortPool, clock: MediaClock
+) -> None:
+    """An answered call (`voicebot.call`): what reached the port before the
+    answer named it is dropped (`discard_queued`); what came after, before the
+    media started (the phone's audio ahead of its ACK), is read, in order."""
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    session = RtpSession(await pool.allocate(), phone.getsockname(), PCMU, clock)
+    heard: list[int] = []
+    session.on_packet = lambda seq, payload: heard.append(seq)
+    try:
+        # Loopback delivers before sendto returns (as the test above relies on).
+        for seq in range(3):  # before the answer: a stranger's guess
+            phone.sendto(audio(seq, 9), (HOST, session.local_port))
+        assert session.endpoint.discard_queued() == 3
+        for seq in range(10, 20):  # after it, ahead of the ACK
+            phone.sendto(audio(seq, 9), (HOST, session.local_port))
+        await session.start(keep_queued=True)
+        phone.sendto(audio(20, 9), (HOST, session.local_port))
+        await until(lambda: session.stats.packets_received >= 11)
+    finally:
+        await session.close()
+        phone.close()
+    assert heard == list(range(10, 21))
 
 
 class KeyAfterReceive:

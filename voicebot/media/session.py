@@ -32,7 +32,7 @@ from voicebot.logs import get_logger
 from voicebot.media.clock import MediaClock
 from voicebot.media.g711 import SAMPLES_PER_FRAME, Codec
 from voicebot.media.player import FrameSource, PromptPlayer
-from voicebot.media.receiver import RtpReceiver, receiver_for
+from voicebot.media.receiver import RtpReceiver, discard_queued, receiver_for
 from voicebot.media.rtp import (
     HEADER,
     RTP_HEADER_LENGTH,
@@ -88,12 +88,23 @@ class RtpEndpoint:
         self._pool = pool
         self._receiver: RtpReceiver | None = None
 
-    def listen(self, clock: MediaClock, handler: Callable[[bytes, Address], None]) -> None:
-        """Hand every datagram to `handler`, read on `clock`'s ticks (queued ones are dropped)."""
+    def listen(
+        self,
+        clock: MediaClock,
+        handler: Callable[[bytes, Address], None],
+        *,
+        keep_queued: bool = False,
+    ) -> None:
+        """Hand every datagram to `handler`, read on `clock`'s ticks; the ones
+        queued now are dropped unless `keep_queued`."""
         self.protocol.handler = handler
         if self._receiver is None and self.sock.fileno() >= 0:
             self._receiver = receiver_for(clock)
-            self._receiver.add(self.sock, handler)
+            self._receiver.add(self.sock, handler, keep_queued=keep_queued)
+
+    def discard_queued(self) -> int:
+        """Drop what waits on the socket now (before our SDP names the port); how many."""
+        return discard_queued(self.sock) if self.sock.fileno() >= 0 else 0
 
     def close(self) -> None:
         self.protocol.handler = None
@@ -266,8 +277,10 @@ class RtpSession:
     def local_port(self) -> int:
         return self.endpoint.port
 
-    async def start(self) -> None:
-        self.endpoint.listen(self._clock, self._on_datagram)
+    async def start(self, *, keep_queued: bool = False) -> None:
+        """Send on every tick and read what arrives; with `keep_queued`, also what
+        arrived before this (an answered call's first audio: see `voicebot.call`)."""
+        self.endpoint.listen(self._clock, self._on_datagram, keep_queued=keep_queued)
         self._clock.subscribe(self)
         self._log.info(
             "rtp.started",
