@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import json
 import os
 import runpy
@@ -47,6 +48,9 @@ BATCHES: list[tuple[float, float, int, float]] = []
 # barely adds to what it measures.
 COLLECTIONS: list[tuple[float, float, int, int]] = []
 FULL_PASS_CPU: list[float] = []  # CPU seconds of each full pass, in COLLECTIONS' order
+# With BENCH_GC_YOUNG: at every young pass's start, when, and the commonest kinds of
+# object it walks (what piled up since the last one; a tuple by its items' types).
+YOUNG: list[tuple[float, dict[str, int]]] = []
 
 
 def stamp(stage: str, key: str | None, *, first: bool = False) -> None:
@@ -145,7 +149,10 @@ def _trace_ticks() -> None:
 
 
 def _trace_collections() -> None:
+    import collections
     import gc
+
+    young_census = bool(os.environ.get("BENCH_GC_YOUNG"))
 
     began: list[float] = []
 
@@ -153,6 +160,11 @@ def _trace_collections() -> None:
 
     def on_collection(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
+            if young_census and info["generation"] == 0:
+                # What piled up since the last pass: the allocations a young
+                # pass walks (summed over passes; bench/README.md).
+                kinds = collections.Counter(map(_kind, gc.get_objects(generation=0)))
+                YOUNG.append((time.time(), dict(kinds.most_common(12))))
             began[:] = [time.time(), time.thread_time()]
         elif began:
             COLLECTIONS.append((began[0], time.time(), info["generation"], info["collected"]))
@@ -167,7 +179,6 @@ def _trace_collections() -> None:
         # What a full collection would walk at that moment (a full pass may not
         # come in a short run): every tracked object not frozen, by type; then
         # one full pass, timed in COLLECTIONS like the collector's own.
-        import collections
         import threading
 
         def take() -> None:
@@ -183,6 +194,13 @@ def _trace_collections() -> None:
             gc.collect()
 
         threading.Timer(float(os.environ["BENCH_GC_CENSUS_AT"]), take).start()
+
+
+def _kind(o: Any) -> str:
+    """An object's type; a tuple's with its items' (what made it tells them apart)."""
+    if type(o) is tuple:  # its items through the collector: one being built has holes
+        return "tuple(" + ",".join(type(i).__qualname__ for i in gc.get_referents(o)[:4]) + ")"
+    return type(o).__qualname__
 
 
 def _garbage_census() -> dict[str, int]:
@@ -219,6 +237,7 @@ def dump() -> None:
                 "batches": BATCHES,
                 "collections": COLLECTIONS,
                 "full_pass_cpu": FULL_PASS_CPU,
+                "young": YOUNG,
             },
             f,
         )
