@@ -249,6 +249,31 @@ async def test_g711_payloads_are_heard_as_their_decoded_audio() -> None:
     await clock.stop()
 
 
+async def test_calls_in_both_laws_one_frame_a_tick_hear_what_pcm_hears() -> None:
+    """The bot's usual tick: G.711 calls only, PCMU and PCMA mixed, each with
+    exactly one frame waiting (decoded in bulk, no Python per call). They hear
+    what channels of another receiver fed the same audio as 16-bit PCM hear."""
+    clock = MediaClock(interval=10.0)  # ticked by hand below
+    g711_receiver, pcm_receiver = InbandDtmfReceiver(clock), InbandDtmfReceiver(clock)
+    calls = [("1A#", PCMU), ("90*", PCMA), ("D47", PCMA), ("2B5", PCMU), ("0", PCMA)]
+    heard: list[list[str]] = [[] for _ in range(2 * len(calls))]
+    g711 = [g711_receiver.open(heard[i].append, codec) for i, (_, codec) in enumerate(calls)]
+    pcm = [pcm_receiver.open(heard[len(calls) + i].append) for i in range(len(calls))]
+    payloads = [g711_encode(keyed(keys, tone_ms=60, pause_ms=60), c) for keys, c in calls]
+    frames = max(len(p) for p in payloads) // FRAME + 1
+    for n in range(frames):
+        for i, payload in enumerate(payloads):
+            piece = payload[n * FRAME : (n + 1) * FRAME]
+            if len(piece) == FRAME:  # a call whose audio ended sends nothing more
+                g711[i].feed_g711(piece)
+                pcm[i].feed(calls[i][1].decode(piece))
+        g711_receiver.on_tick(n)
+        pcm_receiver.on_tick(n)
+    assert ["".join(keys) for keys in heard] == [keys for keys, _ in calls] * 2
+    assert g711_receiver.frames_analysed == pcm_receiver.frames_analysed
+    await clock.stop()
+
+
 # -- dual mode: a phone sending each key as RFC 4733 and as tones ---------------
 
 
