@@ -129,10 +129,24 @@ _LEVEL_FLOOR = (10 ** (MIN_LEVEL_DBM0 / 20) * DBM0_PEAK * _WINDOW / 2) ** 2  # a
 _MAX_OFFSET_HZ = MAX_DEVIATION * FREQS
 
 
-def _leakage(offset_hz: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def _exact_leakage(offset_hz: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
     """Power a 20 ms rectangular window keeps of a tone `offset_hz` off its frequency."""
     x = np.clip(np.abs(offset_hz), 0, 60.0) * (_WINDOW / SAMPLE_RATE)
     return np.maximum(np.sinc(x) ** 2, 0.05).astype(np.float32)
+
+
+#: `_exact_leakage` every 1/40 Hz from 0 to 60 Hz: `_leakage` looks it up (the
+#: sinc's numpy calls were a tenth of the detector's cost at 500 calls; the
+#: nearest entry is within 0.3 % of the exact value, 0.01 dB).
+_LEAKAGE_STEPS_PER_HZ = 40
+_LEAKAGE_TABLE = _exact_leakage(np.arange(60 * _LEAKAGE_STEPS_PER_HZ + 1) / _LEAKAGE_STEPS_PER_HZ)
+
+
+def _leakage(offset_hz: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """`_exact_leakage` of the nearest 1/40 Hz (beyond 60 Hz: 60 Hz's)."""
+    i = (np.abs(offset_hz) * _LEAKAGE_STEPS_PER_HZ + 0.5).astype(np.intp)
+    np.clip(i, 0, len(_LEAKAGE_TABLE) - 1, out=i)  # (and a NaN's garbage index)
+    return _LEAKAGE_TABLE[i]
 
 
 #: The least power a tone within MAX_DEVIATION of each frequency keeps in its
