@@ -7,7 +7,9 @@ from the 20 ms frame grid, so no result depends on where a tone starts.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,11 +25,17 @@ from tests.media.dtmf_signals import (
     white_noise,
 )
 from tests.polling import until
-from voicebot.media.clock import MediaClock
+from voicebot.media.clock import MID_ANALYSE, MID_RECEIVE, MediaClock
 from voicebot.media.dual_mode_keys import DualModeKeys
 from voicebot.media.g711 import PCMA, PCMU, Codec
 from voicebot.media.inband_dtmf import DBM0_PEAK, FRAME, KEYS, InbandDtmfDetector
-from voicebot.media.inband_receiver import FRAME_BYTES, MAX_BUFFERED_FRAMES, InbandDtmfReceiver
+from voicebot.media.inband_receiver import (
+    FRAME_BYTES,
+    MAX_BUFFERED_FRAMES,
+    MID_ANALYSE_MAX_LOAD,
+    InbandChannel,
+    InbandDtmfReceiver,
+)
 
 CODECS = [PCMU, PCMA]
 
@@ -272,6 +280,67 @@ async def test_calls_in_both_laws_one_frame_a_tick_hear_what_pcm_hears() -> None
     assert ["".join(keys) for keys in heard] == [keys for keys, _ in calls] * 2
     assert g711_receiver.frames_analysed == pcm_receiver.frames_analysed
     await clock.stop()
+
+
+class _MidTickProbe:
+    """MID_RECEIVE: one frame to `channel` (as the mid-tick read hands it on);
+    MID_ANALYSE, after the receiver's own: (frames fed, frames analysed) by then."""
+
+    def __init__(self, receiver: InbandDtmfReceiver, channel: InbandChannel) -> None:
+        self.receiver, self.channel = receiver, channel
+        self.fed = 0
+        self.seen: list[tuple[int, int]] = []
+
+    def feed(self, tick_no: int) -> None:
+        self.channel.feed_g711(b"\xff" * FRAME)
+        self.fed += 1
+
+    def on_tick(self, tick_no: int) -> None:
+        self.seen.append((self.fed, self.receiver.frames_analysed))
+
+
+class _Phase:
+    def __init__(self, on_tick: Callable[[int], None]) -> None:
+        self.on_tick = on_tick
+
+
+class _Busy:
+    """SEND: keeps the loop busy `seconds` every tick (other calls' sends)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_tick(self, tick_no: int) -> None:
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["room", "busy"])
+async def test_the_mid_tick_analysis_waits_for_the_tick_when_the_clock_is_busy(
+    busy: bool,
+) -> None:
+    """With room on the clock a frame read mid-tick is analysed at once; when
+    the tick's own work took more than MID_ANALYSE_MAX_LOAD of it, that frame
+    waits for the next tick's analysis (one detector call a tick, not two)."""
+    interval = 0.1
+    clock = MediaClock(interval=interval)
+    receiver = InbandDtmfReceiver(clock)
+    channel = receiver.open(lambda key: None, PCMU)
+    probe = _MidTickProbe(receiver, channel)
+    load = _Busy(interval * (MID_ANALYSE_MAX_LOAD + 0.2) if busy else 0.0)
+    clock.subscribe(load)
+    clock.subscribe(_Phase(probe.feed), MID_RECEIVE)
+    clock.subscribe(probe, MID_ANALYSE)
+    try:
+        await until(lambda: len(probe.seen) >= 4, timeout=5)
+    finally:
+        await clock.stop()
+        channel.close()
+    # After the first mid-tick, each tick's analysis took the frame fed before it.
+    lag = {fed - analysed for fed, analysed in probe.seen[1:]}
+    assert lag == ({1} if busy else {0}), probe.seen
+    assert (clock.load > MID_ANALYSE_MAX_LOAD) is busy
 
 
 # -- dual mode: a phone sending each key as RFC 4733 and as tones ---------------

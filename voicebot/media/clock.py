@@ -35,6 +35,11 @@ midpoint of the ticks the wait was 5 ms on one side and 15 on the other,
 and phones send at every phase of the tick (measured at 300 in-band calls:
 a key reached the call 28.5-29 ms after its first tone packet, p50, where
 20 ms is the tone's second packet).
+
+`load` is the share of the interval the last tick's phases took. A
+subscriber may skip optional work when it is high: the in-band receiver
+leaves its mid-tick analysis to the next tick then (see
+`voicebot.media.inband_receiver`).
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ class MediaClock:
         self._phases: tuple[dict[Tickable, None], ...] = (self._subscribers, {}, {}, {}, {})
         self._task: asyncio.Task[None] | None = None
         self._mid_cost = 0.0  # seconds the last mid-tick took (decaying maximum)
+        #: The share of the interval the last tick's phases took, from its first
+        #: send to the end of its analysis (wall time: what ran between phases too).
+        self.load = 0.0
 
     @property
     def running(self) -> bool:
@@ -135,6 +143,7 @@ class MediaClock:
                     if phase == RECEIVE:
                         read_at = loop.time()
                     self._run_phase(tick, phase)
+            self.load = (loop.time() - started) / self.interval
             if any(self._phases[phase] for phase in MID_PHASES):
                 due = t0 + (tick + 1) * self.interval
                 # Half-way between this tick's read and the next one's, which

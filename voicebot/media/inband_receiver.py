@@ -16,7 +16,12 @@ It runs again half-way between ticks, after the RTP receiver's mid-tick read
 is analysed at once instead of after the next tick's sends, up to 10 ms
 sooner. Phones send at every phase of the tick, so each run takes about half
 the calls' frames; the second detector call costs its fixed part again
-(measured: 0.85 ms for 500 frames in one call, 2 x 0.54 ms in two).
+(measured: 0.85 ms for 500 frames in one call, 2 x 0.54 ms in two). So the
+mid-tick analysis runs only while the clock's last tick took less than
+`MID_ANALYSE_MAX_LOAD` of the interval: past that the core is what limits
+the calls, and the frames read mid-tick wait for the tick's own analysis
+(measured with bench/rtp_path.py at 500 talking calls: one analysis a tick
+costs 6.5-6.9 us a call where two cost 9.1-10).
 
 Why every frame, at once: the detector's Q.24 timing counts 5 ms windows of
 contiguous audio, so a dropped frame is a hole in the tone (a 100 ms press
@@ -52,6 +57,9 @@ FRAME_BYTES = FRAME * 2  # 16-bit PCM
 MAX_BUFFERED_FRAMES = 50
 #: Frames analysed per call in one tick at most (320 ms of audio).
 MAX_ROUNDS_PER_TICK = 16
+#: The mid-tick analysis runs while the clock's last tick took less than this
+#: share of the interval (`MediaClock.load`); above it, the tick's own does it.
+MID_ANALYSE_MAX_LOAD = 0.5
 
 #: G.711 code -> linear sample (float32, what the detector computes in), one
 #: 256-entry block per codec; a channel fed G.711 indexes it at its codec's offset.
@@ -158,6 +166,7 @@ class InbandDtmfReceiver:
         self._ready: dict[InbandChannel, None] = {}  # channels with a whole frame waiting
         self._pcm_open = 0  # channels fed 16-bit PCM (the bot's calls are all G.711)
         self.frames_analysed = 0
+        self._mid_tick = _MidTickAnalysis(self, clock)
 
     @property
     def open_channels(self) -> int:
@@ -171,7 +180,7 @@ class InbandDtmfReceiver:
         self._channels[channel.slot] = channel
         self._pcm_open += law is None
         self._clock.subscribe(self, ANALYSE)  # after every call's send of the tick
-        self._clock.subscribe(self, MID_ANALYSE)  # after the mid-tick read
+        self._clock.subscribe(self._mid_tick, MID_ANALYSE)  # after the mid-tick read
         return channel
 
     def close(self, channel: InbandChannel) -> None:
@@ -183,6 +192,7 @@ class InbandDtmfReceiver:
         self.detector.close(channel.slot)
         if not self._channels:
             self._clock.unsubscribe(self)
+            self._clock.unsubscribe(self._mid_tick)
 
     def ready(self, channel: InbandChannel) -> None:
         self._ready[channel] = None
@@ -256,3 +266,15 @@ class InbandDtmfReceiver:
             except Exception:
                 # One call's broken handler must not take keys from the others.
                 self._log.exception("inband_dtmf.key_handler_failed", key=key)
+
+
+class _MidTickAnalysis:
+    """The receiver's `MID_ANALYSE` subscription: its tick, while the clock has room."""
+
+    def __init__(self, receiver: InbandDtmfReceiver, clock: MediaClock) -> None:
+        self._receiver = receiver
+        self._clock = clock
+
+    def on_tick(self, tick_no: int) -> None:
+        if self._clock.load < MID_ANALYSE_MAX_LOAD:
+            self._receiver.on_tick(tick_no)
