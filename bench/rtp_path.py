@@ -11,8 +11,9 @@ wires it (`session.on_payload = channel.feed_g711`), each sending a prompt
 (its `PromptPlayer`) to a "phone" socket that sends the caller's speech back
 at 50 packets a second, half of them before the tick's read and half before
 the mid-tick's. The bench drives the media clock's phases itself, in the
-order the clock runs them (SEND, RECEIVE, ANALYSE, MID_RECEIVE, MID_ANALYSE),
-and times each with this thread's CPU clock (user and system: a loopback
+order the clock runs them (SEND, RECEIVE, ANALYSE, MID_RECEIVE, MID_ANALYSE;
+the clock's `load` set from the tick's CPU, as the clock sets it from its wall
+time), and times each with this thread's CPU clock (user and system: a loopback
 send includes its delivery); the phones' sends and drains are not timed.
 
 Printed per N: µs of CPU per packet sent (the SEND phase), per packet read
@@ -45,6 +46,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("send", "read", "analyse")
+FLOOR = ("floor send", "floor read")  # the bare syscalls' share of send and read
 
 
 def _import_voicebot(src: Path) -> None:
@@ -112,21 +114,56 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
         clock._run_phase(tick, phase)
         return time.thread_time_ns() - t0
 
+    # The floor, on the same sockets between the bot's ticks: the same bytes sent
+    # and read with nothing around the syscalls but a bare loop (no header, no
+    # handler, no checks). What the bot spends above it is its own Python.
+    import select
+
+    floor_packet = plain_packet(PCMU.payload_type, False, 1, 160, 1, frames[0])
+    floor_socks = [(s.endpoint.sock, s.remote) for s in sessions]
+    floor_poll = select.epoll()
+    for sock, _ in floor_socks:
+        floor_poll.register(sock.fileno(), select.EPOLLIN)
+
+    def floor_send() -> int:
+        t0 = time.thread_time_ns()
+        for sock, remote in floor_socks:
+            sock.sendto(floor_packet, remote)
+        return time.thread_time_ns() - t0
+
+    def floor_read() -> int:
+        t0 = time.thread_time_ns()
+        while ready := floor_poll.poll(0):
+            for fd, _ in ready:
+                by_fd[fd](2048)
+        return time.thread_time_ns() - t0
+
+    by_fd = {sock.fileno(): sock.recvfrom for sock, _ in floor_socks}
+
     half = calls // 2
-    per_tick: dict[str, list[float]] = {name: [] for name in PHASES}
+    clock_interval = 0.020  # the bot's (the bench clock's own is a placeholder)
+    per_tick: dict[str, list[float]] = {name: [] for name in (*PHASES, *FLOOR)}
     for tick in range(1, warmup + ticks + 1):
         spent = dict.fromkeys(PHASES, 0)
         spent["send"] += cpu(SEND, tick)
         phones_send(tick, range(half))
         spent["read"] += cpu(RECEIVE, tick)
         spent["analyse"] += cpu(ANALYSE, tick)
+        # As the clock does: the tick's share of the interval, which decides
+        # whether the mid-tick analysis runs (voicebot.media.inband_receiver).
+        clock.load = (spent["send"] + spent["read"] + spent["analyse"]) / (clock_interval * 1e9)
         phones_send(tick, range(half, calls))
         spent["read"] += cpu(MID_RECEIVE, tick)
         spent["analyse"] += cpu(MID_ANALYSE, tick)
         phones_drain()
+        spent["floor send"] = floor_send()
+        phones_send(tick, range(calls))
+        spent["floor read"] = floor_read()
+        phones_drain()
         if tick > warmup:
-            for name in PHASES:
+            for name in (*PHASES, *FLOOR):
                 per_tick[name].append(spent[name] / 1e3 / calls)  # µs per call (= per packet)
+    floor_poll.close()
     received = sum(s.stats.packets_received for s in sessions)
     for session in sessions:
         await session.close()
@@ -134,6 +171,7 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
         phone.close()
     result = {name: statistics.median(values) for name, values in per_tick.items()}
     result["total"] = sum(result[name] for name in PHASES)
+    result["floor"] = result["floor send"] + result["floor read"]
     result["core_pct"] = result["total"] * calls / 20_000 * 100
     result["received_share"] = received / (calls * (warmup + ticks))
     result["keys_per_call_s"] = keys[0] / calls / ((warmup + ticks) * 0.02)
@@ -142,7 +180,8 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
 
 def _row(tree: str, calls: int, r: dict[str, float], ratio: dict[str, float] | None) -> str:
     cells = "".join(f"{r[name]:>9.2f}" for name in (*PHASES, "total"))
-    line = (f"{tree:<6} {calls:>6}{cells} {r['core_pct']:>7.1f}% "
+    floor = f"{r['floor send']:>6.2f}+{r['floor read']:<5.2f}" if "floor" in r else f"{'-':>12}"
+    line = (f"{tree:<6} {calls:>6}{cells} {floor} {r['core_pct']:>7.1f}% "
             f"{r['received_share']:>8.3f} {r['keys_per_call_s']:>6.2f}")  # fmt: skip
     if ratio:
         line += "   " + " ".join(f"{name} {ratio[name]:.2f}" for name in (*PHASES, "total"))
@@ -176,11 +215,13 @@ def main() -> None:
         return
     print(
         "µs of CPU per packet (median over ticks): send, read (with the in-band feed), "
-        "analyse; total per call and tick; one core's share at N calls; packets read / "
+        "analyse; total per call and tick; the floor: a bare sendto + a bare epoll and "
+        "recvfrom of the same packets on the same sockets (what no Python can remove); "
+        "one core's share at N calls; packets read / "
         "sent by the phones; in-band keys heard per call and second (1 a second sent)"
     )
     head = f"{'tree':<6} {'calls':>6}" + "".join(f"{h:>9}" for h in (*PHASES, "total"))
-    print(head + f" {'core':>8} {'received':>8} {'keys':>6}")
+    print(head + f" {'floor':>12} {'core':>8} {'received':>8} {'keys':>6}")
     if args.against is None:
         _import_voicebot(args.src)
         for n in calls:
