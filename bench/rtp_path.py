@@ -18,10 +18,11 @@ send includes its delivery); the phones' sends and drains are not timed.
 
 Printed per N: µs of CPU per packet sent (the SEND phase), per packet read
 (both reads, with the in-band channel's feed), per packet analysed (both
-analyses), the sum per call and tick, and what that makes of one core at N
-calls (the rest of a bot, SIP, journal and webhooks, comes on top). Each
-figure is the median over the ticks, so a tick the box took away counts
-little.
+analyses), the sum per call and tick, the floor (the same packets sent and
+read on the same sockets by a bare loop, between the bot's ticks: the
+kernel's part), and what that makes of one core at N calls (the rest of a
+bot, SIP, journal and webhooks, comes on top). Each figure is the median
+over the ticks, so a tick the box took away counts little.
 
 `--against DIR` runs the same measurement on DIR's `voicebot` (a worktree of
 an earlier commit) in child processes, each N's two trees back to back,
