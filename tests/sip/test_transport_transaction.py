@@ -10,6 +10,7 @@ from voicebot.settings import SipSettings
 from voicebot.sip.call import IncomingCall
 from voicebot.sip.message import SipRequest, SipResponse, parse_message
 from voicebot.sip.transaction import TransactionLayer, TransactionTimeout
+from voicebot.sip.transport import MAX_DATAGRAMS_PER_WAKEUP, SipTransport
 from voicebot.sip.user_agent import UserAgent
 
 
@@ -150,3 +151,29 @@ async def test_server_invite_retransmits_non_2xx_until_ack() -> None:
     await asyncio.sleep(0.1)
     assert len(recorder.sent) == count
     layer.close()
+
+
+async def test_a_burst_is_read_many_datagrams_a_loop_pass() -> None:
+    """While other work keeps the loop busy (the media clock at hundreds of
+    calls gives it a few passes a tick), SIP messages are read
+    MAX_DATAGRAMS_PER_WAKEUP a pass: asyncio's transport read one, and at 500
+    calls an ACK waited up to 10 s. Counted in loop passes, not time."""
+    requests: list[SipRequest] = []
+    transport = await SipTransport.open(
+        "127.0.0.1", 0, lambda request, source: requests.append(request), lambda r, s: None
+    )
+    peer = Peer()
+    burst = 3 * MAX_DATAGRAMS_PER_WAKEUP
+    try:
+        for i in range(burst):  # loopback: queued on the bot's socket as sendto returns
+            peer.sock.sendto(options("127.0.0.1:5999", f"z9hG4bKb{i}"), transport.local_address)
+        passes = 0
+        while len(requests) < burst and passes < 2 * burst:
+            await asyncio.sleep(0)
+            passes += 1
+    finally:
+        transport.close()
+        peer.sock.close()
+    assert [r.top_via.params["branch"] for r in requests] == [f"z9hG4bKb{i}" for i in range(burst)]
+    assert passes <= 4  # three readiness callbacks, and the pass that sees the last
+    transport.send(b"after close", ("127.0.0.1", 9))  # a no-op, not an error

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from voicebot.logs import get_logger
 from voicebot.sip.message import (
@@ -45,6 +45,12 @@ Screen = Callable[[bytes, Address], bool]
 MAX_DATAGRAM = 65535
 #: SO_RCVBUF asked for the SIP socket (the kernel caps it at net.core.rmem_max).
 RECEIVE_BUFFER_BYTES = 4 << 20
+#: Datagrams read and handled each time the loop finds the socket readable.
+#: asyncio's own datagram transport reads one a pass; while the media clock
+#: keeps the loop busy that is a few passes a tick, and at 500 in-band calls
+#: a ramp of 100 INVITEs a second (with their ACKs) queued for up to 10 s: the
+#: calls' media started that late. 16 handled SIP messages are a few ms.
+MAX_DATAGRAMS_PER_WAKEUP = 16
 
 
 def stamp_via(request: SipRequest, source: Address) -> None:
@@ -77,8 +83,15 @@ def response_destination(response: SipResponse) -> Address:
     return host, port
 
 
-class SipTransport(asyncio.DatagramProtocol):
-    """One UDP socket carrying every SIP message of the user agent."""
+class SipTransport:
+    """One UDP socket carrying every SIP message of the user agent.
+
+    The socket is read by this class, not by an asyncio transport: up to
+    `MAX_DATAGRAMS_PER_WAKEUP` datagrams each time the loop finds it readable
+    (asyncio's reads one). Sends go straight to the socket; one that cannot
+    go at once (the send buffer full) is dropped and logged, and SIP's own
+    retransmissions carry it.
+    """
 
     def __init__(
         self,
@@ -92,9 +105,11 @@ class SipTransport(asyncio.DatagramProtocol):
         self._on_response = on_response
         self._screen = screen
         self._log = logger or get_logger(component="sip.transport")
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.local_address: Address = ("0.0.0.0", 0)
         self.malformed = 0  # datagrams the parser refused
+        self.send_dropped = 0  # datagrams the socket could not take at once
 
     @classmethod
     async def open(
@@ -109,22 +124,44 @@ class SipTransport(asyncio.DatagramProtocol):
     ) -> SipTransport:
         """Bind host:port (port 0 picks a free one; see `local_address`)."""
         loop = asyncio.get_running_loop()
-        protocol = cls(on_request, on_response, screen=screen, logger=logger)
-        await loop.create_datagram_endpoint(lambda: protocol, local_addr=(host, port))
-        return protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # asyncio reads one datagram per loop pass. While hundreds of calls'
-            # media keep the loop busy, a burst of INVITEs and ACKs waits in the
-            # kernel; the default queue (~208 KB) overflowed at 500 calls and
-            # dropped 2083 requests in one bench run (bench/full_duplex.py).
+        transport = cls(on_request, on_response, screen=screen, logger=logger)
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _, proto, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+        try:
+            sock.setblocking(False)
+            # A burst of INVITEs and ACKs while the media keeps the loop busy
+            # waits in the kernel; the default queue (~208 KB) overflowed at 500
+            # calls and dropped 2083 requests in one bench run (bench/full_duplex.py).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        sockname = transport.get_extra_info("sockname")
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        transport._start(loop, sock)
+        return transport
+
+    def _start(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop, self._sock = loop, sock
+        sockname = sock.getsockname()
         self.local_address = (sockname[0], sockname[1])
+        loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            if sock is None or sock.fileno() < 0:
+                return  # closed by what a message did
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self.datagram_received(data, addr)
+            sock = self._sock
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         source: Address = (addr[0], addr[1])
@@ -168,9 +205,21 @@ class SipTransport(asyncio.DatagramProtocol):
         self.send(bytes(response), source)
 
     def send(self, data: bytes, destination: Address) -> None:
-        if self._transport is None or self._transport.is_closing():
+        sock = self._sock
+        if sock is None:
             return
-        self._transport.sendto(data, destination)
+        try:
+            sock.sendto(data, destination)
+        except (BlockingIOError, InterruptedError):
+            # UDP: SIP retransmits what matters (requests, INVITE responses).
+            self.send_dropped += 1
+            self._log.warning(
+                "sip.send_dropped",
+                destination=f"{destination[0]}:{destination[1]}",
+                dropped=self.send_dropped,
+            )
+        except OSError as exc:
+            self.error_received(exc)
 
     def send_request(self, request: SipRequest, destination: Address) -> None:
         self.send(bytes(request), destination)
@@ -179,8 +228,13 @@ class SipTransport(asyncio.DatagramProtocol):
         self.send(bytes(response), response_destination(response))
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(sock.fileno())
+        sock.close()
 
 
 def malformed_response(data: bytes, source: Address) -> SipResponse | None:
