@@ -57,7 +57,7 @@ DatagramHandler = Callable[[bytes, Address], None]
 MAX_PACKETS_PER_TICK = 8
 #: Largest datagram read; a longer one is truncated (and then fails the RTP parse).
 MAX_DATAGRAM = 2048
-#: Datagrams discarded when a socket starts being read (or a call is answered), at most.
+#: Datagrams `discard_queued` drops at most (a session's start, a call's answer).
 MAX_STALE_DATAGRAMS = 256
 
 
@@ -88,13 +88,9 @@ class RtpReceiver:
     def sockets(self) -> int:
         return len(self._table)
 
-    def add(
-        self, sock: socket.socket, handler: DatagramHandler, *, keep_queued: bool = False
-    ) -> None:
-        """Read `sock` on every tick from now on; what queued before is discarded
-        unless `keep_queued` (an answered call's audio sent before its ACK came)."""
-        if not keep_queued:
-            discard_queued(sock)
+    def add(self, sock: socket.socket, handler: DatagramHandler) -> None:
+        """Read `sock` on every tick from now on, what queued before included
+        (whether that is stale is the session's call: `RtpSession.start`)."""
         if sock.family == socket.AF_INET6:
             inner = handler
 

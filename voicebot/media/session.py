@@ -88,22 +88,16 @@ class RtpEndpoint:
         self._pool = pool
         self._receiver: RtpReceiver | None = None
 
-    def listen(
-        self,
-        clock: MediaClock,
-        handler: Callable[[bytes, Address], None],
-        *,
-        keep_queued: bool = False,
-    ) -> None:
-        """Hand every datagram to `handler`, read on `clock`'s ticks; the ones
-        queued now are dropped unless `keep_queued`."""
+    def listen(self, clock: MediaClock, handler: Callable[[bytes, Address], None]) -> None:
+        """Hand every datagram to `handler`, read on `clock`'s ticks (the ones queued too)."""
         self.protocol.handler = handler
         if self._receiver is None and self.sock.fileno() >= 0:
             self._receiver = receiver_for(clock)
-            self._receiver.add(self.sock, handler, keep_queued=keep_queued)
+            self._receiver.add(self.sock, handler)
 
     def discard_queued(self) -> int:
-        """Drop what waits on the socket now (before our SDP names the port); how many."""
+        """Drop what waits on the socket now (stale, or sent before our SDP named
+        the port); how many."""
         return discard_queued(self.sock) if self.sock.fileno() >= 0 else 0
 
     def close(self) -> None:
@@ -278,9 +272,12 @@ class RtpSession:
         return self.endpoint.port
 
     async def start(self, *, keep_queued: bool = False) -> None:
-        """Send on every tick and read what arrives; with `keep_queued`, also what
-        arrived before this (an answered call's first audio: see `voicebot.call`)."""
-        self.endpoint.listen(self._clock, self._on_datagram, keep_queued=keep_queued)
+        """Send on every tick and read what arrives. What queued before is dropped
+        (an outbound call's early media, stale once it is answered) unless
+        `keep_queued` (an answered call's first audio: see `voicebot.call`)."""
+        if not keep_queued:
+            self.endpoint.discard_queued()
+        self.endpoint.listen(self._clock, self._on_datagram)
         self._clock.subscribe(self)
         self._log.info(
             "rtp.started",
