@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voicebot.logs import get_logger
+from voicebot.refusal_log import RefusalLog
 from voicebot.sip.message import (
     Headers,
     SipParseError,
@@ -110,6 +111,7 @@ class SipTransport:
         self.local_address: Address = ("0.0.0.0", 0)
         self.malformed = 0  # datagrams the parser refused
         self.send_dropped = 0  # datagrams the socket could not take at once
+        self._drops = RefusalLog(self._log)  # a full send buffer: a line a second
 
     @classmethod
     async def open(
@@ -213,7 +215,7 @@ class SipTransport:
         except (BlockingIOError, InterruptedError):
             # UDP: SIP retransmits what matters (requests, INVITE responses).
             self.send_dropped += 1
-            self._log.warning(
+            self._drops.refused(
                 "sip.send_dropped",
                 destination=f"{destination[0]}:{destination[1]}",
                 dropped=self.send_dropped,
