@@ -125,6 +125,7 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
     floor_poll = select.epoll()
     for sock, _ in floor_socks:
         floor_poll.register(sock.fileno(), select.EPOLLIN)
+    by_fd = {sock.fileno(): sock.recvfrom for sock, _ in floor_socks}
 
     def floor_send() -> int:
         t0 = time.thread_time_ns()
@@ -138,8 +139,6 @@ async def measure(calls: int, ticks: int, warmup: int = 25) -> dict[str, float]:
             for fd, _ in ready:
                 by_fd[fd](2048)
         return time.thread_time_ns() - t0
-
-    by_fd = {sock.fileno(): sock.recvfrom for sock, _ in floor_socks}
 
     half = calls // 2
     clock_interval = 0.020  # the bot's (the bench clock's own is a placeholder)

@@ -21,6 +21,7 @@ ids are mapped back through what `finish_call` returned. The cost is one
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import gc
 import json
@@ -149,9 +150,6 @@ def _trace_ticks() -> None:
 
 
 def _trace_collections() -> None:
-    import collections
-    import gc
-
     young_census = bool(os.environ.get("BENCH_GC_YOUNG"))
 
     began: list[float] = []
@@ -207,16 +205,12 @@ def _garbage_census() -> dict[str, int]:
     """With BENCH_GC_GARBAGE: every object the collector found unreachable (in a
     reference cycle) over the bot's life, by type: DEBUG_SAVEALL, set at start,
     keeps them in gc.garbage instead of freeing them (a bench-only leak)."""
-    import gc
-
     gc.collect()
     return _by_type(gc.garbage)
 
 
 def _by_type(objects: list[Any]) -> dict[str, int]:
     """The 40 commonest types among `objects`, with counts, and their total."""
-    import collections
-
     kinds = collections.Counter(type(o).__qualname__ for o in objects)
     return dict(kinds.most_common(40), total=sum(kinds.values()))
 
@@ -247,12 +241,8 @@ if __name__ == "__main__":
     if os.environ.get("BENCH_SWITCH_INTERVAL_S"):  # an experiment: the GIL's switch interval
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     if os.environ.get("BENCH_GC_THRESHOLD"):  # an experiment: "gen0,gen1,gen2" thresholds
-        import gc
-
         gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
     if os.environ.get("BENCH_GC_GARBAGE"):
-        import gc
-
         gc.set_debug(gc.DEBUG_SAVEALL)
     install()
     atexit.register(dump)
